@@ -1,0 +1,59 @@
+# Touchstream: every target does its own set-up on a fresh machine (Java 17 and Maven present).
+# `make help` lists the targets.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+STACK  := $(PYTHON) deploy/local/stack.py
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install redis-server up down status topics test test-unit demo lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+redis-server: ## Install Debian's redis-server when it is missing
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server from Debian"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
+	@command -v redis-server >/dev/null || { echo "redis-server could not be installed: apt-get install -y redis-server"; exit 1; }
+
+up: redis-server ## Start Kafka (KRaft) and Redis and wait until they answer
+	@$(STACK) up
+
+down: ## Stop exactly what `make up` started
+	@$(STACK) down
+
+status: ## Show whether Kafka and Redis answer
+	@$(STACK) status
+
+topics: install up ## Create the platform's Kafka topics (idempotent)
+	$(BIN)/touchstream topics create
+
+test: install up ## Unit and integration tests on the real stack
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (nothing running needed)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: install up ## Run the main job end to end and print a summary
+	$(BIN)/touchstream demo
+
+lint: install ## ruff check
+	$(BIN)/ruff check .
+
+clean: down ## Stop the stack and remove .venv and .local
+	rm -rf $(VENV) .local

@@ -1,0 +1,1 @@
+"""Sources (HTTP collector, file importers) and sinks (webhooks, Parquet lake)."""

@@ -1,0 +1,1 @@
+"""OneID: resolving every event to one person across channels."""

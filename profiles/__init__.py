@@ -1,0 +1,1 @@
+"""Profile state per OneID: traits, rolling aggregates, tags, scores, triggers."""

@@ -1,0 +1,1 @@
+"""The contracts: Avro schemas (.avsc) and the single-object codec."""

@@ -1,0 +1,1 @@
+"""One module per agent; each exposes ``register(app, topics)``."""

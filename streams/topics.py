@@ -1,0 +1,129 @@
+"""Every Kafka topic of the platform, with its partitions and cleanup policy.
+
+Topics are created by the project (``touchstream topics create``), never by the broker's
+auto-creation, so partition counts and retention are deliberate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from touchstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name suffix, whether it follows ``partitions``, and its config."""
+
+    suffix: str
+    doc: str
+    partitions: int | None = None  # None: the configured event partitions
+    config: tuple[tuple[str, str], ...] = (("cleanup.policy", "delete"),)
+
+
+SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec("events.raw", "validated events from collector and importers, keyed by strongest identifier",
+              config=(("cleanup.policy", "delete"), ("retention.ms", str(4 * WEEK_MS)))),
+    TopicSpec("events.resolved", "events stamped with their OneID, keyed by OneID"),
+    TopicSpec("identity.merges", "one record per merge of two OneIDs",
+              config=(("cleanup.policy", "delete"), ("retention.ms", "-1"))),
+    TopicSpec("identity.rejections", "identifiers not linked because a limit or guard said no"),
+    TopicSpec("triggers", "real-time triggers for downstream services, keyed by OneID"),
+    TopicSpec("deadletter", "records that could not be decoded or processed, with reason and bytes",
+              partitions=1, config=(("cleanup.policy", "delete"), ("retention.ms", str(8 * WEEK_MS)))),
+)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names under one prefix; ``Topics(settings).raw`` etc."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> Topics:
+        return cls(settings.topic_prefix)
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+    @property
+    def raw(self) -> str:
+        return self.name("events.raw")
+
+    @property
+    def resolved(self) -> str:
+        return self.name("events.resolved")
+
+    @property
+    def merges(self) -> str:
+        return self.name("identity.merges")
+
+    @property
+    def rejections(self) -> str:
+        return self.name("identity.rejections")
+
+    @property
+    def triggers(self) -> str:
+        return self.name("triggers")
+
+    @property
+    def deadletter(self) -> str:
+        return self.name("deadletter")
+
+
+def new_topics(settings: Settings) -> list[NewTopic]:
+    """The NewTopic requests for every spec, under the settings' prefix and partitions."""
+    topics = Topics.of(settings)
+    return [
+        NewTopic(
+            topics.name(spec.suffix),
+            num_partitions=spec.partitions or settings.partitions,
+            replication_factor=1,
+            config=dict(spec.config),
+        )
+        for spec in SPECS
+    ]
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
+    """Create every topic that does not exist yet; returns ``{name: "created"|"exists"}``."""
+    admin = AdminClient({"bootstrap.servers": settings.broker})
+    outcome: dict[str, str] = {}
+    futures = admin.create_topics(new_topics(settings), request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            outcome[name] = "created"
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            outcome[name] = "exists"
+    _wait_for_leaders(admin, list(outcome), timeout)
+    log.info("topics: %s", outcome)
+    return outcome
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """A created topic is usable once every partition has a leader; wait for that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(timeout=timeout).topics
+        if all(
+            name in meta and meta[name].error is None and meta[name].partitions
+            and all(p.leader >= 0 and p.error is None for p in meta[name].partitions.values())
+            for name in names
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without leaders after {timeout:.0f}s: {names}")
+        time.sleep(0.1)

@@ -1,0 +1,15 @@
+import os
+import subprocess
+import sys
+
+
+def test_demo_runs_end_to_end_through_a_real_worker(settings, tmp_path):
+    env = dict(os.environ,
+               TOUCHSTREAM_TOPIC_PREFIX=settings.topic_prefix + "-demo",
+               TOUCHSTREAM_APP_ID=settings.app_id + "-demo",
+               TOUCHSTREAM_WORKER_WEB_PORT="16067")
+    result = subprocess.run([sys.executable, "-m", "touchstream.cli", "demo", "--events", "300"],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "events out of pipeline  : 300" in result.stdout
+    assert "result                  : OK" in result.stdout

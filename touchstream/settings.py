@@ -1,0 +1,90 @@
+"""The one place that reads the environment.
+
+Every setting is declared once, with its type, default and meaning; the README's table is
+checked against this list by a test. Everything else receives a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from touchstream.errors import ConfigError
+
+ENV_PREFIX = "TOUCHSTREAM_"
+
+
+def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings; build with :meth:`from_env`. Field ``x`` is read from ``TOUCHSTREAM_X``."""
+
+    broker: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port[,host:port])")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL for identity, profiles, keys, dedup")
+    topic_prefix: str = _setting("touchstream", "Prefix of every Kafka topic name")
+    partitions: int = _setting(6, "Partitions of the event topics when the project creates them")
+    app_id: str = _setting("touchstream", "Faust application id (consumer group of the workers)")
+    http_host: str = _setting("127.0.0.1", "Address the collector/API binds to")
+    http_port: int = _setting(8080, "Port of the collector/API (`touchstream serve`)")
+    worker_web_port: int = _setting(6066, "Port of a worker's web server (metrics, health)")
+    default_phone_region: str = _setting("CN", "Region for phone numbers written without +country code")
+    dedup_window_s: int = _setting(7 * 24 * 3600, "How long a messageId is remembered for dedup, seconds")
+    max_event_age_s: int = _setting(
+        2 * 365 * 24 * 3600, "Events with a timestamp older than this are rejected, seconds"
+    )
+    max_event_future_s: int = _setting(
+        24 * 3600, "Events with a timestamp further in the future are rejected, seconds"
+    )
+    redis_prefix: str = _setting("ts:", "Prefix of every Redis key the project writes")
+    log_level: str = _setting("INFO", "Log level of the CLI commands and workers")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``TOUCHSTREAM_*`` variables; a malformed value raises :class:`ConfigError` naming it."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name not in env:
+                continue
+            raw = env[name]
+            if f.type in ("int", int):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+            else:
+                values[f.name] = raw
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 < self.http_port < 65536:
+            raise ConfigError(f"{ENV_PREFIX}HTTP_PORT must be a TCP port, got {self.http_port}")
+        if self.partitions < 1:
+            raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
+        if len(self.default_phone_region) != 2 or not self.default_phone_region.isalpha():
+            raise ConfigError(
+                f"{ENV_PREFIX}DEFAULT_PHONE_REGION must be a two-letter region code, "
+                f"got {self.default_phone_region!r}"
+            )
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(env name, default, meaning) for every setting: the README's table."""
+        return [
+            (ENV_PREFIX + f.name.upper(), str(f.default), f.metadata["doc"]) for f in fields(cls)
+        ]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={'***' if f.metadata['secret'] else getattr(self, f.name)!r}" for f in fields(self)
+        )
+        return f"Settings({shown})"
