@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -45,6 +46,128 @@ def worker(settings: Settings) -> None:
     from streams.app import run_worker
 
     run_worker(settings)
+
+
+@cli.command()
+@click.pass_obj
+def serve(settings: Settings) -> None:
+    """Run the HTTP collector and API (Segment Tracking API on /v1/*)."""
+    from touchstream.server import serve as run_server
+
+    click.echo(f"touchstream: serving on http://{settings.http_host}:{settings.http_port}", err=True)
+    run_server(settings)
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: write (collector), read (profiles, identities), admin (deletion, unmerge)."""
+
+
+def _key_store(settings: Settings):  # type: ignore[no-untyped-def]
+    import redis
+
+    from touchstream.keys import KeyStore
+
+    return KeyStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+
+
+@keys.command("create")
+@click.option("--scope", type=click.Choice(["write", "read", "admin"]), required=True)
+@click.option("--name", required=True, help="Who uses the key; a write key's name is the event source.")
+@click.pass_obj
+def keys_create(settings: Settings, scope: str, name: str) -> None:
+    """Create a key and print it (only the key, on stdout; it is not shown again)."""
+    click.echo(_key_store(settings).create(scope, name))
+
+
+@keys.command("revoke")
+@click.argument("key_or_id")
+@click.pass_obj
+def keys_revoke(settings: Settings, key_or_id: str) -> None:
+    """Revoke a key by the key itself or its id."""
+    if not _key_store(settings).revoke(key_or_id):
+        raise click.ClickException("no such key")
+    click.echo("revoked", err=True)
+
+
+@keys.command("list")
+@click.pass_obj
+def keys_list(settings: Settings) -> None:
+    """List keys (ids, names, scopes; never secrets)."""
+    for key in _key_store(settings).list():
+        state = "revoked" if key.revoked else "active"
+        click.echo(f"{key.key_id}\t{key.scope}\t{state}\t{key.name}")
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["contacts", "orders", "events"]), required=True)
+@click.option("--map", "maps", multiple=True, help="column=field pairs, e.g. mobile=traits.phone.")
+@click.option("--source", default=None, help="Source name for dedup and lineage (default import-KIND).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], source: str | None,
+            no_progress: bool) -> None:
+    """Import CRM contacts, orders or events from CSV, JSONL or Parquet through the same validation."""
+    from connectors.importers import import_file, parse_mapping
+    from connectors.ingest import BlockingIngest
+    from connectors.validation import Limits
+
+    try:
+        mapping = parse_mapping(maps)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    ingest = BlockingIngest(settings, source=source or f"import-{kind}")
+    try:
+        summary = import_file(file, kind=kind, mapping=mapping, submit=ingest.submit,
+                              progress=not no_progress, limits=Limits.from_settings(settings))
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        ingest.close()
+    click.echo(summary.render())
+
+
+@cli.group()
+def deadletter() -> None:
+    """Inspect and replay dead letters."""
+
+
+@deadletter.command("list")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+def deadletter_list(settings: Settings, limit: int) -> None:
+    """Show dead letters: where they came from, why, and the first bytes of the original."""
+    from connectors.deadletter import read_dead_letters
+    from streams.topics import Topics
+
+    shown = 0
+    for stored in read_dead_letters(settings.broker, Topics.of(settings).deadletter):
+        r = stored.record
+        click.echo(f"#{stored.offset} stage={r['stage']} reason={r['reason']} "
+                   f"source={r['source_topic']}[{r['partition']}]@{r['offset']} "
+                   f"bytes={len(r['original'])} head={r['original'][:24]!r}\n    {r['error']}")
+        shown += 1
+        if shown >= limit:
+            break
+    click.echo(f"{shown} dead letter(s) shown", err=True)
+
+
+@deadletter.command("replay")
+@click.option("--stage", default=None, help="Only this stage (collector, resolve, profile, ...).")
+@click.option("--reason", default=None, help="Only this reason code.")
+@click.pass_obj
+def deadletter_replay(settings: Settings, stage: str | None, reason: str | None) -> None:
+    """Put dead letters back on their source topic (each at most once)."""
+    import redis
+
+    from connectors.deadletter import replay
+    from streams.topics import Topics
+
+    client = redis.Redis.from_url(settings.redis_url)
+    count = replay(settings.broker, Topics.of(settings).deadletter, stage=stage, reason=reason,
+                   redis_client=client, prefix=settings.redis_prefix)
+    click.echo(f"replayed {count} dead letter(s)")
 
 
 @cli.command()

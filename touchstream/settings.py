@@ -40,7 +40,13 @@ class Settings:
     max_event_future_s: int = _setting(
         24 * 3600, "Events with a timestamp further in the future are rejected, seconds"
     )
+    batch_size: int = _setting(500, "Most events a worker stage takes per batch (one Redis round trip each)")
+    batch_within_ms: int = _setting(50, "Longest a stage waits to fill a batch, milliseconds")
+    stream_dedup_window_s: int = _setting(
+        24 * 3600, "How long stream stages remember a messageId's first position, seconds"
+    )
     redis_prefix: str = _setting("ts:", "Prefix of every Redis key the project writes")
+    key_cache_s: int = _setting(5, "Seconds a verified API key is cached; a revoked key stops within this")
     log_level: str = _setting("INFO", "Log level of the CLI commands and workers")
 
     @classmethod

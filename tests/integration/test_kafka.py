@@ -1,5 +1,5 @@
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.topics import Topics
 
@@ -16,7 +16,9 @@ def test_topics_exist_with_their_partitions_and_policy(settings):
 
 
 def test_produce_and_consume_round_trip(settings, run_id):
-    topic = Topics.of(settings).raw
+    topic = f"{settings.topic_prefix}.roundtrip"
+    admin = AdminClient({"bootstrap.servers": settings.broker})
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(timeout=30)
     producer = Producer({"bootstrap.servers": settings.broker, "enable.idempotence": True, "acks": "all"})
     sent = {f"k{i}".encode(): f"{run_id}-{i}".encode() for i in range(50)}
     for key, value in sent.items():

@@ -1,0 +1,134 @@
+"""API keys: created and revoked by the CLI, stored hashed in Redis, checked in constant time.
+
+A key reads ``tsk_<id>_<secret>``. Redis holds, per id, the scope, name and SHA-256 of the
+secret; the secret itself is shown once, at creation, and never stored or logged. Looking a key
+up by its (public) id and then comparing digests with :func:`hmac.compare_digest` keeps the
+check constant-time in the secret.
+
+Scopes: ``write`` (collector), ``read`` (profile and identity reads), ``admin`` (deletion,
+unmerge; also allowed wherever read is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aioredis
+
+SCOPES = ("write", "read", "admin")
+_KEY_PREFIX = "tsk_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What is known of a key without its secret."""
+
+    key_id: str
+    name: str
+    scope: str
+    created_at: float
+    revoked: bool = False
+
+    def allows(self, scope: str) -> bool:
+        return not self.revoked and (self.scope == scope or (self.scope == "admin" and scope == "read"))
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """(id, secret) of a well-formed key, else None."""
+    if not key.startswith(_KEY_PREFIX):
+        return None
+    parts = key[len(_KEY_PREFIX):].split("_", 1)
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        return None
+    return parts[0], parts[1]
+
+
+class KeyStore:
+    """Synchronous key administration (CLI)."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._hash = f"{prefix}apikeys"
+
+    def create(self, scope: str, name: str) -> str:
+        """Create a key and return it; the only time the secret exists outside the caller."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(24).replace("_", "-")
+        record = {"name": name, "scope": scope, "digest": _digest(secret), "created_at": time.time(),
+                  "revoked": False}
+        if not self._redis.hsetnx(self._hash, key_id, json.dumps(record)):
+            return self.create(scope, name)  # id collision: astronomically rare, just draw again
+        return f"{_KEY_PREFIX}{key_id}_{secret}"
+
+    def revoke(self, key_or_id: str) -> bool:
+        """Revoke by full key or by id; False when no such key exists."""
+        parts = split_key(key_or_id)
+        key_id = parts[0] if parts else key_or_id
+        raw = self._redis.hget(self._hash, key_id)
+        if raw is None:
+            return False
+        record = json.loads(raw)
+        record["revoked"] = True
+        self._redis.hset(self._hash, key_id, json.dumps(record))
+        return True
+
+    def list(self) -> list[ApiKey]:
+        return sorted(
+            (_to_api_key(k.decode(), json.loads(v)) for k, v in self._redis.hgetall(self._hash).items()),
+            key=lambda k: k.created_at,
+        )
+
+
+class KeyChecker:
+    """Asynchronous key verification for the HTTP server, with a short positive cache.
+
+    A revoked key stops working within ``cache_s`` seconds (0 disables the cache).
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, cache_s: float = 5.0) -> None:
+        self._redis = client
+        self._hash = f"{prefix}apikeys"
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[float, ApiKey]] = {}
+
+    async def check(self, key: str | None) -> ApiKey | None:
+        """The key's record when the key is genuine and not revoked, else None."""
+        if not key:
+            return None
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < self._cache_s:
+            return cached[1]
+        parts = split_key(key)
+        if parts is None:
+            return None
+        key_id, secret = parts
+        raw = await self._redis.hget(self._hash, key_id)
+        if raw is None:
+            hmac.compare_digest(_digest(secret), _digest("x"))  # same work on a miss
+            return None
+        record = json.loads(raw)
+        if not hmac.compare_digest(_digest(secret), record["digest"]) or record.get("revoked"):
+            return None
+        api_key = _to_api_key(key_id, record)
+        if self._cache_s > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now, api_key)
+        return api_key
+
+
+def _to_api_key(key_id: str, record: dict) -> ApiKey:
+    return ApiKey(key_id, record["name"], record["scope"], record["created_at"], bool(record.get("revoked")))

@@ -1,0 +1,33 @@
+"""Every Prometheus metric of the project, declared in one place.
+
+Label values are bounded sets (endpoints, reason codes, identifier types), never user data.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EVENTS_RECEIVED = Counter(
+    "touchstream_events_received_total", "Messages received by a source", ["source_kind"]
+)
+EVENTS_ACCEPTED = Counter(
+    "touchstream_events_accepted_total", "Messages acknowledged by Kafka on the raw topic", ["source_kind"]
+)
+EVENTS_REJECTED = Counter(
+    "touchstream_events_rejected_total", "Messages rejected at the edge, by reason", ["source_kind", "reason"]
+)
+EVENTS_DUPLICATE = Counter(
+    "touchstream_events_duplicate_total", "Messages dropped as duplicates of a seen messageId", ["stage"]
+)
+INVALID_IDENTIFIERS = Counter(
+    "touchstream_invalid_identifiers_total", "Identifiers kept in the payload but not used",
+    ["type", "reason"],
+)
+AUTH_FAILURES = Counter("touchstream_auth_failures_total", "Requests refused for their key", ["reason"])
+DEADLETTERS = Counter(
+    "touchstream_deadletters_total", "Records sent to the dead-letter topic", ["stage", "reason"]
+)
+PRODUCE_SECONDS = Histogram(
+    "touchstream_produce_seconds", "Time from produce to broker acknowledgement, per request",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

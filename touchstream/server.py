@@ -1,0 +1,112 @@
+"""``touchstream serve``: one aiohttp server for the collector, the read API and /metrics.
+
+Shared resources (Kafka producer, Redis clients, key checker) are opened on start-up and
+closed on clean-up; errors become JSON answers here, in one place:
+
+- ValidationError -> 400 naming the field (counted by reason)
+- Kafka not acknowledging, Redis unreachable -> 503 with Retry-After (SDKs retry)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import yaml
+from aiohttp import web
+from confluent_kafka import KafkaException
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from connectors.collector import routes as collector_routes
+from connectors.ingest import build_ingestor
+from connectors.producer import AsyncProducer
+from connectors.validation import Limits
+from identity.identifiers import warm_up
+from touchstream import metrics
+from touchstream.errors import ValidationError
+from touchstream.keys import KeyChecker
+from touchstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", aioredis.Redis)
+PRODUCER = web.AppKey("producer", AsyncProducer)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, field: str, reason: str, message: str, **headers: str) -> web.Response:
+    body = {"success": False, "error": {"field": field, "reason": reason, "message": message}}
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as exc:
+        metrics.EVENTS_REJECTED.labels("http", exc.reason).inc()
+        return _error(400, exc.field, exc.reason, str(exc))
+    except KafkaException:
+        log.exception("Kafka did not acknowledge; answering 503 so the client retries")
+        return _error(503, "kafka", "unavailable", "the event log is unavailable, retry later",
+                      **{"Retry-After": "1"})
+    except RedisError:
+        log.exception("Redis unavailable; answering 503 so the client retries")
+        return _error(503, "redis", "unavailable", "state store unavailable, retry later",
+                      **{"Retry-After": "1"})
+
+
+async def _metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def load_openapi() -> dict:
+    """The API description kept in the repo (YAML for people, served as JSON)."""
+    return yaml.safe_load(OPENAPI_PATH.read_text())
+
+
+async def _openapi(_request: web.Request) -> web.Response:
+    return web.json_response(load_openapi())
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The HTTP application; resources open when it starts and close when it stops."""
+    app = web.Application(middlewares=[errors_as_json], client_max_size=2 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[collector_routes.LIMITS] = Limits.from_settings(settings)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        warm_up(settings.default_phone_region)
+        client = aioredis.Redis.from_url(settings.redis_url)
+        ingestor, producer = build_ingestor(settings, client)
+        app[REDIS] = client
+        app[PRODUCER] = producer
+        app[collector_routes.KEYS] = KeyChecker(client, settings.redis_prefix, cache_s=settings.key_cache_s)
+        app[collector_routes.INGESTOR] = ingestor
+        yield
+        producer.close()
+        await client.aclose()
+
+    app.cleanup_ctx.append(lifecycle)
+    collector_routes.add_routes(app)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/openapi.json", _openapi)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the server until interrupted."""
+    # auto_decompress off: gzip bodies are inflated by connectors.collector.body, bounded.
+    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
+                access_log=None, print=None, handler_args={"auto_decompress": False})
