@@ -12,14 +12,23 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+# One command for a whole request instead of one SET per message (a pipeline of 100 SETs cost
+# ~14% of the collector's CPU in a py-spy profile). Multi-key: fine on one Redis primary; on a
+# cluster the keys would need a shared hash tag per request.
+_MARK = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[1]) end
+return #KEYS
+"""
+
 
 class EdgeDedup:
-    """Seen-messageId set with a time window, one pipeline per request."""
+    """Seen-messageId set with a time window, one round trip per request and step."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, window_s: int) -> None:
         self._redis = client
         self._prefix = f"{prefix}seen:"
         self._window_s = window_s
+        self._mark = client.register_script(_MARK)
 
     def _key(self, source: str, message_id: str) -> str:
         # Segment scopes messageId uniqueness to a source; so do we.
@@ -36,7 +45,4 @@ class EdgeDedup:
         """Remember acknowledged messageIds for the window."""
         if not message_ids:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for message_id in message_ids:
-                pipe.set(self._key(source, message_id), b"1", ex=self._window_s)
-            await pipe.execute()
+        await self._mark(keys=[self._key(source, m) for m in message_ids], args=[self._window_s])

@@ -75,7 +75,7 @@ def run_demo(settings: Settings, *, events: int, timeout: float,
     started = time.monotonic()
     with open(log_path, "ab") as log:
         worker = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"],
-                                  stdout=log, stderr=subprocess.STDOUT)
+                                  env=settings.child_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         producer = Producer({"bootstrap.servers": settings.broker, "enable.idempotence": True})
         keys: set[str] = set()

@@ -89,6 +89,12 @@ class Settings:
             (ENV_PREFIX + f.name.upper(), str(f.default), f.metadata["doc"]) for f in fields(cls)
         ]
 
+    def child_env(self) -> dict[str, str]:
+        """This process's environment plus these settings: a subprocess then reads exactly them."""
+        env = dict(os.environ)
+        env.update({ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)})
+        return env
+
     def __repr__(self) -> str:
         shown = ", ".join(
             f"{f.name}={'***' if f.metadata['secret'] else getattr(self, f.name)!r}" for f in fields(self)

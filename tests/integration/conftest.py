@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import redis
 
 from streams.topics import create_topics
 from tests.conftest import load_stack_module
-from touchstream.settings import ENV_PREFIX, Settings
+from touchstream.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +62,7 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess read exactly these settings."""
-    env = dict(os.environ)
-    for name, value in vars(settings).items():
-        env[ENV_PREFIX + name.upper()] = str(value)
-    return env
+    return settings.child_env()
 
 
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
