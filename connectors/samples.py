@@ -34,6 +34,6 @@ def sample_events(count: int, *, people: int = 50, seed: int = 7, run_id: str | 
             base.update(type="track", event=rng.choice(("Product Viewed", "Order Completed", "Signed Up")),
                         properties={"revenue": round(rng.uniform(10, 900), 2)})
         else:
-            base.update(type="identify", userId=f"user-{person}",
+            base.update(type="identify", userId=f"user-{run}-{person}",
                         traits={"email": f"Person{person}@Example.com "})
         yield base

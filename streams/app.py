@@ -1,19 +1,27 @@
 """The Faust application: built from :class:`Settings`, agents registered by module.
 
 Faust is kept at arm's length: no Faust tables (state lives in Redis), topics are declared
-by the project (``topic_allow_declare=False``), and agents delegate to plain functions.
+by the project (``topic_allow_declare=False``), agents take batches with manual acks
+(``streams.batching``) and delegate to plain stage classes in ``streams.stages``. Outputs go
+through one confluent-kafka producer (idempotent, acks=all) shared by the agents.
 """
 
 from __future__ import annotations
 
 import faust
+import redis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from connectors.producer import AsyncProducer, producer_config
+from identity.graph import IdentityGraph
+from schemas.codec import default_registry
+from streams.stages.resolve import ResolveStage
 from streams.topics import Topics
 from touchstream.settings import Settings
 
 
 def create_app(settings: Settings) -> faust.App:
-    """A Faust app wired to the settings' broker, with every agent registered."""
+    """A Faust app wired to the settings' broker and Redis, with every agent registered."""
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.broker}",
@@ -25,10 +33,28 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
     )
-    from streams.agents import passthrough
+    topics = Topics.of(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    registry = default_registry()
+    producer = AsyncProducer(producer_config(settings.broker))
 
-    passthrough.register(app, Topics.of(settings))
+    from streams.agents import resolve
+
+    resolve.register(
+        app, topics, settings,
+        ResolveStage(client=client, graph=IdentityGraph(client, settings.redis_prefix),
+                     registry=registry, prefix=settings.redis_prefix, raw_topic=topics.raw,
+                     dedup_window_s=settings.stream_dedup_window_s),
+        producer,
+    )
+
+    @app.page("/metrics")
+    async def metrics_page(view: faust.web.View, _request: faust.web.Request) -> faust.web.Response:
+        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    # No producer close on shutdown: a batch still in flight was not acked, so it is replayed.
     return app
 
 

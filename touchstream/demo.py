@@ -1,47 +1,58 @@
 """``touchstream demo``: the main job end to end on the local stack, with a summary.
 
-Starts a worker, sends sample events to the raw topic, waits until every one of them has come
-out of the pipeline, stops the worker and reports counts and rates.
+Starts a collector and a worker, sends multi-channel sample events through the Segment HTTP API
+with a fresh write key, waits until every one has come out of the pipeline resolved to a
+person, stops both and reports what happened.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+import redis
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from connectors.samples import sample_events
+from identity.graph import IdentityGraph
+from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
+from touchstream.keys import KeyStore
 from touchstream.settings import Settings
 
 
 @dataclass
 class DemoSummary:
     sent: int
-    received: int
-    seconds: float
+    accepted: int
+    resolved: int
     people: int
+    oneids: int
+    seconds: float
 
     @property
     def ok(self) -> bool:
-        return self.received == self.sent
+        return self.resolved == self.sent == self.accepted and self.oneids == self.people
 
     def render(self) -> str:
-        rate = self.received / self.seconds if self.seconds else 0.0
+        rate = self.resolved / self.seconds if self.seconds else 0.0
         return "\n".join([
             "Touchstream demo",
-            f"  events sent to raw      : {self.sent}",
-            f"  events out of pipeline  : {self.received}",
-            f"  distinct people (keys)  : {self.people}",
-            f"  wall time               : {self.seconds:.1f}s ({rate:,.0f} events/s incl. worker start)",
-            f"  result                  : {'OK' if self.ok else 'INCOMPLETE'}",
+            f"  events sent (Segment HTTP API) : {self.sent}",
+            f"  accepted by the collector      : {self.accepted}",
+            f"  resolved to a OneID            : {self.resolved}",
+            f"  people in the sample           : {self.people}",
+            f"  OneIDs after merges            : {self.oneids}",
+            f"  wall time                      : {self.seconds:.1f}s ({rate:,.0f} events/s incl. start-up)",
+            f"  result                         : {'OK' if self.ok else 'INCOMPLETE'}",
         ])
 
 
@@ -62,44 +73,78 @@ def _end_offsets(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[
             time.sleep(0.2)
 
 
-def run_demo(settings: Settings, *, events: int, timeout: float,
-             log_path: Path = Path(".local/demo-worker.log")) -> DemoSummary:
+def _post_batch(base: str, key: str, batch: list[dict]) -> dict:
+    request = urllib.request.Request(
+        base + "/v1/batch", data=json.dumps({"batch": batch}).encode(), method="POST",
+        headers={"Content-Type": "application/json",
+                 "Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (our own http URL)
+        return json.loads(response.read())
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the collector exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (our own http URL)
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 50,
+             log_dir: Path = Path(".local")) -> DemoSummary:
     topics = Topics.of(settings)
     create_topics(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    key = KeyStore(client, settings.redis_prefix).create("write", "demo")
     run_id = uuid.uuid4().hex[:12]
     consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"demo-{run_id}",
                          "enable.auto.commit": False})
     consumer.assign(_end_offsets(consumer, topics.resolved))
 
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(log_path, "ab") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"],
-                                  env=settings.child_env(), stdout=log, stderr=subprocess.STDOUT)
+    env = settings.child_env()
+    with open(log_dir / "demo-worker.log", "ab") as wlog, open(log_dir / "demo-serve.log", "ab") as slog:
+        worker = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"], env=env,
+                                  stdout=wlog, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "serve"], env=env,
+                                  stdout=slog, stderr=subprocess.STDOUT)
     try:
-        producer = Producer({"bootstrap.servers": settings.broker, "enable.idempotence": True})
-        keys: set[str] = set()
-        for event in sample_events(events, run_id=run_id):
-            key = event.get("userId") or event["anonymousId"]
-            keys.add(event["anonymousId"])
-            producer.produce(topics.raw, key=key.encode(), value=json.dumps(event).encode())
-            producer.poll(0)
-        producer.flush(30)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        _wait_http(base + "/healthz", server)
+        sample = list(sample_events(events, people=people, run_id=run_id))
+        accepted = 0
+        for start in range(0, len(sample), 100):
+            accepted += _post_batch(base, key, sample[start:start + 100])["accepted"]
 
-        received = 0
+        decode = default_registry().decoder("event")
+        oneids: set[str] = set()
+        resolved = 0
         deadline = time.monotonic() + timeout
-        while received < events and time.monotonic() < deadline:
+        while resolved < accepted and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            if json.loads(msg.value()).get("messageId", "").startswith(run_id):
-                received += 1
-        return DemoSummary(events, received, time.monotonic() - started, len(keys))
+            record = decode(msg.value())
+            if record["message_id"].startswith(run_id):
+                resolved += 1
+                oneids.add(record["oneid"])
+        graph = IdentityGraph(client, settings.redis_prefix)
+        survivors = {graph.resolve_alias(o) for o in oneids}
+        return DemoSummary(len(sample), accepted, resolved, people, len(survivors),
+                           time.monotonic() - started)
     finally:
         consumer.close()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        for proc in (server, worker):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (server, worker):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

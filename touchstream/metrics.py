@@ -31,3 +31,15 @@ PRODUCE_SECONDS = Histogram(
     "touchstream_produce_seconds", "Time from produce to broker acknowledgement, per request",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+EVENTS_RESOLVED = Counter("touchstream_events_resolved_total", "Events stamped with a OneID")
+EVENTS_SUPPRESSED = Counter(
+    "touchstream_events_suppressed_total", "Events of deleted profiles, counted and not kept"
+)
+IDENTITY_MERGES = Counter("touchstream_identity_merges_total", "Profiles merged into an older one")
+IDENTITY_REJECTIONS = Counter(
+    "touchstream_identity_rejections_total", "Identifiers not linked, by reason", ["reason"]
+)
+STAGE_BATCH_SECONDS = Histogram(
+    "touchstream_stage_batch_seconds", "Time to process one batch, by stage", ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)

@@ -1,0 +1,420 @@
+-- Resolve one batch of events to OneIDs in a single atomic run (graph_lib.lua is prepended).
+--
+-- ARGV[3]  rules (JSON): {"pk": person key type, "t": [[type, max, window_ms, repoint, max_persons], ...]
+--          in priority order (-1: none), "dm": default max_persons}
+-- ARGV[4]  "1" when every event carries sha256 hashes of its values (suppression is checked)
+-- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, [type, value, ...], [sha256, ...]], ...]
+--          identifiers already normalised, unblocked, de-duplicated and sorted by priority;
+--          partition/offset -1 when unknown
+-- Returns JSON {"o": [oneid or "" per event], "m": merges, "r": rejections, "v": moves}, or
+-- {"need_hashes": true} when suppression entries exist and ARGV[4] is not "1".
+
+local cfg = cjson.decode(ARGV[3])
+local PK = cfg.pk
+local DEFAULT_MP = cfg.dm
+local RULE, LIMITED, COUNT_FIELDS = {}, {}, {}
+for _, r in ipairs(cfg.t) do
+  RULE[r[1]] = {max = r[2], win = r[3], rep = r[4] == 1, mp = r[5]}
+  if r[2] > 0 then
+    LIMITED[#LIMITED + 1] = r[1]
+    COUNT_FIELDS[#COUNT_FIELDS + 1] = '!n:' .. r[1]
+  end
+end
+local use_sup = ARGV[4] == '1'
+local REFRESH_MS = 300000
+
+local bad = check_meta()
+if bad then return redis.error_reply(bad) end
+if not use_sup and call('EXISTS', SKEY) == 1 then return '{"need_hashes":true}' end
+
+local events = cjson.decode(ARGV[5])
+local oneids, merges, rejections, moves = {}, {}, {}, {}
+local aliased = {}
+-- "oneid type:value" -> since, read once per run; forgotten whenever edges are rewritten
+local known_since = {}
+
+local function reject(ei, t, v, why)
+  rejections[#rejections + 1] = {ei, t, v, why}
+end
+
+-- parent: the anchor's short hash ("" for a root)
+local function new_rec(ev, parent)
+  if not ev.cmsg then ev.cmsg = compact_msg(ev.msg) end
+  if ev.part then return {ev.ts, ev.cmsg, parent, 0, ev.part, ev.off} end
+  return {ev.ts, ev.cmsg, parent}
+end
+
+local function counts(o)
+  local c = {}
+  if #COUNT_FIELDS == 0 then return c end
+  local vals = call('HMGET', pkey(o), unpack(COUNT_FIELDS))
+  for i, t in ipairs(LIMITED) do c[t] = tonumber(vals[i]) or 0 end
+  return c
+end
+
+-- identifiers of type t linked to o within the window before ts (only needed past the total)
+local function window_count(o, t, ts, window)
+  local n, cursor, lo = 0, '0', ts - window
+  repeat
+    local res = call('HSCAN', pkey(o), cursor, 'MATCH', t .. ':*', 'COUNT', 1000)
+    cursor = res[1]
+    local kv = res[2]
+    for i = 2, #kv, 2 do
+      if since_of(unpack_rec(kv[i])) > lo then n = n + 1 end
+    end
+  until cursor == '0'
+  return n
+end
+
+-- Would profiles a and b (either may be nil) plus the pending identifiers break a limit?
+local function violation(a, b, pend, ts)
+  local ca = a and counts(a)
+  local cb = b and counts(b)
+  for _, t in ipairs(LIMITED) do
+    local rule = RULE[t]
+    local base = pend[t] or 0
+    local na, nb = ca and ca[t] or 0, cb and cb[t] or 0
+    if base + na + nb > rule.max and rule.win > 0 then
+      if na > 0 then na = window_count(a, t, ts, rule.win) end
+      if nb > 0 then nb = window_count(b, t, ts, rule.win) end
+    end
+    if base + na + nb > rule.max then return 'limit:' .. t end
+  end
+  return nil
+end
+
+-- Would one more identifier of type t fit into profile o (may be nil) plus the pending ones?
+local function add_violation(o, pend, t, ts)
+  local rule = RULE[t]
+  if not rule or rule.max <= 0 then return nil end
+  local base = (pend[t] or 0) + 1
+  local n = o and (tonumber(call('HGET', pkey(o), '!n:' .. t)) or 0) or 0
+  if base + n > rule.max and rule.win > 0 and n > 0 then n = window_count(o, t, ts, rule.win) end
+  if base + n > rule.max then return 'limit:' .. t end
+  return nil
+end
+
+local function never_merge(a, b)
+  local na = call('HGET', pkey(a), '!nm')
+  local nb = call('HGET', pkey(b), '!nm')
+  if not na and not nb then return false end
+  for _, x in ipairs(words(na)) do
+    if resolve_alias(x) == b then return true end
+  end
+  for _, x in ipairs(words(nb)) do
+    if resolve_alias(x) == a then return true end
+  end
+  return false
+end
+
+-- The identifiers of a profile without a person join the person now: their "since"
+-- becomes this event's time, so later logins compare against it whatever the arrival order.
+local function join_now(members, ts, changed)
+  for m in pairs(members) do
+    local r = rec_of(members, m)
+    if since_of(r) ~= ts then
+      set_since(r, ts)
+      changed[m] = true
+    end
+  end
+end
+
+local function attach(o, t, v, tv, anchor, ev, fresh)
+  local key = pkey(o)
+  call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')))
+  call('HINCRBY', key, '!n:' .. t, 1)
+  if t == PK and call('HSETNX', key, '!u', v) == 1 and not fresh then
+    known_since = {}
+    local members = load_profile(o)
+    local changed, fv = {}, {}
+    join_now(members, ev.ts, changed)
+    for m in pairs(changed) do
+      fv[#fv + 1] = m
+      fv[#fv + 1] = packed(members[m])
+    end
+    if #fv > 0 then hset_many(key, fv) end
+  end
+  set_owner(t, v, tv, o)
+end
+
+local function create(t, v, tv, ev)
+  local o = new_id(t, v)
+  call('HSET', pkey(o), '!c', ev.ts)
+  attach(o, t, v, tv, nil, ev, true)
+  return o
+end
+
+-- Re-root members' tree at x (reversing the path to its root; each edge keeps its event,
+-- each identifier keeps the time it joined its person: element 6 when it differs from the
+-- edge's) and hang x under the anchor with this event. Returns the set of changed members.
+local function reroot(members, xtv, anchor, ev)
+  local byh = by_hash(members)
+  local path, seen, cur = {xtv}, {[xtv] = true}, xtv
+  while true do
+    local r = rec_of(members, cur)
+    local p = r and byh[r[3] or '']
+    if p == nil or seen[p] then break end
+    path[#path + 1] = p
+    seen[p] = true
+    cur = p
+  end
+  local changed = {}
+  for i = #path, 2, -1 do
+    local child = rec_of(members, path[i - 1])
+    local since = since_of(rec_of(members, path[i]))
+    local r = {child[1], child[2], ph(path[i - 1]), 0, child[5], child[6]}
+    set_since(r, since)
+    members[path[i]] = r
+    changed[path[i]] = true
+  end
+  members[xtv] = new_rec(ev, ph(anchor))
+  changed[xtv] = true
+  return changed
+end
+
+-- Fold profiles T and o into the older one (creation time, then id): replays agree.
+local function merge(T, o, xtv, anchor, ev, ei, t)
+  known_since = {}
+  local iT = call('HMGET', pkey(T), '!c', '!u', '!nm')
+  local iO = call('HMGET', pkey(o), '!c', '!u', '!nm')
+  local cT, cO = tonumber(iT[1]) or 0, tonumber(iO[1]) or 0
+  local surv, lose, is, il
+  if cT < cO or (cT == cO and T < o) then
+    surv, lose, is, il = T, o, iT, iO
+  else
+    surv, lose, is, il = o, T, iO, iT
+  end
+  local om, ometa = load_profile(o)
+  local ochanged = reroot(om, xtv, anchor, ev)
+  local tm, tmeta, tchanged = {}, {}, {}
+  if surv == o or (iO[2] and not iT[2]) then tm, tmeta = load_profile(T) end
+  if iT[2] and not iO[2] then
+    join_now(om, ev.ts, ochanged)
+  elseif iO[2] and not iT[2] then
+    join_now(tm, ev.ts, tchanged)
+  end
+  local sm, schanged, lm, lmeta = om, ochanged, tm, tmeta
+  if surv == T then sm, schanged, lm, lmeta = tm, tchanged, om, ometa end
+  local skey = pkey(surv)
+  local rewritten = {}
+  for m in pairs(schanged) do
+    rewritten[#rewritten + 1] = m
+    rewritten[#rewritten + 1] = packed(sm[m])
+  end
+  if #rewritten > 0 then hset_many(skey, rewritten) end
+  local fv, brought = {}, {}
+  for _, m in ipairs(sorted_keys(lm)) do
+    fv[#fv + 1] = m
+    fv[#fv + 1] = packed(lm[m])
+    brought[#brought + 1] = m
+    local mt, mv = split_tv(m)
+    set_owner(mt, mv, m, surv)
+  end
+  if #fv > 0 then hset_many(skey, fv) end
+  for f, val in pairs(lmeta) do
+    if sub(f, 1, 3) == '!n:' then
+      local k = tonumber(val) or 0
+      if k ~= 0 then call('HINCRBY', skey, f, k) end
+    end
+  end
+  -- the loser and the ids merged into it before become aliases of the survivor (chains stay
+  -- one hop); each is a field "!a:<id>" of the survivor so that deleting it finds them all
+  local meta, al = {'!a:' .. lose, ''}, {lose}
+  for f in pairs(lmeta) do
+    if sub(f, 1, 3) == '!a:' then
+      meta[#meta + 1] = f
+      meta[#meta + 1] = ''
+      al[#al + 1] = sub(f, 4)
+    end
+  end
+  if not is[2] and il[2] then
+    meta[#meta + 1] = '!u'
+    meta[#meta + 1] = il[2]
+  end
+  if il[3] then
+    meta[#meta + 1] = '!nm'
+    meta[#meta + 1] = is[3] and (is[3] .. ' ' .. il[3]) or il[3]
+  end
+  hset_many(skey, meta)
+  for _, a in ipairs(al) do
+    call('HSET', akey(a), a, surv)
+  end
+  call('DEL', pkey(lose))
+  merges[#merges + 1] = {ei, surv, lose, 'shared:' .. t, brought}
+  aliased[lose] = surv
+  return surv
+end
+
+-- x (type t, in profile o) cannot join st.T: count the people it was seen with, then
+-- re-point it (shared device/browser, newer login) or record the rejection.
+local function conflict(st, ei, ev, t, v, tv, o, why)
+  known_since = {}
+  local rule = RULE[t]
+  if t ~= PK then
+    local po = call('HGET', pkey(o), '!u')
+    local pt = st.pperson
+    if st.T then pt = call('HGET', pkey(st.T), '!u') or pt end
+    if po and pt and po ~= pt then
+      local fk = fkey(t, v)
+      call('SADD', fk, sub(sha1(po), 1, 12), sub(sha1(pt), 1, 12))
+      if call('SCARD', fk) > (rule and rule.mp or DEFAULT_MP) then
+        splice_out(o, tv, PK)
+        set_owner(t, v, tv, '!')
+        call('DEL', fk)
+        reject(ei, t, v, 'frequency_guard')
+        return
+      end
+    end
+  end
+  -- only a login (the event carries its person) re-points; anonymous traffic never does
+  if rule and rule.rep and why ~= 'unmerged' and st.pk then
+    local raw = call('HGET', pkey(o), tv)
+    if raw and ev.ts <= since_of(unpack_rec(raw)) then
+      reject(ei, t, v, 'newer_link')
+      return
+    end
+    local why2 = add_violation(st.T, st.pcount, t, ev.ts)
+    if why2 then
+      reject(ei, t, v, why2)
+      return
+    end
+    splice_out(o, tv, PK)
+    owners[tv] = false
+    if st.T then
+      attach(st.T, t, v, tv, st.anchor, ev)
+      moves[#moves + 1] = {ei, t, v, o, st.T}
+    else
+      st.pend[#st.pend + 1] = {t, v, tv}
+      st.pcount[t] = (st.pcount[t] or 0) + 1
+      moves[#moves + 1] = {ei, t, v, o, ''}
+      st.fill[#st.fill + 1] = #moves
+    end
+    return
+  end
+  reject(ei, t, v, why)
+end
+
+-- A logged-in event is fresh evidence that its shared-device/browser identifiers belong to
+-- this person: their "since" moves up (at most every REFRESH_MS), so a login by someone else
+-- that happened earlier, but arrives later, does not take them over.
+local function refresh_since(T, ids, ts)
+  local has_pk = false
+  for j = 1, #ids, 2 do
+    if ids[j] == PK and owners[PK .. ':' .. ids[j + 1]] == T then has_pk = true end
+  end
+  if not has_pk then return end
+  local key = pkey(T)
+  for j = 1, #ids, 2 do
+    local t = ids[j]
+    local rule = RULE[t]
+    if rule and rule.rep then
+      local tv = t .. ':' .. ids[j + 1]
+      local seen = T .. ' ' .. tv
+      local since = known_since[seen]
+      if owners[tv] == T and (since == nil or ts > since + REFRESH_MS) then
+        local raw = call('HGET', key, tv)
+        if raw then
+          local r = unpack_rec(raw)
+          since = since_of(r)
+          if ts > since + REFRESH_MS then
+            set_since(r, ts)
+            call('HSET', key, tv, pack(r))
+            since = ts
+          end
+          known_since[seen] = since
+        end
+      end
+    end
+  end
+end
+
+local function resolve_event(ei, ev, ids)
+  local st = {T = nil, anchor = nil, pend = {}, pcount = {}, pperson = nil, pk = false, fill = {}}
+  for j = 1, #ids, 2 do
+    local t, v = ids[j], ids[j + 1]
+    local tv = t .. ':' .. v
+    local o = owner_tv(t, v, tv)
+    if o == '!' then
+      reject(ei, t, v, 'frequency_guard')
+    elseif not o then
+      local why = add_violation(st.T, st.pcount, t, ev.ts)
+      if why then
+        reject(ei, t, v, why)
+      else
+        st.pend[#st.pend + 1] = {t, v, tv}
+        st.pcount[t] = (st.pcount[t] or 0) + 1
+        if t == PK then st.pperson, st.pk = v, true end
+      end
+    elseif o == st.T then
+      if t == PK then st.pk = true end
+    else
+      local why = nil
+      if st.T == nil then
+        if #st.pend > 0 then why = violation(nil, o, st.pcount, ev.ts) end
+      elseif never_merge(st.T, o) then
+        why = 'unmerged'
+      else
+        why = violation(st.T, o, st.pcount, ev.ts)
+      end
+      if why then
+        conflict(st, ei, ev, t, v, tv, o, why)
+      elseif st.T == nil then
+        st.T, st.anchor = o, tv
+        if t == PK then st.pk = true end
+      else
+        st.T = merge(st.T, o, tv, st.anchor, ev, ei, t)
+      end
+    end
+  end
+  local first = 1
+  if st.T == nil and #st.pend > 0 then
+    local c = st.pend[1]
+    st.T = create(c[1], c[2], c[3], ev)
+    st.anchor = c[3]
+    first = 2
+  end
+  for k = first, #st.pend do
+    local p = st.pend[k]
+    attach(st.T, p[1], p[2], p[3], st.anchor, ev)
+  end
+  for _, k in ipairs(st.fill) do moves[k][5] = st.T end
+  if st.T then refresh_since(st.T, ids, ev.ts) end
+  return st.T
+end
+
+for ei = 1, #events do
+  local e = events[ei]
+  local ev = {msg = e[1], ts = e[2]}
+  if e[3] >= 0 then
+    ev.part, ev.off = e[3], e[4]
+  end
+  local ids = e[5]
+  local suppressed = false
+  if use_sup and #ids > 0 then
+    local hs, fields = e[6], {}
+    for j = 1, #hs do fields[j] = ids[2 * j - 1] .. ':' .. hs[j] end
+    local got = call('HMGET', SKEY, unpack(fields))
+    for j = 1, #got do
+      if got[j] and tonumber(got[j]) >= ev.ts then suppressed = true end
+    end
+  end
+  if suppressed then
+    for j = 1, #ids, 2 do reject(ei, ids[j], ids[j + 1], 'suppressed') end
+    oneids[ei] = ''
+  else
+    oneids[ei] = resolve_event(ei, ev, ids) or ''
+  end
+end
+
+-- an event that resolved to a profile merged later in the batch answers the survivor
+for ei = 1, #oneids do
+  local o = oneids[ei]
+  for _ = 1, 64 do
+    local s = aliased[o]
+    if not s then break end
+    o = s
+  end
+  oneids[ei] = o
+end
+
+return cjson.encode({o = oneids, m = merges, r = rejections, v = moves})

@@ -1,0 +1,525 @@
+"""The OneID identity graph in Redis: one atomic Lua run per batch of events.
+
+Python does what needs no shared state (blocked values, priority order, hashing); the script
+(graph_lib.lua + graph.lua) does everything that reads or writes the graph, so workers on
+different partitions resolve concurrently without locks: Redis runs one script at a time.
+
+How an event resolves (identifiers in priority order):
+- it joins the profile of its highest-priority identifier that is already linked; new
+  identifiers are linked to it (edge: this event, anchored on that identifier), or create a
+  profile whose OneID is a hash of the creating identifier ("o_" + 16 hex of sha1("type:value"),
+  probed past ids already used);
+- another profile reached by one of its identifiers is merged, the older one (creation event
+  time, then id) surviving and the other becoming its alias, unless the merge would break a
+  limit of the rules (two user_ids: never merge two people), an operator split the two, or
+  the value was seen with too many people (frequency guard): then that lower-priority
+  identifier is not linked and a rejection is recorded - except for ``repoint`` types (shared
+  devices and browsers), which move to the person of this event if it is newer than the last
+  evidence tying them to the other person;
+- events carrying an identifier of a deleted profile (suppressed, by hash) resolve to nothing.
+
+All keys live under ``<prefix>{oneid}:`` (layout in graph_lib.lua). The shared hash tag puts
+the whole graph in one Redis Cluster slot, so the scripts stay legal on a cluster (KEYS[1]
+routes them); a graph too big for one node would be split by tenant, never by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from identity.exceptions import (
+    GraphStateError,
+    IdentityError,
+    NotLinkedError,
+    ProfileNotFoundError,
+    UnmergeError,
+)
+from identity.rules import IdentityRules, TypeRule, load_rules
+from touchstream.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_HERE = Path(__file__).resolve().parent
+HASH_TAG = "{oneid}"
+HOT = "!"
+
+# Stable rejection reasons (the IdentityRejection.reason field).
+BLOCKED = "blocked"  # a placeholder value from the rules' blocked lists
+UNKNOWN_TYPE = "unknown_type"  # a type the rules do not use for identity
+SUPPRESSED = "suppressed"  # the event carries an identifier of a deleted profile
+FREQUENCY_GUARD = "frequency_guard"  # the value was seen with too many people; it links no one
+NEWER_LINK = "newer_link"  # a shared device/browser was re-pointed by a newer login already
+UNMERGED = "unmerged"  # an operator split these two profiles; they are not merged again
+LIMIT_PREFIX = "limit:"  # "limit:<type>": linking would exceed that type's limit
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResolution:
+    """What one batch did. ``oneids`` follows the events' order (None: no usable identifier
+    or suppressed); merges/rejections have the shapes of io.touchstream.IdentityMerge and
+    IdentityRejection; moves are shared devices/browsers re-pointed to a newer login."""
+
+    oneids: list[str | None]
+    merges: list[dict[str, Any]]
+    rejections: list[dict[str, Any]]
+    moves: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRef:
+    """An event that created a link, with where to re-read it when known."""
+
+    message_id: str
+    timestamp: int
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """Why an identifier is in its profile: the event that linked it and the identifier of
+    that event it was linked through (None for a root: the identifier that created the profile,
+    or one whose anchor left it)."""
+
+    type: str
+    value: str
+    event: EventRef
+    anchor: tuple[str, str] | None
+    since: int  # when it joined its person: a later login by someone else may take it over
+
+
+@dataclass(frozen=True, slots=True)
+class UnmergeResult:
+    """A split: ``identifiers`` left ``oneid`` and now form ``new_oneid``; the events that
+    linked them (``message_ids``) are the ones to re-attribute to ``new_oneid``."""
+
+    oneid: str
+    new_oneid: str
+    identifiers: list[dict[str, str]]
+    message_ids: list[str]
+    events: list[EventRef]
+
+
+@cache
+def _script_source(name: str) -> str:
+    return (_HERE / "graph_lib.lua").read_text(encoding="utf-8") + "\n" + (_HERE / name).read_text(
+        encoding="utf-8"
+    )
+
+
+@lru_cache(maxsize=65536)
+def value_hash(value: str) -> str:
+    """sha256 hex of an identifier value: what rejections, audits and suppression store."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}.
+    return value if isinstance(value, list) else []
+
+
+def _split(member: str) -> tuple[str, str]:
+    type_, _, value = member.partition(":")
+    return type_, value
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _ref(message_id: str, ts: int, partition: int, offset: int) -> EventRef:
+    if partition is None or partition < 0:
+        return EventRef(message_id, int(ts))
+    return EventRef(message_id, int(ts), int(partition), int(offset))
+
+
+class IdentityGraph:
+    """Resolve events to OneIDs and administer the graph kept in Redis under ``prefix``.
+
+    ``redis_client`` is a synchronous redis-py client (bytes or decoded responses both work).
+    """
+
+    def __init__(self, redis_client: redis.Redis, prefix: str, rules: IdentityRules | None = None) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ConfigError(f"redis prefix {prefix!r} must not contain braces: the graph adds its hash tag")
+        self.redis = redis_client
+        self.rules = rules if rules is not None else load_rules()
+        self.base = f"{prefix}{HASH_TAG}:"
+        self.meta_key = self.base + "meta"
+        self._buckets = self.rules.index_buckets
+        self._resolve_script = redis_client.register_script(_script_source("graph.lua"))
+        self._admin_script = redis_client.register_script(_script_source("graph_admin.lua"))
+        # Once any profile was deleted, every batch carries value hashes for the suppression check.
+        self._with_hashes = False
+        self._rule_cache: dict[str, TypeRule | None] = {}
+        self._screen = lru_cache(maxsize=1 << 16)(self._screen_uncached)
+
+    # ---- keys (mirror graph_lib.lua) ----
+
+    def _bucket(self, value: str) -> int:
+        return int(hashlib.sha1(value.encode("utf-8")).hexdigest()[:8], 16) % self._buckets  # noqa: S324
+
+    def index_key(self, type_: str, value: str) -> str:
+        return f"{self.base}i:{type_}:{self._bucket(value)}"
+
+    def profile_key(self, oneid: str) -> str:
+        return f"{self.base}p:{oneid}"
+
+    def alias_key(self, oneid: str) -> str:
+        return f"{self.base}a:{self._bucket(oneid)}"
+
+    @property
+    def suppression_key(self) -> str:
+        return self.base + "s"
+
+    @property
+    def audit_key(self) -> str:
+        return self.base + "audit"
+
+    # ---- resolution ----
+
+    def _rule(self, type_: str) -> TypeRule | None:
+        try:
+            return self._rule_cache[type_]
+        except KeyError:
+            rule = self._rule_cache[type_] = self.rules.rule(type_)
+            return rule
+
+    def _screen_uncached(self, type_: str, value: str) -> int | str:
+        """The rank of a usable identifier, or why it is not used (cached: values repeat a lot)."""
+        rule = self._rule(type_)
+        if rule is None:
+            return UNKNOWN_TYPE
+        if rule.is_blocked(value):
+            return BLOCKED
+        return rule.rank
+
+    def _prepare(
+        self, events: Sequence[Mapping[str, Any]], with_hashes: bool
+    ) -> tuple[list[list[Any]], list[tuple[int, str, str, str]]]:
+        payload: list[list[Any]] = []
+        early: list[tuple[int, str, str, str]] = []
+        screen = self._screen
+        for i, event in enumerate(events):
+            kept: list[tuple[int, str, str]] = []
+            for ident in event.get("identifiers") or ():
+                type_, value = ident["type"], ident["value"]
+                rank = screen(type_, value)
+                if type(rank) is int:
+                    kept.append((rank, type_, value))
+                else:
+                    early.append((i, type_, value, rank))
+            if len(kept) > 1:
+                kept = sorted(set(kept))
+            flat: list[str] = []
+            for _, type_, value in kept:
+                flat.append(type_)
+                flat.append(value)
+            partition, offset = event.get("partition"), event.get("offset")
+            row: list[Any] = [
+                event["message_id"],
+                int(event["timestamp"]),
+                -1 if partition is None else int(partition),
+                -1 if offset is None else int(offset),
+                flat,
+            ]
+            if with_hashes:
+                row.append([value_hash(value) for _, _, value in kept])
+            payload.append(row)
+        return payload, early
+
+    def resolve_batch(self, events: Sequence[Mapping[str, Any]]) -> BatchResolution:
+        """Resolve ``events`` (each ``{message_id, timestamp, identifiers[, partition, offset]}``,
+        identifiers normalised) in order, in one atomic script run (see the module docstring)."""
+        if not events:
+            return BatchResolution([], [], [], [])
+        for _ in range(2):
+            payload, early = self._prepare(events, self._with_hashes)
+            out = self._call_resolve(payload)
+            if out.get("need_hashes") and not self._with_hashes:
+                self._with_hashes = True
+                continue
+            return self._result(events, out, early)
+        raise IdentityError("the resolve script kept asking for value hashes")
+
+    def _call_resolve(self, payload: list[list[Any]]) -> dict[str, Any]:
+        args = [
+            self.base,
+            self._buckets,
+            self.rules.script_config,
+            "1" if self._with_hashes else "0",
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        ]
+        try:
+            raw = self._resolve_script(keys=[self.meta_key], args=args)
+        except redis.ResponseError as exc:
+            raise self._error(exc) from None
+        return json.loads(raw)
+
+    def _result(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        out: dict[str, Any],
+        early: list[tuple[int, str, str, str]],
+    ) -> BatchResolution:
+        oneids: list[str | None] = [o or None for o in _as_list(out.get("o"))]
+        if len(oneids) != len(events):
+            raise IdentityError(f"resolve script answered {len(oneids)} OneIDs for {len(events)} events")
+        found = [(r[0] - 1, r[1], r[2], r[3]) for r in _as_list(out.get("r"))]
+        rows = sorted(early + found, key=lambda r: r[0]) if early else found
+        rejections = [
+            {
+                "oneid": oneids[i],
+                "type": type_,
+                "value_hash": value_hash(value),
+                "reason": reason,
+                "message_id": events[i]["message_id"],
+                "timestamp": int(events[i]["timestamp"]),
+            }
+            for i, type_, value, reason in rows
+        ]
+        merges = []
+        for ei, survivor, merged, reason, brought in _as_list(out.get("m")):
+            event = events[ei - 1]
+            merges.append(
+                {
+                    "survivor": survivor,
+                    "merged": merged,
+                    "message_id": event["message_id"],
+                    "timestamp": int(event["timestamp"]),
+                    "identifiers": [
+                        {"type": t, "value": v} for t, v in (_split(m) for m in _as_list(brought))
+                    ],
+                    "reason": reason,
+                }
+            )
+        moves = []
+        for ei, type_, value, source, target in _as_list(out.get("v")):
+            event = events[ei - 1]
+            moves.append(
+                {
+                    "type": type_,
+                    "value_hash": value_hash(value),
+                    "from_oneid": source,
+                    "to_oneid": target,
+                    "message_id": event["message_id"],
+                    "timestamp": int(event["timestamp"]),
+                }
+            )
+        return BatchResolution(oneids, merges, rejections, moves)
+
+    def _error(self, exc: redis.ResponseError) -> IdentityError:
+        text = str(exc)
+        code, _, detail = text.partition(" ")
+        if code == "GRAPH_STATE":
+            return GraphStateError(detail)
+        if code == "NOT_FOUND":
+            return ProfileNotFoundError(detail)
+        if code == "NOT_LINKED":
+            return NotLinkedError(detail)
+        if code == "UNMERGE_ALL":
+            return UnmergeError(detail)
+        return IdentityError(f"identity script failed: {text}")
+
+    # ---- lookups ----
+
+    def lookup(self, type_: str, value: str) -> str | None:
+        """The OneID a (normalised) identifier belongs to, or None (unknown, guarded or deleted)."""
+        found = self.redis.hget(self.index_key(type_, value), value)
+        if found is None:
+            return None
+        oneid = _text(found)
+        return None if oneid == HOT else oneid
+
+    def resolve_alias(self, oneid: str) -> str:
+        """The surviving OneID of ``oneid`` (itself when it was never merged away)."""
+        for _ in range(16):
+            survivor = self.redis.hget(self.alias_key(oneid), oneid)
+            if survivor is None:
+                return oneid
+            oneid = _text(survivor)
+        return oneid
+
+    def resolve_aliases(self, oneids: Iterable[str]) -> dict[str, str]:
+        """``{oneid: survivor}`` for many OneIDs, one pipelined round trip per alias hop."""
+        result = {oneid: oneid for oneid in oneids}
+        pending = list(result)
+        for _ in range(16):
+            if not pending:
+                break
+            pipe = self.redis.pipeline(transaction=False)
+            for oneid in pending:
+                current = result[oneid]
+                pipe.hget(self.alias_key(current), current)
+            answers = pipe.execute()
+            nxt = []
+            for oneid, survivor in zip(pending, answers, strict=True):
+                if survivor is not None:
+                    result[oneid] = _text(survivor)
+                    nxt.append(oneid)
+            pending = nxt
+        return result
+
+    def profile_identifiers(self, oneid: str) -> dict[str, list[str]]:
+        """``{type: [values]}`` of the live profile behind ``oneid`` ({} when there is none)."""
+        fields = self.redis.hkeys(self.profile_key(self.resolve_alias(oneid)))
+        out: dict[str, list[str]] = {}
+        for field in sorted(_text(f) for f in fields):
+            if field.startswith("!"):
+                continue
+            type_, value = _split(field)
+            out.setdefault(type_, []).append(value)
+        return out
+
+    def edges(self, oneid: str) -> list[Edge]:
+        """Every identifier of the profile with the event that linked it and its anchor."""
+        out = self._admin("edges", oneid)
+        edges = []
+        for member, ts, message_id, parent, partition, offset, since in _as_list(out.get("edges")):
+            type_, value = _split(member)
+            anchor = _split(parent) if parent else None
+            edges.append(Edge(type_, value, _ref(message_id, ts, partition, offset), anchor, int(since)))
+        return edges
+
+    # ---- operator actions ----
+
+    def unmerge(
+        self, oneid: str, identifier_type: str, value: str, *, actor: str = "system"
+    ) -> UnmergeResult:
+        """Split a wrong link: the identifier leaves the profile and forms a new one with the
+        identifiers linked only through it; audited; the two are never merged again."""
+        out = self._admin(
+            "unmerge", oneid, identifier_type, value, actor, value_hash(value), self.rules.person_key
+        )
+        refs = [_ref(*row) for row in _as_list(out.get("events"))]
+        log.info("unmerge by %s: %s split into %s (%d identifiers)", actor, out["oneid"], out["new"],
+                 len(_as_list(out.get("ids"))))
+        return UnmergeResult(
+            oneid=out["oneid"],
+            new_oneid=out["new"],
+            identifiers=[{"type": t, "value": v} for t, v in (_split(m) for m in _as_list(out.get("ids")))],
+            message_ids=[ref.message_id for ref in refs],
+            events=refs,
+        )
+
+    def delete_profile(self, oneid: str, actor: str) -> list[dict[str, str]]:
+        """Erase a profile with its links, edges and aliases; its identifiers are suppressed
+        (by hash) so that in-flight events carrying them resolve to no profile. Audited."""
+        self._with_hashes = True
+        target = self.resolve_alias(oneid)
+        members = [_text(f) for f in self.redis.hkeys(self.profile_key(target))]
+        for _ in range(5):
+            hashes = {m: value_hash(_split(m)[1]) for m in members if not m.startswith("!")}
+            out = self._admin("delete", oneid, actor, json.dumps(hashes, ensure_ascii=False))
+            if "retry" not in out:
+                log.info("profile %s deleted by %s (%d identifiers)", out["oneid"], actor,
+                         len(_as_list(out.get("ids"))))
+                return [{"type": t, "value": v} for t, v in (_split(m) for m in _as_list(out.get("ids")))]
+            members = _as_list(out["retry"])
+        raise IdentityError(f"profile {oneid} kept changing while being deleted")
+
+    def audit_log(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest audit entries (unmerge, delete), newest first."""
+        entries = self.redis.xrevrange(self.audit_key, count=count)
+        return [
+            {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+            for entry_id, fields in entries
+        ]
+
+    def _admin(self, op: str, *args: Any) -> dict[str, Any]:
+        try:
+            raw = self._admin_script(keys=[self.meta_key], args=[self.base, self._buckets, op, *args])
+        except redis.ResponseError as exc:
+            raise self._error(exc) from None
+        return json.loads(raw)
+
+    # ---- verification ----
+
+    def check_consistency(self) -> list[str]:
+        """Problems found by scanning the whole graph (empty when consistent): every indexed
+        identifier in exactly one live profile that lists it, counts right, limits kept, aliases
+        pointing at live profiles that list them. For tests and operators: O(graph), pipelined,
+        no PII in the messages."""
+        start = len(self.base)
+        groups: dict[str, list[Any]] = {"p": [], "i": [], "a": []}
+        for key in self.redis.scan_iter(match=_glob_escape(self.base) + "*", count=1000):
+            kind = _text(key)[start : start + 2]
+            if kind in ("p:", "i:", "a:"):
+                groups[kind[0]].append(key)
+        index: dict[tuple[str, str], str] = {}
+        for key, entries in zip(groups["i"], self._hgetall_many(groups["i"]), strict=True):
+            type_ = _text(key)[start + 2 :].rpartition(":")[0]
+            for value, owner in entries.items():
+                index[(type_, _text(value))] = _text(owner)
+        profiles: dict[str, dict[str, str]] = {}
+        for key, fields in zip(groups["p"], self._hgetall_many(groups["p"]), strict=True):
+            profiles[_text(key)[start + 2 :]] = {
+                name: (_text(v) if name.startswith("!") else "")
+                for name, v in ((_text(k), v) for k, v in fields.items())
+            }
+        problems: list[str] = []
+        members = 0
+        for oneid, fields in profiles.items():
+            members += self._check_profile(oneid, fields, index, problems)
+        for (type_, value), owner in index.items():
+            if owner != HOT and owner not in profiles:
+                problems.append(f"{type_} {value_hash(value)[:12]} points at missing profile {owner}")
+        linked = sum(1 for owner in index.values() if owner != HOT)
+        if members != linked:
+            problems.append(f"{members} profile members but {linked} linked index entries")
+        for entries in self._hgetall_many(groups["a"]):
+            for merged, survivor in entries.items():
+                merged, survivor = _text(merged), _text(survivor)
+                if merged in profiles:
+                    problems.append(f"alias {merged} is also a live profile")
+                if survivor not in profiles:
+                    problems.append(f"alias {merged} points at missing profile {survivor}")
+                elif f"!a:{merged}" not in profiles[survivor]:
+                    problems.append(f"alias {merged} is not listed by its survivor {survivor}")
+        return problems
+
+    def _hgetall_many(self, keys: list[Any]) -> list[dict[Any, Any]]:
+        out: list[dict[Any, Any]] = []
+        for i in range(0, len(keys), 500):
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys[i : i + 500]:
+                pipe.hgetall(key)
+            out += pipe.execute()
+        return out
+
+    def _check_profile(
+        self, oneid: str, fields: dict[str, str], index: dict[tuple[str, str], str], problems: list[str]
+    ) -> int:
+        members = [f for f in fields if not f.startswith("!")]
+        if not members:
+            problems.append(f"profile {oneid} has no identifiers")
+        counts: dict[str, int] = {}
+        for member in members:
+            type_, value = _split(member)
+            counts[type_] = counts.get(type_, 0) + 1
+            owner = index.get((type_, value))
+            if owner != oneid:
+                problems.append(f"{type_} {value_hash(value)[:12]} is in {oneid} but indexed to {owner}")
+        for type_, n in counts.items():
+            if fields.get(f"!n:{type_}") != str(n):
+                problems.append(f"profile {oneid} counts {fields.get(f'!n:{type_}')} {type_}, holds {n}")
+        person = self.rules.person_key
+        limit = self.rules.rule(person)
+        if limit is not None and limit.max_links is not None and counts.get(person, 0) > limit.max_links:
+            problems.append(f"profile {oneid} holds {counts[person]} {person} values")
+        if counts.get(person) and "!u" not in fields:
+            problems.append(f"profile {oneid} holds a {person} but records no person")
+        return len(members)

@@ -1,0 +1,143 @@
+-- Operator actions on the OneID graph, each atomic (graph_lib.lua is prepended).
+--
+-- ARGV[3] op, then per op:
+--   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] sha256(value), ARGV[9] person key
+--   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers
+--   edges    ARGV[4] oneid
+-- Errors are returned as error replies starting with a code: NOT_FOUND, NOT_LINKED, UNMERGE_ALL.
+
+local bad = check_meta()
+if bad then return redis.error_reply(bad) end
+local op = ARGV[3]
+
+local function live(oneid)
+  local o = resolve_alias(oneid)
+  if call('EXISTS', pkey(o)) == 0 then return nil end
+  return o
+end
+
+local function recount(key, members, names, pk)
+  local c, person = {}, nil
+  for _, m in ipairs(names) do
+    local t, v = split_tv(m)
+    c[t] = (c[t] or 0) + 1
+    if t == pk and (person == nil or v < person) then person = v end
+  end
+  local flat = call('HKEYS', key)
+  for _, f in ipairs(flat) do
+    if sub(f, 1, 3) == '!n:' then call('HDEL', key, f) end
+  end
+  local fv = {}
+  for t, n in pairs(c) do
+    fv[#fv + 1] = '!n:' .. t
+    fv[#fv + 1] = n
+  end
+  if #fv > 0 then call('HSET', key, unpack(fv)) end
+  if person then call('HSET', key, '!u', person) else call('HDEL', key, '!u') end
+end
+
+if op == 'unmerge' then
+  local t, v, actor, vhash, pk = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  local o = live(ARGV[4])
+  if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
+  local xtv = t .. ':' .. v
+  if owner_tv(t, v, xtv) ~= o then return redis.error_reply('NOT_LINKED identifier not in ' .. o) end
+  local members, meta, n = load_profile(o)
+  local children, byh = {}, by_hash(members)
+  for _, m in ipairs(sorted_keys(members)) do
+    local p = byh[rec_of(members, m)[3] or '']
+    if p and p ~= m then
+      children[p] = children[p] or {}
+      table.insert(children[p], m)
+    end
+  end
+  local moved, inside, k = {xtv}, {[xtv] = true}, 1
+  while k <= #moved do
+    for _, c in ipairs(children[moved[k]] or {}) do
+      if not inside[c] then
+        inside[c] = true
+        moved[#moved + 1] = c
+      end
+    end
+    k = k + 1
+  end
+  if #moved >= n then
+    return redis.error_reply('UNMERGE_ALL every identifier of ' .. o .. ' came through this one')
+  end
+  table.sort(moved)
+  local new = new_id(t, v)
+  local nkey, okey = pkey(new), pkey(o)
+  local fv, refs, seen_msg, created, kept = {}, {}, {}, nil, {}
+  for _, m in ipairs(moved) do
+    local r = rec_of(members, m)
+    if m == xtv then r = {r[1], r[2], '', r[4] or 0, r[5], r[6]} end
+    fv[#fv + 1] = m
+    fv[#fv + 1] = pack(r)
+    if created == nil or r[1] < created then created = r[1] end
+    if not seen_msg[r[2]] then
+      seen_msg[r[2]] = true
+      refs[#refs + 1] = {expand_msg(r[2]), r[1], r[5] or -1, r[6] or -1}
+    end
+    local mt, mv = split_tv(m)
+    set_owner(mt, mv, m, new)
+    call('HDEL', okey, m)
+  end
+  hset_many(nkey, fv)
+  for _, m in ipairs(sorted_keys(members)) do
+    if not inside[m] then kept[#kept + 1] = m end
+  end
+  recount(okey, members, kept, pk)
+  recount(nkey, members, moved, pk)
+  local nm = meta['!nm'] and (meta['!nm'] .. ' ' .. new) or new
+  call('HSET', okey, '!nm', nm)
+  call('HSET', nkey, '!c', created, '!nm', o)
+  local now = now_ms()
+  call('XADD', AUDIT, '*', 'action', 'unmerge', 'actor', actor, 'time', now, 'oneid', o,
+    'new_oneid', new, 'type', t, 'value_hash', vhash, 'moved', #moved, 'events', #refs)
+  return cjson.encode({oneid = o, new = new, ids = moved, events = refs, time = now})
+end
+
+if op == 'delete' then
+  local actor, hashes = ARGV[5], cjson.decode(ARGV[6])
+  local o = live(ARGV[4])
+  if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
+  local members, meta = load_profile(o)
+  local names = sorted_keys(members)
+  for _, m in ipairs(names) do
+    if not hashes[m] then return cjson.encode({retry = names}) end
+  end
+  local now = now_ms()
+  local sup = {}
+  for _, m in ipairs(names) do
+    local t, v = split_tv(m)
+    if owner_tv(t, v, m) == o then del_owner(t, v, m) end
+    call('DEL', fkey(t, v))
+    sup[#sup + 1] = t .. ':' .. hashes[m]
+    sup[#sup + 1] = now
+  end
+  if #sup > 0 then hset_many(SKEY, sup) end
+  local aliases = 0
+  for f in pairs(meta) do
+    if sub(f, 1, 3) == '!a:' then aliases = aliases + 1 end
+  end
+  drop_profile(o, meta)
+  call('XADD', AUDIT, '*', 'action', 'delete', 'actor', actor, 'time', now, 'oneid', o,
+    'requested', ARGV[4], 'identifiers', #names, 'aliases', aliases)
+  return cjson.encode({oneid = o, ids = names, time = now})
+end
+
+if op == 'edges' then
+  local o = live(ARGV[4])
+  if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
+  local members = load_profile(o)
+  local byh = by_hash(members)
+  local out = {}
+  for _, m in ipairs(sorted_keys(members)) do
+    local r = rec_of(members, m)
+    local parent = byh[r[3] or ''] or ''
+    out[#out + 1] = {m, r[1], expand_msg(r[2]), parent, r[5] or -1, r[6] or -1, since_of(r)}
+  end
+  return cjson.encode({oneid = o, edges = out})
+end
+
+return redis.error_reply('UNKNOWN_OP ' .. tostring(op))

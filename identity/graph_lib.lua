@@ -1,0 +1,243 @@
+-- OneID graph: helpers shared by graph.lua (resolve a batch) and graph_admin.lua (unmerge,
+-- delete, edges). identity/graph.py prepends this file to each script before loading it.
+--
+-- KEYS[1]  the graph's meta key (declared so that a Redis Cluster routes the script to the
+--          slot of the graph's hash tag; every other key carries the same tag)
+-- ARGV[1]  key base: <prefix>{oneid}:
+-- ARGV[2]  index buckets (fixed for the life of the graph, recorded in the meta key)
+--
+-- Key layout (B = ARGV[1]; n = first 8 hex of sha1(value) as a number mod index buckets):
+--   B.."meta"              hash  nb (index buckets), v (layout version)
+--   B.."i:"..t..":"..n     hash  value -> OneID, or "!" once the frequency guard stopped the value
+--   B.."p:"..oneid         hash  "type:value" -> edge, msgpack [ts, message_id, parent, since, partition,
+--                                offset]: the linking event (a lower-case UUID message_id is packed to
+--                                17 bytes), the identifier it linked through as the first 8 hex of
+--                                sha1("type:value") ("" for a root), when it joined its person (0:
+--                                ts) and the event's partition/offset when known; kept small so the
+--                                hash stays in Redis's listpack encoding (values <= 64 bytes);
+--                                "!c" creation time, "!u" person-key value, "!n:"..type counts,
+--                                "!a:"..merged OneID -> "" (its aliases), "!nm" OneIDs never to merge with
+--                                (space separated)
+--   B.."a:"..n             hash  merged OneID -> survivor (n from sha1 of the merged OneID)
+--   B.."f:"..t..":"..h     set   people (short hashes) a contested value (h: 16 hex of sha1) was seen with
+--   B.."s"                 hash  type..":"..sha256(value) -> deletion time (ms): suppression
+--   B.."audit"             stream unmerge / delete entries with actor and time
+
+local B = ARGV[1]
+local NB = tonumber(ARGV[2])
+local META = KEYS[1]
+local call = redis.call
+local sha1 = redis.sha1hex
+local sub, find = string.sub, string.find
+local pack, unpack_rec = cmsgpack.pack, cmsgpack.unpack
+local SKEY = B .. 's'
+local AUDIT = B .. 'audit'
+
+local function bucket(v)
+  return tonumber(sub(sha1(v), 1, 8), 16) % NB
+end
+
+local function ikey(t, v) return B .. 'i:' .. t .. ':' .. bucket(v) end
+local function pkey(o) return B .. 'p:' .. o end
+local function akey(o) return B .. 'a:' .. bucket(o) end
+local function fkey(t, v) return B .. 'f:' .. t .. ':' .. sub(sha1(v), 1, 16) end
+
+local function split_tv(tv)
+  local i = find(tv, ':', 1, true)
+  return sub(tv, 1, i - 1), sub(tv, i + 1)
+end
+
+local function check_meta()
+  local nb = call('HGET', META, 'nb')
+  if not nb then
+    call('HSET', META, 'nb', NB, 'v', 1)
+  elseif tonumber(nb) ~= NB then
+    return 'GRAPH_STATE index_buckets is ' .. nb .. ' in Redis but ' .. NB .. ' in the rules'
+  end
+  return nil
+end
+
+-- identifier -> OneID, cached for the script run (write-through)
+local owners = {}
+local function owner_tv(t, v, tv)
+  local o = owners[tv]
+  if o == nil then
+    o = call('HGET', ikey(t, v), v)
+    owners[tv] = o
+  end
+  return o
+end
+local function set_owner(t, v, tv, o)
+  owners[tv] = o
+  call('HSET', ikey(t, v), v, o)
+end
+local function del_owner(t, v, tv)
+  owners[tv] = false
+  call('HDEL', ikey(t, v), v)
+end
+
+local function hset_many(key, fv)
+  local n = #fv
+  for i = 1, n, 1000 do
+    call('HSET', key, unpack(fv, i, math.min(i + 999, n)))
+  end
+end
+
+local function words(s)
+  local out = {}
+  if s then
+    for w in string.gmatch(s, '%S+') do out[#out + 1] = w end
+  end
+  return out
+end
+
+local function resolve_alias(o)
+  for _ = 1, 16 do
+    local s = call('HGET', akey(o), o)
+    if not s then return o end
+    o = s
+  end
+  return o
+end
+
+-- members: "type:value" -> packed string or unpacked record; meta: "!..." -> string
+local function load_profile(o)
+  local flat = call('HGETALL', pkey(o))
+  local members, meta, n = {}, {}, 0
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if sub(f, 1, 1) == '!' then
+      meta[f] = flat[i + 1]
+    else
+      members[f] = flat[i + 1]
+      n = n + 1
+    end
+  end
+  return members, meta, n
+end
+
+local function rec_of(members, tv)
+  local r = members[tv]
+  if type(r) == 'string' then
+    r = unpack_rec(r)
+    members[tv] = r
+  end
+  return r
+end
+
+-- when the identifier joined its current person (a re-rooted edge keeps the older event)
+local function since_of(r)
+  local since = r[4]
+  if since and since ~= 0 then return since end
+  return r[1]
+end
+
+local function set_since(r, ts)
+  r[4] = (r[1] ~= ts) and ts or 0
+end
+
+-- an edge names its parent by a short hash of "type:value"
+local function ph(tv)
+  return sub(sha1(tv), 1, 8)
+end
+
+local function by_hash(members)
+  local out = {}
+  for m in pairs(members) do out[ph(m)] = m end
+  return out
+end
+
+local UUID = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
+local function hex_byte(h) return string.char(tonumber(h, 16)) end
+local function byte_hex(c) return string.format('%02x', string.byte(c)) end
+
+local function compact_msg(msg)
+  if #msg == 36 and string.find(msg, UUID) and msg == string.lower(msg) then
+    return '\0' .. string.gsub(string.gsub(msg, '-', ''), '%x%x', hex_byte)
+  end
+  return msg
+end
+
+local function expand_msg(s)
+  if #s == 17 and string.byte(s, 1) == 0 then
+    local h = string.gsub(sub(s, 2), '.', byte_hex)
+    return sub(h, 1, 8) .. '-' .. sub(h, 9, 12) .. '-' .. sub(h, 13, 16) .. '-' .. sub(h, 17, 20) .. '-' .. sub(h, 21)
+  end
+  return s
+end
+
+local function packed(r)
+  if type(r) == 'string' then return r end
+  return pack(r)
+end
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+-- A fresh OneID: a hash of the creating identifier, probed past ids already in use so that
+-- replays agree and an old id (an alias, a split-off profile) is never reused.
+local function new_id(t, v)
+  local seed = t .. ':' .. v
+  for n = 0, 64 do
+    local cand = 'o_' .. sub(sha1(n == 0 and seed or (seed .. '#' .. n)), 1, 16)
+    if call('EXISTS', pkey(cand)) == 0 and not call('HGET', akey(cand), cand) then
+      return cand
+    end
+  end
+  error('no free OneID for an identifier after 64 probes')
+end
+
+-- A profile emptied by moves or the frequency guard is removed with its aliases.
+local function drop_profile(o, meta)
+  for f in pairs(meta) do
+    if sub(f, 1, 3) == '!a:' then call('HDEL', akey(sub(f, 4)), sub(f, 4)) end
+  end
+  call('DEL', pkey(o))
+end
+
+-- Children of a removed identifier hang on its parent, so the profile stays one tree.
+local function splice_out(o, tv, pk)
+  local members, meta, n = load_profile(o)
+  local xr = rec_of(members, tv)
+  if xr == nil then return end
+  local parent = xr[3] or ''
+  local mine = ph(tv)
+  local changed = {}
+  for m in pairs(members) do
+    if m ~= tv then
+      local r = rec_of(members, m)
+      if r[3] == mine then
+        r[3] = parent
+        changed[#changed + 1] = m
+        changed[#changed + 1] = pack(r)
+      end
+    end
+  end
+  if n <= 1 then
+    drop_profile(o, meta)
+    return
+  end
+  if #changed > 0 then hset_many(pkey(o), changed) end
+  local t, v = split_tv(tv)
+  call('HDEL', pkey(o), tv)
+  call('HINCRBY', pkey(o), '!n:' .. t, -1)
+  if t == pk and meta['!u'] == v then
+    local other = nil
+    for m in pairs(members) do
+      if m ~= tv and sub(m, 1, #pk + 1) == pk .. ':' then
+        local _, mv = split_tv(m)
+        if other == nil or mv < other then other = mv end
+      end
+    end
+    if other then call('HSET', pkey(o), '!u', other) else call('HDEL', pkey(o), '!u') end
+  end
+end
+
+local function now_ms()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end

@@ -1,0 +1,321 @@
+"""OneID merge rules: the YAML file read once into frozen dataclasses.
+
+Rules are data, not code, so an operator can tighten a limit or block a placeholder value
+without a release. Every mistake in the file raises :class:`ConfigError` naming the dotted
+key (``types.email.max``), because a silently ignored limit would merge people.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from touchstream.errors import ConfigError
+
+DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.yaml")
+#: Same rule as identity/identifiers.py: type names are keys in Redis and field prefixes.
+TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+DAY_MS = 24 * 3600 * 1000
+MAX_INDEX_BUCKETS = 1 << 20
+
+_TOP_KEYS = frozenset(
+    {"version", "person_key", "priority", "unknown_types", "types", "blocked", "frequency_guard", "storage"}
+)
+_TYPE_KEYS = frozenset({"max", "window_days", "repoint"})
+_BLOCK_KEYS = frozenset({"values", "patterns"})
+_GUARD_KEYS = frozenset({"max_persons", "types"})
+_STORAGE_KEYS = frozenset({"index_buckets"})
+_UNKNOWN_MODES = ("reject", "link")
+
+
+@dataclass(frozen=True)
+class TypeRule:
+    """How one identifier type links: rank 0 is the highest priority."""
+
+    name: str
+    rank: int
+    max_links: int | None = None
+    window_ms: int | None = None
+    repoint: bool = False
+    max_persons: int = 3
+    blocked_values: frozenset[str] = frozenset()
+    blocked_pattern: BlockedPattern | None = None
+
+    def is_blocked(self, value: str) -> bool:
+        """True when ``value`` is a placeholder that must never link anyone."""
+        if value in self.blocked_values:
+            return True
+        return self.blocked_pattern is not None and self.blocked_pattern.search(value)
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """Validated merge rules; build with :func:`load_rules` or :func:`parse_rules`."""
+
+    person_key: str
+    types: tuple[TypeRule, ...]
+    unknown_types: str = "reject"
+    default_max_persons: int = 3
+    any_blocked_values: frozenset[str] = frozenset()
+    any_blocked_pattern: BlockedPattern | None = None
+    index_buckets: int = 4096
+    source: str = "<rules>"
+    _by_name: Mapping[str, TypeRule] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {rule.name: rule for rule in self.types})
+
+    @property
+    def priority(self) -> tuple[str, ...]:
+        return tuple(rule.name for rule in self.types)
+
+    def rule(self, type_: str) -> TypeRule | None:
+        """The rule of ``type_``; for an unlisted type, a limit-free lowest-priority rule when
+        ``unknown_types`` is ``link``, else None (the type is not used for identity)."""
+        found = self._by_name.get(type_)
+        if found is not None or self.unknown_types != "link" or not TYPE_NAME.match(type_):
+            return found
+        return self._unknown_rule(type_)
+
+    def _unknown_rule(self, type_: str) -> TypeRule:
+        cache: dict[str, TypeRule] = self.__dict__.setdefault("_unknown_cache", {})
+        rule = cache.get(type_)
+        if rule is None:
+            rule = TypeRule(
+                name=type_,
+                rank=len(self.types),
+                max_persons=self.default_max_persons,
+                blocked_values=self.any_blocked_values,
+                blocked_pattern=self.any_blocked_pattern,
+            )
+            cache[type_] = rule
+        return rule
+
+    @cached_property
+    def script_config(self) -> str:
+        """The rules the Lua script needs, as compact JSON (built once, sent with every batch)."""
+        per_type = [
+            [
+                rule.name,
+                -1 if rule.max_links is None else rule.max_links,
+                -1 if rule.window_ms is None else rule.window_ms,
+                1 if rule.repoint else 0,
+                rule.max_persons,
+            ]
+            for rule in self.types
+        ]
+        return json.dumps(
+            {"pk": self.person_key, "t": per_type, "dm": self.default_max_persons},
+            separators=(",", ":"),
+        )
+
+
+def load_rules(path: str | Path | None = None) -> IdentityRules:
+    """Read and validate a rules file (default: ``identity/default_rules.yaml``)."""
+    source = Path(path) if path is not None else DEFAULT_RULES_PATH
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"identity rules {source}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"identity rules {source}: not valid YAML ({exc})") from None
+    return parse_rules(data, source=str(source))
+
+
+def parse_rules(data: Any, source: str = "<rules>") -> IdentityRules:
+    """Validate a rules mapping (the parsed YAML); a wrong key raises ConfigError naming it."""
+    return _Parser(source).parse(data)
+
+
+class _Parser:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"identity rules {self.source}: {key}: {problem}")
+
+    def mapping(self, value: Any, key: str, allowed: frozenset[str] | None = None) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"must be a mapping, got {type(value).__name__}")
+        for name in value:
+            if not isinstance(name, str):
+                raise self.fail(key, f"keys must be strings, got {name!r}")
+            if allowed is not None and name not in allowed:
+                raise self.fail(f"{key}.{name}" if key else name, f"unknown key (allowed: {sorted(allowed)})")
+        return value
+
+    def positive_int(self, value: Any, key: str, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.fail(key, f"must be a whole number >= 1, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be at most {maximum}, got {value}")
+        return value
+
+    def type_name(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not TYPE_NAME.match(value):
+            raise self.fail(key, f"must be an identifier type name ([a-z][a-z0-9_]*), got {value!r}")
+        return value
+
+    def parse(self, data: Any) -> IdentityRules:
+        top = self.mapping(data, "", _TOP_KEYS)
+        if not top:
+            raise self.fail("priority", "missing (the file is empty)")
+        version = top.get("version", 1)
+        if version != 1:
+            raise self.fail("version", f"only version 1 is understood, got {version!r}")
+
+        priority = top.get("priority")
+        if not isinstance(priority, list) or not priority:
+            raise self.fail("priority", "must be a non-empty list of identifier types")
+        names: list[str] = []
+        for i, item in enumerate(priority):
+            name = self.type_name(item, f"priority[{i}]")
+            if name in names:
+                raise self.fail(f"priority[{i}]", f"{name!r} is listed twice")
+            names.append(name)
+
+        person_key = self.type_name(top.get("person_key", "user_id"), "person_key")
+        if person_key not in names:
+            raise self.fail("person_key", f"{person_key!r} must be listed in priority")
+
+        unknown = top.get("unknown_types", "reject")
+        if unknown not in _UNKNOWN_MODES:
+            raise self.fail("unknown_types", f"must be one of {list(_UNKNOWN_MODES)}, got {unknown!r}")
+
+        limits = self.limits(top.get("types"), names, person_key)
+        blocked = self.blocked(top.get("blocked"))
+        default_persons, persons = self.guard(top.get("frequency_guard"), person_key)
+        storage = self.mapping(top.get("storage"), "storage", _STORAGE_KEYS)
+        buckets = self.positive_int(
+            storage.get("index_buckets", 4096), "storage.index_buckets", MAX_INDEX_BUCKETS
+        )
+
+        any_values, any_patterns = blocked.get("any", (frozenset(), ()))
+        rules = []
+        for rank, name in enumerate(names):
+            max_links, window_ms, repoint = limits.get(name, (None, None, False))
+            values, patterns = blocked.get(name, (frozenset(), ()))
+            rules.append(
+                TypeRule(
+                    name=name,
+                    rank=rank,
+                    max_links=max_links,
+                    window_ms=window_ms,
+                    repoint=repoint,
+                    max_persons=persons.get(name, default_persons),
+                    blocked_values=values | any_values,
+                    blocked_pattern=_combine(any_patterns + patterns),
+                )
+            )
+        return IdentityRules(
+            person_key=person_key,
+            types=tuple(rules),
+            unknown_types=unknown,
+            default_max_persons=default_persons,
+            any_blocked_values=any_values,
+            any_blocked_pattern=_combine(any_patterns),
+            index_buckets=buckets,
+            source=self.source,
+        )
+
+    def limits(
+        self, value: Any, names: list[str], person_key: str
+    ) -> dict[str, tuple[int | None, int | None, bool]]:
+        out: dict[str, tuple[int | None, int | None, bool]] = {}
+        for name, spec in self.mapping(value, "types").items():
+            key = f"types.{name}"
+            if name not in names:
+                raise self.fail(key, "type is not listed in priority")
+            body = self.mapping(spec, key, _TYPE_KEYS)
+            max_links = None if body.get("max") is None else self.positive_int(body["max"], f"{key}.max")
+            window_ms = None
+            if body.get("window_days") is not None:
+                days = body["window_days"]
+                if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
+                    raise self.fail(f"{key}.window_days", f"must be a number of days > 0, got {days!r}")
+                if max_links is None:
+                    raise self.fail(f"{key}.window_days", "needs a max to count against")
+                window_ms = int(days * DAY_MS)
+            repoint = body.get("repoint", False)
+            if not isinstance(repoint, bool):
+                raise self.fail(f"{key}.repoint", f"must be true or false, got {repoint!r}")
+            if repoint and name == person_key:
+                raise self.fail(f"{key}.repoint", "the person_key cannot move between people")
+            out[name] = (max_links, window_ms, repoint)
+        if out.get(person_key, (None,))[0] is None:
+            raise self.fail(f"types.{person_key}.max", "the person_key needs a max (normally 1)")
+        return out
+
+    def blocked(self, value: Any) -> dict[str, tuple[frozenset[str], tuple[str, ...]]]:
+        out: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
+        for name, spec in self.mapping(value, "blocked").items():
+            key = f"blocked.{name}"
+            if name != "any":
+                self.type_name(name, key)
+            body = self.mapping(spec, key, _BLOCK_KEYS)
+            values = body.get("values") or []
+            patterns = body.get("patterns") or []
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise self.fail(f"{key}.values", "must be a list of strings")
+            if not isinstance(patterns, list):
+                raise self.fail(f"{key}.patterns", "must be a list of regular expressions")
+            for i, pattern in enumerate(patterns):
+                if not isinstance(pattern, str):
+                    raise self.fail(f"{key}.patterns[{i}]", f"must be a string, got {pattern!r}")
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise self.fail(f"{key}.patterns[{i}]", f"not a valid regex ({exc})") from None
+            out[name] = (frozenset(values), tuple(patterns))
+        return out
+
+    def guard(self, value: Any, person_key: str) -> tuple[int, dict[str, int]]:
+        body = self.mapping(value, "frequency_guard", _GUARD_KEYS)
+        default = self.positive_int(body.get("max_persons", 3), "frequency_guard.max_persons")
+        per_type: dict[str, int] = {}
+        for name, limit in self.mapping(body.get("types"), "frequency_guard.types").items():
+            key = f"frequency_guard.types.{name}"
+            self.type_name(name, key)
+            if name == person_key:
+                raise self.fail(key, "the person_key is what the guard counts; it cannot be guarded")
+            per_type[name] = self.positive_int(limit, key)
+        return default, per_type
+
+
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def _combine(patterns: tuple[str, ...]) -> BlockedPattern | None:
+    """Patterns folded into as few regexes as possible, so a value costs about one search.
+
+    Patterns with back-references keep their own regex: in one alternation their group
+    numbers would shift and match something else.
+    """
+    if not patterns:
+        return None
+    plain = [p for p in patterns if not _BACKREF.search(p)]
+    alone = [re.compile(p, re.IGNORECASE) for p in patterns if _BACKREF.search(p)]
+    if plain:
+        alone.insert(0, re.compile("|".join(f"(?:{p})" for p in plain), re.IGNORECASE))
+    return BlockedPattern(tuple(alone))
+
+
+@dataclass(frozen=True)
+class BlockedPattern:
+    """Compiled blocked-value regexes of one type."""
+
+    regexes: tuple[re.Pattern[str], ...]
+
+    def search(self, value: str) -> bool:
+        return any(regex.search(value) is not None for regex in self.regexes)
