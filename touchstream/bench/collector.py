@@ -104,7 +104,7 @@ def _wait_healthy(base: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1):  # noqa: S310 (http only)
+            with urllib.request.urlopen(base + "/healthz", timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
