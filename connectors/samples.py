@@ -35,5 +35,5 @@ def sample_events(count: int, *, people: int = 50, seed: int = 7, run_id: str | 
                         properties={"revenue": round(rng.uniform(10, 900), 2)})
         else:
             base.update(type="identify", userId=f"user-{run}-{person}",
-                        traits={"email": f"Person{person}@Example.com "})
+                        traits={"email": f"Person{person}@163.com "})
         yield base

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import redis
 import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
@@ -24,8 +25,9 @@ from connectors.collector import routes as collector_routes
 from connectors.ingest import build_ingestor
 from connectors.producer import AsyncProducer
 from connectors.validation import Limits
+from identity.graph import IdentityGraph
 from identity.identifiers import warm_up
-from touchstream import metrics
+from touchstream import api, metrics
 from touchstream.errors import ValidationError
 from touchstream.keys import KeyChecker
 from touchstream.settings import Settings
@@ -88,17 +90,24 @@ def create_app(settings: Settings) -> web.Application:
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         warm_up(settings.default_phone_region)
         client = aioredis.Redis.from_url(settings.redis_url)
+        sync_client = redis.Redis.from_url(settings.redis_url)
         ingestor, producer = build_ingestor(settings, client)
+        keys = KeyChecker(client, settings.redis_prefix, cache_s=settings.key_cache_s)
         app[REDIS] = client
         app[PRODUCER] = producer
-        app[collector_routes.KEYS] = KeyChecker(client, settings.redis_prefix, cache_s=settings.key_cache_s)
+        app[collector_routes.KEYS] = keys
         app[collector_routes.INGESTOR] = ingestor
+        app[api.API_KEYS] = keys
+        app[api.GRAPH] = IdentityGraph(sync_client, settings.redis_prefix)
+        app[api.REGION] = settings.default_phone_region
         yield
         producer.close()
         await client.aclose()
+        sync_client.close()
 
     app.cleanup_ctx.append(lifecycle)
     collector_routes.add_routes(app)
+    api.add_routes(app)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/openapi.json", _openapi)

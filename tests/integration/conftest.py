@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -30,6 +33,13 @@ def stack() -> object:
     return stack
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now: runs (and engineers) in parallel never collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return uuid.uuid4().hex[:10]
@@ -44,15 +54,16 @@ def settings(stack: object, run_id: str) -> Settings:
         app_id=f"test-{run_id}",
         redis_prefix=f"test:{run_id}:",
         partitions=3,
-        worker_web_port=16066,
-        http_port=18080,
+        worker_web_port=free_port(),
+        http_port=free_port(),
     )
     create_topics(settings)
     return settings
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    """A client for this run; every key under the run's prefix is removed when the run ends."""
     client = redis.Redis.from_url(settings.redis_url)
     yield client
     for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
@@ -118,3 +129,71 @@ def write_key(settings: Settings) -> str:
 @pytest.fixture(scope="session")
 def read_key(settings: Settings) -> str:
     return cli(settings, "keys", "create", "--scope", "read", "--name", "analyst").strip()
+
+
+class WorkerProcess:
+    """A real `touchstream worker` subprocess; SIGKILL-able for fault tests."""
+
+    def __init__(self, settings: Settings, log_path: Path, web_port: int) -> None:
+        self.settings = replace(settings, worker_web_port=web_port)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"],
+                                         env=self.settings.child_env(), stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """One worker for this run's topics (started once, stopped at the end)."""
+    process = WorkerProcess(settings, tmp_path_factory.mktemp("worker") / "worker.log", free_port()).start()
+    yield process
+    process.stop()
+
+
+class TopicReader:
+    """Reads a topic from its beginning, decoding Avro, remembering what it has seen."""
+
+    def __init__(self, settings: Settings, topic: str, schema: str) -> None:
+        from confluent_kafka import Consumer
+
+        from schemas.codec import default_registry
+
+        self.consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"r-{uuid.uuid4().hex}",
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self.consumer.subscribe([topic])
+        self.decode = default_registry().decoder(schema)
+        self.records: list[dict] = []
+
+    def until(self, predicate, timeout: float = 30.0) -> list[dict]:  # type: ignore[no-untyped-def]
+        """Read until predicate(records) is true or the timeout passes; the records read so far."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.records) and time.monotonic() < deadline:
+            msg = self.consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            record = self.decode(msg.value())
+            record["_partition"], record["_offset"], record["_key"] = msg.partition(), msg.offset(), msg.key()
+            self.records.append(record)
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -2,13 +2,15 @@ import os
 import subprocess
 import sys
 
+from tests.integration.conftest import free_port
+
 
 def test_demo_runs_end_to_end_through_a_real_worker(settings, tmp_path):
     env = dict(os.environ,
                TOUCHSTREAM_TOPIC_PREFIX=settings.topic_prefix + "-demo",
                TOUCHSTREAM_APP_ID=settings.app_id + "-demo",
-               TOUCHSTREAM_WORKER_WEB_PORT="16067",
-               TOUCHSTREAM_HTTP_PORT="18081")
+               TOUCHSTREAM_WORKER_WEB_PORT=str(free_port()),
+               TOUCHSTREAM_HTTP_PORT=str(free_port()))
     result = subprocess.run([sys.executable, "-m", "touchstream.cli", "demo", "--events", "300"],
                             env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

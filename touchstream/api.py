@@ -1,0 +1,145 @@
+"""The read and admin API: identities and profiles (``Authorization: Bearer <key>``).
+
+- ``GET /v1/identities/{type}/{value}`` (read): the person an identifier belongs to; the value
+  goes through the edge normaliser first, so any phone or email spelling finds them.
+- ``GET /v1/profiles/{oneid}`` (read): identifiers and state; an alias answers with its survivor.
+- ``GET /v1/profiles/{oneid}/triggers`` (read): triggers fired for the profile, newest first.
+- ``DELETE /v1/profiles/{oneid}`` (admin): erase identity links and state; audited; suppressed.
+- ``POST /v1/profiles/{oneid}/unmerge`` (admin): split one identifier (and what came through it)
+  off into a new profile; audited.
+
+Graph and store calls use the synchronous Redis client in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from connectors.collector.auth import bearer_token
+from identity.exceptions import IdentityError, NotLinkedError, ProfileNotFoundError
+from identity.graph import IdentityGraph
+from identity.identifiers import InvalidIdentifier, known_types, normalise
+from touchstream import metrics
+from touchstream.errors import ValidationError
+from touchstream.keys import ApiKey, KeyChecker
+
+GRAPH = web.AppKey("graph", IdentityGraph)
+API_KEYS = web.AppKey("api_keys", KeyChecker)
+REGION = web.AppKey("phone_region", str)
+PROFILES = web.AppKey("profiles", object)  # profiles.store.ProfileStore, when the worker has one
+
+
+def _bearer_error(status: int, reason: str) -> web.HTTPException:
+    body = json.dumps({"success": False, "error": {"field": "Authorization", "reason": reason}})
+    cls = web.HTTPUnauthorized if status == 401 else web.HTTPForbidden
+    return cls(text=body, content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def require(request: web.Request, scope: str) -> ApiKey:
+    """The request's API key when it allows ``scope``; 401 for a bad key, 403 for a weak one."""
+    key = await request.app[API_KEYS].check(bearer_token(request))
+    if key is None:
+        metrics.AUTH_FAILURES.labels("bad_api_key").inc()
+        raise _bearer_error(401, "unknown_or_revoked_key")
+    if not key.allows(scope):
+        metrics.AUTH_FAILURES.labels("wrong_scope").inc()
+        raise _bearer_error(403, f"key_lacks_{scope}_scope")
+    return key
+
+
+def _not_found(what: str) -> web.HTTPNotFound:
+    body = json.dumps({"success": False, "error": {"field": "path", "reason": "not_found", "message": what}})
+    return web.HTTPNotFound(text=body, content_type="application/json")
+
+
+async def get_identity(request: web.Request) -> web.Response:
+    await require(request, "read")
+    type_ = request.match_info["type"]
+    if type_ not in known_types():
+        raise ValidationError("type", "unknown_type", f"unknown identifier type {type_!r}")
+    try:
+        value = normalise(type_, request.match_info["value"], default_region=request.app[REGION])
+    except InvalidIdentifier as exc:
+        raise ValidationError("value", exc.reason, f"invalid {type_}: {exc.reason}") from None
+    graph = request.app[GRAPH]
+    oneid = await asyncio.to_thread(graph.lookup, type_, value)
+    if oneid is None:
+        raise _not_found("no profile has this identifier")
+    identifiers = await asyncio.to_thread(graph.profile_identifiers, oneid)
+    return web.json_response({"oneid": oneid, "identifiers": identifiers})
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    await require(request, "read")
+    requested = request.match_info["oneid"]
+    graph = request.app[GRAPH]
+    survivor = await asyncio.to_thread(graph.resolve_alias, requested)
+    identifiers = await asyncio.to_thread(graph.profile_identifiers, survivor)
+    store = request.app.get(PROFILES)
+    state = await asyncio.to_thread(store.get_profile, survivor) if store is not None else None
+    if not identifiers and not state:
+        raise _not_found("no such profile")
+    body: dict[str, object] = {"oneid": survivor, "identifiers": identifiers}
+    if survivor != requested:
+        body["merged_from"] = requested  # the requested OneID is an alias of the survivor
+    if state is not None:
+        body["profile"] = state
+    return web.json_response(body)
+
+
+async def get_triggers(request: web.Request) -> web.Response:
+    await require(request, "read")
+    graph = request.app[GRAPH]
+    survivor = await asyncio.to_thread(graph.resolve_alias, request.match_info["oneid"])
+    store = request.app.get(PROFILES)
+    fired = await asyncio.to_thread(store.list_triggers, survivor) if store is not None else []
+    return web.json_response({"oneid": survivor, "triggers": fired})
+
+
+async def delete_profile(request: web.Request) -> web.Response:
+    key = await require(request, "admin")
+    graph = request.app[GRAPH]
+    oneid = await asyncio.to_thread(graph.resolve_alias, request.match_info["oneid"])
+    try:
+        removed = await asyncio.to_thread(graph.delete_profile, oneid, f"api:{key.name}")
+    except ProfileNotFoundError:
+        raise _not_found("no such profile") from None
+    store = request.app.get(PROFILES)
+    if store is not None:
+        await asyncio.to_thread(store.delete_profile, oneid)
+    return web.json_response({"deleted": oneid, "identifiers_removed": len(removed)})
+
+
+async def unmerge(request: web.Request) -> web.Response:
+    key = await require(request, "admin")
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise ValidationError("body", "malformed_json", "body is not valid JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or "value" not in body:
+        raise ValidationError("body", "missing_identifier", 'body must be {"type": ..., "value": ...}')
+    try:
+        value = normalise(body["type"], body["value"], default_region=request.app[REGION])
+    except InvalidIdentifier as exc:
+        raise ValidationError("value", exc.reason, f"invalid {body['type']}: {exc.reason}") from None
+    graph = request.app[GRAPH]
+    try:
+        result = await asyncio.to_thread(graph.unmerge, request.match_info["oneid"], body["type"], value,
+                                         actor=f"api:{key.name}")
+    except (ProfileNotFoundError, NotLinkedError) as exc:
+        raise _not_found(str(exc)) from None
+    except IdentityError as exc:
+        raise ValidationError("value", "cannot_unmerge", str(exc)) from None
+    return web.json_response({"oneid": result.oneid, "new_oneid": result.new_oneid,
+                              "identifiers": result.identifiers, "message_ids": result.message_ids})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/identities/{type}/{value}", get_identity)
+    app.router.add_get("/v1/profiles/{oneid}", get_profile)
+    app.router.add_get("/v1/profiles/{oneid}/triggers", get_triggers)
+    app.router.add_delete("/v1/profiles/{oneid}", delete_profile)
+    app.router.add_post("/v1/profiles/{oneid}/unmerge", unmerge)
