@@ -14,9 +14,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.producer import AsyncProducer, producer_config
 from identity.graph import IdentityGraph
+from profiles.store import ProfileStore
 from schemas.codec import default_registry
+from streams.stages.profile import ProfileStage
 from streams.stages.resolve import ResolveStage
 from streams.topics import Topics
+from touchstream.rules import identity_rules, profile_rules
 from touchstream.settings import Settings
 
 
@@ -34,20 +37,30 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A SIGKILLed worker's partitions move to the others after 10 s, not Faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     topics = Topics.of(settings)
     client = redis.Redis.from_url(settings.redis_url)
     registry = default_registry()
     producer = AsyncProducer(producer_config(settings.broker))
 
-    from streams.agents import resolve
+    from streams.agents import profile, resolve
 
+    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings))
+    store = ProfileStore(client, settings.redis_prefix, profile_rules(settings))
     resolve.register(
         app, topics, settings,
-        ResolveStage(client=client, graph=IdentityGraph(client, settings.redis_prefix),
-                     registry=registry, prefix=settings.redis_prefix, raw_topic=topics.raw,
-                     dedup_window_s=settings.stream_dedup_window_s),
+        ResolveStage(client=client, graph=graph, registry=registry, prefix=settings.redis_prefix,
+                     raw_topic=topics.raw, dedup_window_s=settings.stream_dedup_window_s),
         producer,
+    )
+    profile.register(
+        app, topics, settings,
+        ProfileStage(client=client, store=store, registry=registry, prefix=settings.redis_prefix,
+                     resolved_topic=topics.resolved, dedup_window_s=settings.stream_dedup_window_s),
+        producer, registry,
     )
 
     @app.page("/metrics")

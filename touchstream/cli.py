@@ -210,6 +210,51 @@ def identity_audit(settings: Settings, count: int) -> None:
 
 
 @cli.group()
+def webhooks() -> None:
+    """Webhook sink: deliver real-time triggers to downstream HTTP services."""
+
+
+def _webhook_config_option(func):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--config", "config_path", required=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Webhook config YAML (endpoints, secrets, rules); keep it chmod 600.",
+    )(func)
+
+
+@webhooks.command("run")
+@_webhook_config_option
+@click.option("--stop-after-idle", type=float, default=None,
+              help="Stop after this many seconds without a trigger (default: run until SIGTERM).")
+@click.pass_obj
+def webhooks_run(settings: Settings, config_path: Path, stop_after_idle: float | None) -> None:
+    """Deliver triggers from <prefix>.triggers to the configured endpoints, exactly once in effect."""
+    from connectors.webhook import run_webhook_sink
+
+    try:
+        stats = run_webhook_sink(settings, config_path, stop_after_idle_s=stop_after_idle,
+                                 metrics_port=settings.webhook_metrics_port or None)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(stats.render(), err=True)
+
+
+@webhooks.command("check")
+@_webhook_config_option
+def webhooks_check(config_path: Path) -> None:
+    """Validate a webhook config and list its endpoints and rules (never the secrets)."""
+    from connectors.webhook import load_config
+
+    try:
+        config = load_config(config_path)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    for endpoint in config.endpoints:
+        click.echo(f"{endpoint.name}\t{endpoint.url}\trules={','.join(sorted(endpoint.rules))}\t"
+                   f"timeout={endpoint.timeout_s:g}s\tmax_attempts={endpoint.max_attempts}")
+
+
+@cli.group()
 def deadletter() -> None:
     """Inspect and replay dead letters."""
 
@@ -249,6 +294,17 @@ def deadletter_replay(settings: Settings, stage: str | None, reason: str | None)
     count = replay(settings.broker, Topics.of(settings).deadletter, stage=stage, reason=reason,
                    redis_client=client, prefix=settings.redis_prefix)
     click.echo(f"replayed {count} dead letter(s)")
+
+
+@cli.command()
+@click.option("--events", default=1_000_000, show_default=True, help="Synthetic events for the pipeline run.")
+@click.option("--out", default="bench-results.json", show_default=True, type=click.Path(path_type=Path))
+@click.pass_obj
+def bench(settings: Settings, events: int, out: Path) -> None:
+    """Measure throughput, latency and memory on the real stack beside baselines from the same run."""
+    from touchstream.bench.report import run_all
+
+    run_all(settings, events, out, Path(".local"))
 
 
 @cli.command()

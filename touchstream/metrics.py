@@ -43,3 +43,10 @@ STAGE_BATCH_SECONDS = Histogram(
     "touchstream_stage_batch_seconds", "Time to process one batch, by stage", ["stage"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+PROFILE_EVENTS = Counter(
+    "touchstream_profile_events_total", "Resolved events at the profile stage, by outcome", ["outcome"]
+)
+MARKETING_SUPPRESSED = Counter(
+    "touchstream_marketing_triggers_suppressed_total", "Marketing triggers withheld for lack of consent"
+)
+TRIGGERS = Counter("touchstream_triggers_total", "Triggers acknowledged on the triggers topic", ["rule"])

@@ -27,9 +27,11 @@ from connectors.producer import AsyncProducer
 from connectors.validation import Limits
 from identity.graph import IdentityGraph
 from identity.identifiers import warm_up
+from profiles.store import ProfileStore
 from touchstream import api, metrics
 from touchstream.errors import ValidationError
 from touchstream.keys import KeyChecker
+from touchstream.rules import identity_rules, profile_rules
 from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,8 @@ def create_app(settings: Settings) -> web.Application:
         app[collector_routes.KEYS] = keys
         app[collector_routes.INGESTOR] = ingestor
         app[api.API_KEYS] = keys
-        app[api.GRAPH] = IdentityGraph(sync_client, settings.redis_prefix)
+        app[api.GRAPH] = IdentityGraph(sync_client, settings.redis_prefix, identity_rules(settings))
+        app[api.PROFILES] = ProfileStore(sync_client, settings.redis_prefix, profile_rules(settings))
         app[api.REGION] = settings.default_phone_region
         yield
         producer.close()

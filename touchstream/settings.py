@@ -46,6 +46,11 @@ class Settings:
         24 * 3600, "How long stream stages remember a messageId's first position, seconds"
     )
     redis_prefix: str = _setting("ts:", "Prefix of every Redis key the project writes")
+    webhook_metrics_port: int = _setting(6067, "Port of the webhook sink's Prometheus /metrics (0: none)")
+    identity_rules_path: str = _setting("", "Identity merge rules YAML (empty: identity/default_rules.yaml)")
+    profile_rules_path: str = _setting(
+        "", "Profile rules YAML, hot-reloaded (empty: profiles/default_rules.yaml)"
+    )
     key_cache_s: int = _setting(5, "Seconds a verified API key is cached; a revoked key stops within this")
     log_level: str = _setting("INFO", "Log level of the CLI commands and workers")
 
@@ -74,6 +79,9 @@ class Settings:
     def validate(self) -> None:
         if not 0 < self.http_port < 65536:
             raise ConfigError(f"{ENV_PREFIX}HTTP_PORT must be a TCP port, got {self.http_port}")
+        if not 0 <= self.webhook_metrics_port < 65536:
+            raise ConfigError(f"{ENV_PREFIX}WEBHOOK_METRICS_PORT must be a TCP port or 0, "
+                              f"got {self.webhook_metrics_port}")
         if self.partitions < 1:
             raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
         if len(self.default_phone_region) != 2 or not self.default_phone_region.isalpha():

@@ -197,3 +197,25 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def wait_caught_up(settings: Settings, topic: str, timeout: float = 120.0) -> None:
+    """Wait until the workers' consumer group has committed every record of the topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": settings.app_id,
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        deadline = time.monotonic() + timeout
+        while True:
+            highs = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
+            committed = [tp.offset for tp in consumer.committed(parts, timeout=10)]
+            if all(c >= h for c, h in zip(committed, highs, strict=True)):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: committed {committed} of {highs}")
+            time.sleep(0.5)
+    finally:
+        consumer.close()

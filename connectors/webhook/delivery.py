@@ -1,0 +1,146 @@
+"""POST one trigger to one endpoint until it is answered, refused, out of attempts or out of time.
+
+Each delivery is its own coroutine, so a slow or failing endpoint only delays its own
+deliveries; a per-endpoint semaphore keeps one receiver from taking every connection. Waits
+between attempts hold no semaphore. No attempt starts after the batch deadline (a retry
+that would is not waited for; one still queued for a connection is given up), and each runs
+with its full timeout, so a batch lasts at most its deadline plus the longest timeout. A stop
+request abandons waiting retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from connectors.webhook import metrics
+from connectors.webhook.config import Endpoint
+from connectors.webhook.done import DoneStore
+from connectors.webhook.retry import Verdict, backoff_delay, classify, parse_retry_after
+from connectors.webhook.signing import ATTEMPT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+
+log = logging.getLogger(__name__)
+
+DELIVERED = "delivered"
+ALREADY_DONE = "already_done"
+DELIVERY_FAILED = "delivery_failed"
+ABANDONED = "abandoned"
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One (trigger, endpoint) pair and, once done, how it ended."""
+
+    endpoint: Endpoint
+    body: bytes
+    idempotency_key: str
+    done_key: str
+    attempts: int = 0
+    outcome: str | None = None  # delivered, rejected_4xx (or _3xx), delivery_failed, abandoned
+    detail: str = ""  # last HTTP status or error class: what a dead letter says (never the body)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    verdict: Verdict
+    result: str  # metric label: 2xx, 4xx, 429, timeout, network, ...
+    detail: str
+    status: int | None = None
+    retry_after_s: float | None = None
+
+
+class Deliverer:
+    """Sends deliveries over one aiohttp session and records 2xx answers in the done store."""
+
+    def __init__(self, session: aiohttp.ClientSession, done: DoneStore, *, stop: asyncio.Event | None = None,
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._session = session
+        self._done = done
+        self._stop = stop or asyncio.Event()
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    def now(self) -> float:
+        """The clock deadlines are measured on (monotonic seconds)."""
+        return self._clock()
+
+    def _slot(self, endpoint: Endpoint) -> asyncio.Semaphore:
+        slot = self._slots.get(endpoint.name)
+        if slot is None:
+            slot = self._slots[endpoint.name] = asyncio.Semaphore(endpoint.max_in_flight)
+        return slot
+
+    async def deliver(self, delivery: Delivery, deadline: float) -> Delivery:
+        """Attempt until a final outcome; never raises for what the receiver or network does."""
+        endpoint = delivery.endpoint
+        while True:
+            if self._stop.is_set():
+                return self._finish(delivery, ABANDONED)
+            async with self._slot(endpoint):
+                if self._clock() > deadline:  # no attempt starts after the deadline: the batch stays bounded
+                    delivery.detail = "; ".join(filter(None, (
+                        delivery.detail, "batch deadline passed while waiting for a free connection")))
+                    return self._finish(delivery, DELIVERY_FAILED)
+                delivery.attempts += 1
+                answer = await self._attempt(delivery)
+            delivery.detail = answer.detail
+            if answer.verdict is Verdict.DELIVERED:
+                self._done.mark(delivery.done_key)
+                return self._finish(delivery, DELIVERED)
+            if answer.verdict is Verdict.REJECTED:
+                return self._finish(delivery, f"rejected_{answer.status // 100}xx" if answer.status else
+                                    DELIVERY_FAILED)
+            if delivery.attempts >= endpoint.max_attempts:
+                return self._finish(delivery, DELIVERY_FAILED)
+            delay = backoff_delay(delivery.attempts, endpoint.backoff, self._rng)
+            if answer.retry_after_s is not None:
+                delay = max(delay, answer.retry_after_s)
+            if self._clock() + delay > deadline:
+                delivery.detail += "; next retry would pass the batch deadline"
+                return self._finish(delivery, DELIVERY_FAILED)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                continue  # waited the full delay: try again
+
+    def _finish(self, delivery: Delivery, outcome: str) -> Delivery:
+        delivery.outcome = outcome
+        metrics.deliveries(delivery.endpoint.name, outcome).inc()
+        return delivery
+
+    async def _attempt(self, delivery: Delivery) -> _Answer:
+        endpoint = delivery.endpoint
+        timeout = endpoint.timeout_s  # never cut short: the deadline only decides whether to retry
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(endpoint.secret, delivery.body),
+            IDEMPOTENCY_HEADER: delivery.idempotency_key,
+            ATTEMPT_HEADER: str(delivery.attempts),
+        }
+        started = time.perf_counter()
+        try:
+            async with self._session.post(endpoint.url, data=delivery.body, headers=headers,
+                                          timeout=aiohttp.ClientTimeout(total=timeout),
+                                          allow_redirects=False) as response:
+                await response.read()  # drain so the connection is reused
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError:
+            answer = _Answer(Verdict.RETRY, "timeout", f"no answer within {timeout:.1f}s")
+        except aiohttp.ClientError as exc:
+            answer = _Answer(Verdict.RETRY, "network", f"network error {type(exc).__name__}")
+        else:
+            verdict = classify(status)
+            result = str(status) if status in (408, 429) else f"{status // 100}xx"
+            answer = _Answer(verdict, result, f"HTTP {status}", status,
+                             parse_retry_after(retry_after) if verdict is Verdict.RETRY else None)
+        metrics.request_seconds(endpoint.name).observe(time.perf_counter() - started)
+        metrics.attempts(endpoint.name, answer.result).inc()
+        return answer

@@ -1,0 +1,418 @@
+"""One profile as the engine sees it: parsed from its Redis hashes, changed by ops.
+
+Every change goes through a method here that (1) changes this in-memory copy, so later
+events of the same batch see it, and (2) records the op the Lua ``apply`` command replays
+atomically in Redis, guarded by the event's Kafka offset. The two sides implement the same
+small op set (``state.lua`` has the Lua half), which keeps one round trip per batch. The
+copy also records which fields its ops touch (``apply`` loads only those) and which fields
+became unreadable (:meth:`prune`), so Redis never scans a whole profile.
+
+Main hash fields (``<prefix>p:{oneid}``):
+
+    fs ls li          first seen, last seen, last interaction (event time, ms)
+    pr                last seen when stale fields were last pruned (pruning runs hourly)
+    pt                partition whose timers hold this profile's timers
+    x                 "1" while the transient hash (open views, delayed triggers) exists
+    o:<partition>     last applied Kafka offset of that partition
+    t:<trait>         "<ms base 36>|<json>"  (latest event time wins)
+    a:<id>:<bucket>   bucket value of an aggregate (id: rules.storage_id; see aggregates.py)
+    g:<tag>           expiry ms, "0" for never
+    s                 "<behaviour score>|<ref ms>" (see scoring.py)
+    tr                tier last assigned (upgrade/downgrade detection)
+    c:<rule>          cooldown end (ms) of a trigger rule
+    k:<16 hex>        fired idempotency key -> expiry (ms)
+    r:<oneid>         a OneID merged into this one (its redirect key is deleted with us)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from profiles import aggregates as agg
+from profiles import scoring
+from profiles.dwell import View
+
+Op = list[Any]
+
+
+class ProfileState:
+    """The engine's copy of one profile (see module doc).
+
+    Parsing is lazy: the reply is kept as a dict and each category (traits, buckets, tags,
+    fired keys...) is decoded the first time the engine reads it, because most events read
+    only a few fields of a profile.
+    """
+
+    _LAZY = ("traits", "buckets", "tags", "cooldowns", "fired", "merged", "offsets")
+
+    def __init__(self, oneid: str) -> None:
+        self.oneid = oneid
+        self.exists = False
+        self.first_seen: int | None = None
+        self.last_seen: int | None = None
+        self.last_interaction: int | None = None
+        self.partition: int | None = None
+        self.pruned_at: int | None = None
+        self.score: scoring.Score | None = None
+        self.tier: str | None = None
+        self.views: dict[str, View] = {}
+        self.raw_views: dict[str, str] = {}
+        self.delayed: dict[str, dict[str, Any]] = {}
+        self.groups: list[list[Any]] = []
+        self.touched: set[str] = set()
+        self.pruned: list[str] = []
+        self.traits_version = 0
+        self.attribute_points: tuple[int, float] | None = None  # (traits_version, points): engine cache
+        self._seen_range: tuple[int, int, int | None] | None = None
+        self._batch_offsets: dict[str, int] = {}
+        self._pending_adds: list[tuple[str, str, int, Any]] = []
+        self._binary = True
+        self._decoded_traits: dict[str, Any] = {}
+        self._raw: dict[Any, Any] = {}
+        self._kinds: dict[str, tuple[str, str]] = {}
+        self._parsed = True
+        self._init_lazy()
+
+    def _init_lazy(self) -> None:
+        self.__dict__["traits"] = {}
+        self.__dict__["buckets"] = {}
+        self.__dict__["tags"] = {}
+        self.__dict__["cooldowns"] = {}
+        self.__dict__["fired"] = {}
+        self.__dict__["merged"] = []
+        self.__dict__["offsets"] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for the lazy categories before the first parse (see _init_lazy)
+        if name in ProfileState._LAZY and not self.__dict__.get("_parsed", True):
+            self._parse_categories()
+            return self.__dict__[name]
+        raise AttributeError(name)
+
+    # -- parsing -----------------------------------------------------------------------------
+    @classmethod
+    def parse(
+        cls,
+        oneid: str,
+        main: list[Any] | dict[Any, Any],
+        transient: list[Any] | dict[Any, Any],
+        kinds: dict[str, tuple[str, str]],
+    ) -> ProfileState:
+        """Build from the two hashes (flat replies or dicts); ``kinds``: storage id -> (name, kind)."""
+        st = cls(oneid)
+        raw = main if isinstance(main, dict) else dict(zip(main[::2], main[1::2], strict=True))
+        if not raw:
+            return st
+        st.exists = True
+        st._raw = raw
+        st._kinds = kinds
+        binary = isinstance(next(iter(raw)), bytes)
+        st._binary = binary
+
+        def scalar(name: str) -> str | None:
+            value = raw.get(name.encode() if binary else name)
+            if value is None:
+                return None
+            return value.decode() if isinstance(value, bytes) else value
+
+        for name, attr in (
+            ("fs", "first_seen"),
+            ("ls", "last_seen"),
+            ("li", "last_interaction"),
+            ("pt", "partition"),
+            ("pr", "pruned_at"),
+        ):
+            value = scalar(name)
+            if value is not None:
+                setattr(st, attr, int(value))
+        score = scalar("s")
+        st.score = scoring.decode(score) if score is not None else None
+        st.tier = scalar("tr")
+        for name in cls._LAZY:
+            del st.__dict__[name]
+        st._parsed = False
+        transient_items = (
+            transient.items()
+            if isinstance(transient, dict)
+            else zip(transient[::2], transient[1::2], strict=True)
+        )
+        for key, value in transient_items:
+            f = key.decode() if isinstance(key, bytes) else key
+            v = value.decode() if isinstance(value, bytes) else value
+            if f[:2] == "v:":
+                st.views[f[2:]] = View.from_json(f[2:], v)
+                st.raw_views[f[2:]] = v
+            elif f[:2] == "d:":
+                st.delayed[f[2:]] = json.loads(v)
+        return st
+
+    def offset(self, guard: str) -> int:
+        """The offset applied so far under a guard (-1: none), without parsing the rest.
+
+        A guard is ``"<partition>"`` for events stamped with this OneID and
+        ``"<partition>:<oneid>"`` for events stamped with an alias merged into it: each stamped
+        OneID's events arrive in offset order within a partition, so each guard is a watermark.
+        """
+        found = self._batch_offsets.get(guard)
+        if found is not None:
+            return found
+        if self._parsed:
+            return self.offsets.get(guard, -1)
+        value = self._raw.get(self._key(f"o:{guard}"))
+        return int(value) if value is not None else -1
+
+    def advance(self, guard: str, offset: int) -> None:
+        self._batch_offsets[guard] = offset
+
+    def _key(self, name: str) -> Any:
+        return name.encode() if self._binary else name
+
+    def trait_text(self, name: str) -> str | None:
+        """A trait's JSON text (None: absent), without parsing the other categories."""
+        if self._parsed:
+            found = self.traits.get(name)
+            return found[1] if found else None
+        value = self._raw.get(self._key("t:" + name))
+        if value is None:
+            return None
+        return agg.unstamp(value.decode() if isinstance(value, bytes) else value)[1]
+
+    def _parse_categories(self) -> None:
+        self._parsed = True
+        self._init_lazy()
+        kinds = self._kinds
+        traits, buckets, tags, fired = self.traits, self.buckets, self.tags, self.fired
+        for key, value in self._raw.items():
+            f = key.decode() if isinstance(key, bytes) else key
+            head = f[:2]
+            if head[1:] != ":":
+                continue
+            v = value.decode() if isinstance(value, bytes) else value
+            if head == "a:":
+                sid, _, idx = f[2:].rpartition(":")
+                known = kinds.get(sid)
+                if known is not None:
+                    kind = known[1]
+                    bucket = buckets.get(known[0])
+                    if bucket is None:
+                        bucket = buckets[known[0]] = {}
+                    bucket[int(idx)] = int(v) if kind == "n" and v.isdigit() else agg.decode(kind, v)
+            elif head == "t:":
+                traits[f[2:]] = agg.unstamp(v)
+            elif head == "k:":
+                fired[f[2:]] = int(v)
+            elif head == "g:":
+                tags[f[2:]] = int(v)
+            elif head == "o:":
+                self.offsets[f[2:]] = int(v)
+            elif head == "c:":
+                self.cooldowns[f[2:]] = int(v)
+            elif head == "r:":
+                self.merged.append(f[2:])
+        self._raw = {}
+        for name, kind, idx, contribution in self._pending_adds:
+            bucket = buckets.setdefault(name, {})
+            bucket[idx] = agg.combine(kind, bucket.get(idx), contribution)
+        self._pending_adds = []
+
+    # -- reading -----------------------------------------------------------------------------
+    def trait(self, name: str) -> Any:
+        if name in self._decoded_traits:
+            return self._decoded_traits[name]
+        text = self.trait_text(name)
+        value = json.loads(text) if text is not None else None
+        self._decoded_traits[name] = value
+        return value
+
+    def active_tags(self, as_of: int) -> list[str]:
+        return sorted(t for t, exp in self.tags.items() if exp == 0 or exp > as_of)
+
+    # -- ops: each changes this copy and records the op for Lua ----------------------------------
+    def begin(self, offset: int, guard: str | None = None) -> None:
+        """Start the op group of one event (``offset`` -1: not guarded, used by timers)."""
+        self.groups.append([offset, [], guard] if guard is not None else [offset, []])
+
+    def _op(self, op: Op) -> None:
+        if not self.groups:
+            self.begin(-1)
+        self.groups[-1][1].append(op)
+
+    def seen(self, ts: int, interaction: bool) -> None:
+        self.exists = True
+        self.first_seen = ts if self.first_seen is None or ts < self.first_seen else self.first_seen
+        self.last_seen = ts if self.last_seen is None or ts > self.last_seen else self.last_seen
+        if interaction and (self.last_interaction is None or ts > self.last_interaction):
+            self.last_interaction = ts
+        self.touched.update(("fs", "ls", "li"))
+        # one S op per profile and batch: min/max of event times is the same however often
+        # (and in whichever group) it is applied, so replays cannot distort it
+        self._seen_range = (
+            (ts, ts, ts if interaction else None)
+            if self._seen_range is None
+            else (
+                min(self._seen_range[0], ts),
+                max(self._seen_range[1], ts),
+                ts
+                if interaction and (self._seen_range[2] is None or ts > self._seen_range[2])
+                else self._seen_range[2],
+            )
+        )
+
+    def set_trait(self, name: str, ts: int, payload: str) -> None:
+        current = self.traits.get(name)
+        if current is None or ts >= current[0]:
+            self.traits[name] = (ts, payload)
+            self._decoded_traits.pop(name, None)
+            self.traits_version += 1
+        self.touched.add("t:" + name)
+        self._op(["T", name, ts, agg.stamped(ts, payload)])
+
+    def add(self, name: str, sid: str, kind: str, idx: int, contribution: Any) -> None:
+        field = f"a:{sid}:{idx}"
+        self.touched.add(field)
+        if not self._parsed:  # applied to the copy when (if) buckets are first read
+            self._pending_adds.append((name, kind, idx, contribution))
+            self._op(["A", field, kind, agg.encode(kind, contribution)])
+            return
+        buckets = self.buckets.get(name)
+        if buckets is None:
+            buckets = self.buckets[name] = {}
+        if kind == "n" and isinstance(contribution, int):  # counts: the common case
+            buckets[idx] = buckets.get(idx, 0) + contribution
+            self._op(["A", field, kind, str(contribution)])
+            return
+        buckets[idx] = agg.combine(kind, buckets.get(idx), contribution)
+        self._op(["A", field, kind, agg.encode(kind, contribution)])
+
+    def tag(self, name: str, expiry: int) -> None:
+        """Set or extend a tag (0: never expires)."""
+        current = self.tags.get(name)
+        if current != 0 and (current is None or expiry == 0 or expiry > current):
+            self.tags[name] = expiry
+        self.touched.add("g:" + name)
+        self._op(["G", name, expiry])
+
+    def add_points(self, points: float, ts: int, half_life_ms: int) -> None:
+        value, ref = scoring.add_points(self.score, points, ts, half_life_ms)
+        self.score = (float(f"{value:.10g}"), ref)
+        self.touched.add("s")
+        self._op(["P", points, ts, half_life_ms])
+
+    def set_tier(self, tier: str | None, expect: str | None = None, *, guarded: bool = False) -> None:
+        """Record the tier assigned; ``guarded`` applies it only if Redis still holds ``expect``."""
+        op: Op = ["R", tier or ""]
+        if guarded:
+            op.append(expect or "")
+        self.tier = tier
+        self.touched.add("tr")
+        self._op(op)
+
+    def set_view(self, sid: str, view: View | None, *, expect: str | None = None) -> None:
+        """Store/replace/drop the open view of a session and its timer (``expect``: compare-and-set)."""
+        payload = view.to_json() if view is not None else ""
+        due = view.due_ms() if view is not None else None
+        op: Op = ["V", sid, payload, -1 if due is None else due]
+        if expect is not None:
+            op.append(expect)
+        if view is None:
+            self.views.pop(sid, None)
+            self.raw_views.pop(sid, None)
+        else:
+            self.views[sid] = view
+            self.raw_views[sid] = payload
+        self._op(op)
+
+    def schedule(self, timer_id: str, payload: dict[str, Any], due: int) -> None:
+        self.delayed[timer_id] = payload
+        self._op(["D", timer_id, json.dumps(payload, ensure_ascii=False, separators=(",", ":")), due])
+
+    def unschedule(self, timer_id: str) -> None:
+        self.delayed.pop(timer_id, None)
+        self._op(["Dx", timer_id])
+
+    def inactivity(self, due: int | None, *, expect: float | None = None) -> None:
+        op: Op = ["I", -1 if due is None else due]
+        if expect is not None:
+            op.append(expect)
+        self._op(op)
+
+    def fire(
+        self,
+        key16: str,
+        rule: str,
+        cooldown_until: int,
+        event_time: int,
+        key_expiry: int,
+        entry: str,
+        index: int,
+    ) -> None:
+        self.fired[key16] = key_expiry
+        if cooldown_until:
+            self.cooldowns[rule] = cooldown_until
+        self.touched.update(("c:" + rule, "k:" + key16))
+        self._op(["F", key16, rule, cooldown_until, event_time, key_expiry, entry, index])
+
+    def prune(
+        self,
+        windows: dict[str, tuple[str, int, int]],
+        lateness_ms: int,
+        max_tags: int,
+        every_ms: int = 3_600_000,
+    ) -> None:
+        """Forget what no accepted event can read any more, as of the last event time.
+
+        ``windows``: aggregate name -> (storage id, window ms, bucket ms). Buckets older than
+        the window (allowing for late events), expired tags, idempotency keys and cooldowns
+        go, and the oldest-expiring tags beyond ``max_tags``. Redis deletes the same fields.
+        Runs when the profile's last event is ``every_ms`` past the previous prune: readers
+        check expiry themselves, so pruning late only frees memory late, and skipping it
+        spares parsing the whole profile on most batches.
+        """
+        ls = self.last_seen
+        if ls is None or (self.pruned_at is not None and ls - self.pruned_at < every_ms):
+            return
+        self.pruned_at = ls
+        self.touched.add("pr")
+        self._op(["M", "pr", ls])
+        out = self.pruned
+        for name, buckets in self.buckets.items():
+            spec = windows.get(name)
+            if spec is None or not spec[1]:
+                continue
+            keep = agg.keep_from(ls, lateness_ms, spec[1], spec[2])
+            if keep is None:
+                continue
+            for idx in [i for i in buckets if i < keep]:
+                del buckets[idx]
+                out.append(f"a:{spec[0]}:{idx}")
+        for prefix, table in (("g:", self.tags), ("k:", self.fired), ("c:", self.cooldowns)):
+            for key in [k for k, exp in table.items() if exp and exp <= ls]:
+                del table[key]
+                out.append(prefix + key)
+        if max_tags and len(self.tags) > max_tags:
+            by_expiry = sorted(self.tags, key=lambda t: self.tags[t] or float("inf"))
+            for tag in by_expiry[: len(self.tags) - max_tags]:
+                del self.tags[tag]
+                out.append("g:" + tag)
+
+    # -- payload -----------------------------------------------------------------------------
+    def payload(self, *, partition: int | None = None, must_exist: bool = False) -> dict[str, Any] | None:
+        """This profile's entry of an ``apply`` call, or None when there is nothing to send."""
+        groups = [g for g in self.groups if g[1] or g[0] >= 0]
+        if not groups and not self.pruned:
+            return None
+        if self._seen_range is not None and groups:
+            first, last, interaction = self._seen_range
+            seen: list[Op] = [["S", first, 0], ["S", last, 0]]
+            if interaction is not None:
+                seen.append(["S", interaction, 1])
+            groups[-1] = [groups[-1][0], seen + groups[-1][1], *groups[-1][2:]]
+        entry: dict[str, Any] = {"id": self.oneid, "groups": groups, "fields": sorted(self.touched | {"pt"})}
+        if self.pruned:
+            entry["prune"] = self.pruned
+        if partition is not None:
+            entry["pt"] = partition
+        if must_exist:
+            entry["must_exist"] = True
+        return entry

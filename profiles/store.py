@@ -1,0 +1,402 @@
+"""Profile state in Redis: the adapter between the engine and ``state.lua``.
+
+A batch of resolved events from one partition costs two script calls, whatever its size:
+``read`` (the touched profiles, following merge redirects) and ``apply`` (every change of
+the batch, applied atomically and guarded per event by the Kafka offset stored per
+partition in the profile, so a replayed batch changes nothing and fires nothing). ``apply``
+loads only the fields its ops touch (HMGET) and deletes the fields the engine found stale,
+so Redis never scans a profile. Trigger
+cooldowns and idempotency keys are checked again inside ``apply``; only triggers Redis
+confirms are returned. The timer sweep (:meth:`ProfileStore.close_expired`) is the same
+pair (``due`` + ``apply``).
+
+Key layout (``P`` = ``settings.redis_prefix``; ``{oneid}`` is a Redis Cluster hash tag, so
+one profile's keys live in one slot):
+
+    P p:{oneid}        hash    the profile (fields: see profiles/state.py)
+    P p:{oneid}:x      hash    open page views and pending delayed triggers (short-lived)
+    P p:{oneid}:h      string  fired triggers, a JSON line each, newest first, bounded by
+                               options.trigger_history
+    P p:{oneid}:r      string  survivor OneID after a merge (expires after options.redirect_ttl)
+    P pdue:<partition> zset    timers: "v|oneid|sid" dwell, "d|oneid|id" delayed, "i|oneid" inactivity
+    P pdue             set     partitions that have timers
+
+:class:`ProfileStore` takes a ``redis.Redis``; :class:`AsyncProfileStore` a
+``redis.asyncio.Redis``. Both run the same steps (a generator yielding Redis requests).
+The commands touch many profiles per call, which is right for one Redis; for Redis Cluster
+the keys are already hash-tagged, and an adapter would split a batch by slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from profiles import triggers as trig
+from profiles.engine import BatchResult, Engine
+from profiles.rules import Rules, RuleSet
+from profiles.state import ProfileState
+
+log = logging.getLogger(__name__)
+
+SCRIPT = Path(__file__).with_name("state.lua").read_text(encoding="utf-8")
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+
+Request = tuple[Any, ...]
+Steps = Generator[Request, Any, Any]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_member(member: str) -> tuple[str, str, str | None]:
+    """A timer member -> (kind, oneid, ref): ``v|id|sid``, ``d|id|tid``, ``i|id``."""
+    kind, rest = member[0], member[2:]
+    if kind == "i":
+        return kind, rest, None
+    oneid, _, ref = rest.rpartition("|")
+    return kind, oneid, ref
+
+
+class _Core:
+    """Every operation as steps: yields ``(method, *args)`` requests, receives the replies."""
+
+    def __init__(self, prefix: str, ruleset: RuleSet | Rules | None, due_limit: int) -> None:
+        if ruleset is None:
+            ruleset = RuleSet()
+        self.prefix = prefix
+        self.ruleset = ruleset if isinstance(ruleset, RuleSet) else RuleSet.static(ruleset)
+        self.due_limit = due_limit
+        self.stats: dict[str, int] = {}
+        self._meta: tuple[int, str] | None = None
+
+    # -- keys --------------------------------------------------------------------------------
+    def key(self, oneid: str, suffix: str = "") -> str:
+        return f"{self.prefix}p:{{{oneid}}}{suffix}"
+
+    def profile_keys(self, oneid: str) -> list[str]:
+        """Every key that belongs to one profile (the timers zsets are per partition)."""
+        return [self.key(oneid), self.key(oneid, ":x"), self.key(oneid, ":h"), self.key(oneid, ":r")]
+
+    # -- helpers -----------------------------------------------------------------------------
+    def rules(self) -> Rules:
+        return self.ruleset.current()
+
+    def _meta_json(self, rules: Rules) -> str:
+        if self._meta is None or self._meta[0] != id(rules):
+            options = rules.options
+            meta = {
+                "aggs": rules.aggregate_meta,
+                "lateness": options.allowed_lateness_ms,
+                "history": options.trigger_history,
+                "max_tags": options.max_tags,
+            }
+            self._meta = (id(rules), json.dumps(meta, separators=(",", ":")))
+        return self._meta[1]
+
+    def _count(self, result: BatchResult) -> None:
+        for name in (
+            "skipped_replayed",
+            "skipped_late",
+            "suppressed_marketing",
+            "suppressed_cooldown",
+            "duplicates",
+            "applied",
+            "rule_errors",
+            "stale_timers",
+            "skipped_invalid",
+        ):
+            self.stats[name] = self.stats.get(name, 0) + getattr(result, name)
+        self.stats["triggers"] = self.stats.get("triggers", 0) + len(result.triggers)
+
+    @staticmethod
+    def _states(rules: Rules, rows: Sequence[Any]) -> tuple[dict[str, str], dict[str, ProfileState]]:
+        kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
+        alias: dict[str, str] = {}
+        states: dict[str, ProfileState] = {}
+        for asked, resolved, main, transient in rows:
+            asked, resolved = _text(asked), _text(resolved)
+            alias[asked] = resolved
+            if resolved not in states:
+                states[resolved] = ProfileState.parse(resolved, main, transient, kinds)
+        return alias, states
+
+    def _finish(self, engine: Engine, reply: Any) -> BatchResult:
+        result = engine.result
+        if reply is not None:
+            fired, applied, replayed, cooled, dups = reply
+            result.triggers = [engine.pending[int(i)] for i in sorted(int(i) for i in fired)]
+            result.applied = int(applied)
+            result.skipped_replayed += int(replayed)
+            result.suppressed_cooldown += int(cooled)
+            result.duplicates += int(dups)
+        self._count(result)
+        return result
+
+    # -- operations ----------------------------------------------------------------------------
+    def apply_batch(self, partition: int, events: Sequence[tuple[int, dict[str, Any]]], now_ms: int) -> Steps:
+        rules = self.rules()
+        ids = list(dict.fromkeys(ev["oneid"] for _, ev in events if ev.get("oneid")))
+        engine = Engine(rules, now_ms)
+        if not ids:
+            return self._finish(engine, None)
+        rows = yield ("script", "read", *ids)
+        alias, states = self._states(rules, rows)
+        for offset, event in events:
+            oneid = event.get("oneid")
+            if not oneid or not isinstance(event.get("timestamp"), int):
+                engine.result.skipped_invalid += 1
+                log.warning("profile batch: event at offset %s has no oneid or timestamp; skipped", offset)
+                continue
+            engine.on_event(states[alias[oneid]], partition, offset, event)
+        entries = []
+        for st in states.values():
+            engine.finish_profile(st)
+            entry = st.payload()
+            if entry is not None:
+                entries.append(entry)
+        engine.result.profiles = len(states)
+        if not entries:
+            return self._finish(engine, None)
+        payload = json.dumps(
+            {"partition": partition, "profiles": entries, "meta": json.loads(self._meta_json(rules))},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        reply = yield ("script", "apply", payload)
+        return self._finish(engine, reply)
+
+    def close_expired(self, watermark_ms: int, partitions: Iterable[int] | None) -> Steps:
+        rules = self.rules()
+        parts = [str(p) for p in partitions] if partitions is not None else []
+        items, rows = yield ("script", "due", str(int(watermark_ms)), str(self.due_limit), *parts)
+        engine = Engine(rules, watermark_ms)
+        if not items:
+            return self._finish(engine, None)
+        kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
+        raw = {_text(r[0]): (r[1], r[2]) for r in rows}
+        states: dict[tuple[str, int], ProfileState] = {}
+        for part, member, score in items:
+            kind, oneid, ref = parse_member(_text(member))
+            key = (oneid, int(_text(part)))
+            st = states.get(key)
+            if st is None:
+                main, transient = raw.get(oneid, ([], []))
+                st = states[key] = ProfileState.parse(oneid, main, transient, kinds)
+            engine.on_due(st, kind, ref, float(_text(score)), int(watermark_ms))
+        entries = [
+            e
+            for (_, part), st in states.items()
+            if (e := st.payload(partition=part, must_exist=True)) is not None
+        ]
+        engine.result.profiles = len(states)
+        payload = json.dumps(
+            {"partition": -1, "profiles": entries, "meta": json.loads(self._meta_json(rules))},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        reply = yield ("script", "apply", payload)
+        return self._finish(engine, reply)
+
+    def merge_profiles(self, survivor: str, merged: str) -> Steps:
+        rules = self.rules()
+        meta = {
+            "aggs": rules.aggregate_meta,
+            "hl": rules.score.half_life_ms if rules.score else 0,
+            "levels": [name for name, _ in rules.tier.levels] if rules.tier else [],
+            "history": rules.options.trigger_history,
+            "redirect_ttl": rules.options.redirect_ttl_ms,
+        }
+        reply = yield ("script", "merge", survivor, merged, json.dumps(meta, separators=(",", ":")))
+        return {"survivor": _text(reply[0]), "merged": _text(reply[1]), "fields_moved": int(reply[2])}
+
+    def delete_profile(self, oneid: str) -> Steps:
+        deleted = yield ("script", "delete", oneid)
+        return int(deleted)
+
+    def get_profile(self, oneid: str, as_of_ms: int | None) -> Steps:
+        rules = self.rules()
+        rows = yield ("script", "read", oneid)
+        _, states = self._states(rules, rows)
+        st = next(iter(states.values()))
+        if not st.exists:
+            return None
+        engine = Engine(rules, 0)
+        as_of = as_of_ms if as_of_ms is not None else (st.last_seen or 0)
+        snapshot = engine.snapshot(st, as_of)
+        snapshot["open_views"] = len(st.views)
+        snapshot["pending_timers"] = len(st.delayed)
+        return snapshot
+
+    def list_triggers(self, oneid: str, limit: int | None) -> Steps:
+        resolved = oneid
+        for _ in range(8):
+            nxt = yield ("get", self.key(resolved, ":r"))
+            if nxt is None:
+                break
+            resolved = _text(nxt)
+        text = yield ("get", self.key(resolved, ":h"))
+        lines = _text(text).split("\n") if text else []
+        return [trig.from_history(resolved, line) for line in lines[:limit]]
+
+    def memory_usage(self, oneid: str) -> Steps:
+        """Bytes Redis reports (MEMORY USAGE, exact) for each existing key of the profile."""
+        out: dict[str, int] = {}
+        for key in self.profile_keys(oneid):
+            used = yield ("memory_usage", key, 0)
+            if used is not None:
+                out[key] = int(used)
+        return out
+
+
+class ProfileStore:
+    """Profiles, rules and triggers on a synchronous ``redis.Redis`` client."""
+
+    def __init__(
+        self, redis_client: Any, prefix: str, ruleset: RuleSet | Rules | None = None, *, due_limit: int = 1000
+    ) -> None:
+        self.redis = redis_client
+        self._core = _Core(prefix, ruleset, due_limit)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Cumulative counters since start (for metrics)."""
+        return self._core.stats
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._core.ruleset
+
+    def profile_keys(self, oneid: str) -> list[str]:
+        return self._core.profile_keys(oneid)
+
+    def _script(self, *args: Any) -> Any:
+        try:
+            return self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
+        except NoScriptError:
+            log.info("profile script not cached by Redis (NOSCRIPT); loading it")
+            self.redis.script_load(SCRIPT)
+            return self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
+
+    def _run(self, steps: Steps) -> Any:
+        try:
+            request = next(steps)
+            while True:
+                method, *args = request
+                call = self._script if method == "script" else getattr(self.redis, method)
+                request = steps.send(call(*args))
+        except StopIteration as done:
+            return done.value
+
+    def apply_batch(
+        self, partition: int, events: Sequence[tuple[int, dict[str, Any]]], now_ms: int
+    ) -> BatchResult:
+        """Apply resolved events ``[(offset, event), ...]`` of one partition (2 script calls)."""
+        return self._run(self._core.apply_batch(partition, events, now_ms))
+
+    def close_expired(
+        self, now_ms_watermark: int, partitions: Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Fire timers due at or before the watermark (dwell, delayed, inactivity); all partitions
+        with timers unless ``partitions`` is given. At most ``due_limit`` per partition per call."""
+        return self.close_expired_result(now_ms_watermark, partitions).triggers
+
+    def close_expired_result(
+        self, now_ms_watermark: int, partitions: Iterable[int] | None = None
+    ) -> BatchResult:
+        return self._run(self._core.close_expired(now_ms_watermark, partitions))
+
+    def merge_profiles(self, survivor: str, merged: str) -> dict[str, Any]:
+        """Fold ``merged`` into ``survivor`` atomically, delete its keys, redirect its later events."""
+        return self._run(self._core.merge_profiles(survivor, merged))
+
+    def delete_profile(self, oneid: str) -> int:
+        """Remove every key of the profile (and its timers, redirects); returns keys deleted."""
+        return self._run(self._core.delete_profile(oneid))
+
+    def get_profile(self, oneid: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
+        """Traits, aggregates, tags, score and tier as of ``as_of_ms`` (default: last seen)."""
+        return self._run(self._core.get_profile(oneid, as_of_ms))
+
+    def list_triggers(self, oneid: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Triggers fired for the profile, newest first (at most options.trigger_history)."""
+        return self._run(self._core.list_triggers(oneid, limit))
+
+    def memory_usage(self, oneid: str) -> dict[str, int]:
+        return self._run(self._core.memory_usage(oneid))
+
+
+class AsyncProfileStore:
+    """The same API on ``redis.asyncio.Redis`` (for the Faust agents); every method is async."""
+
+    def __init__(
+        self, redis_client: Any, prefix: str, ruleset: RuleSet | Rules | None = None, *, due_limit: int = 1000
+    ) -> None:
+        self.redis = redis_client
+        self._core = _Core(prefix, ruleset, due_limit)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._core.stats
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self._core.ruleset
+
+    def profile_keys(self, oneid: str) -> list[str]:
+        return self._core.profile_keys(oneid)
+
+    async def _script(self, *args: Any) -> Any:
+        try:
+            return await self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
+        except NoScriptError:
+            log.info("profile script not cached by Redis (NOSCRIPT); loading it")
+            await self.redis.script_load(SCRIPT)
+            return await self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
+
+    async def _run(self, steps: Steps) -> Any:
+        try:
+            request = next(steps)
+            while True:
+                method, *args = request
+                call = self._script if method == "script" else getattr(self.redis, method)
+                request = steps.send(await call(*args))
+        except StopIteration as done:
+            return done.value
+
+    async def apply_batch(
+        self, partition: int, events: Sequence[tuple[int, dict[str, Any]]], now_ms: int
+    ) -> BatchResult:
+        return await self._run(self._core.apply_batch(partition, events, now_ms))
+
+    async def close_expired(
+        self, now_ms_watermark: int, partitions: Iterable[int] | None = None
+    ) -> list[dict[str, Any]]:
+        return (await self.close_expired_result(now_ms_watermark, partitions)).triggers
+
+    async def close_expired_result(
+        self, now_ms_watermark: int, partitions: Iterable[int] | None = None
+    ) -> BatchResult:
+        return await self._run(self._core.close_expired(now_ms_watermark, partitions))
+
+    async def merge_profiles(self, survivor: str, merged: str) -> dict[str, Any]:
+        return await self._run(self._core.merge_profiles(survivor, merged))
+
+    async def delete_profile(self, oneid: str) -> int:
+        return await self._run(self._core.delete_profile(oneid))
+
+    async def get_profile(self, oneid: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
+        return await self._run(self._core.get_profile(oneid, as_of_ms))
+
+    async def list_triggers(self, oneid: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return await self._run(self._core.list_triggers(oneid, limit))
+
+    async def memory_usage(self, oneid: str) -> dict[str, int]:
+        return await self._run(self._core.memory_usage(oneid))

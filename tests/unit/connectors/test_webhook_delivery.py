@@ -1,0 +1,312 @@
+"""Deliverer + BatchDelivery against an in-process aiohttp receiver on 127.0.0.1 (no Kafka, no Redis)."""
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+
+import aiohttp
+import pytest
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from connectors.webhook.batch import BatchDelivery, TriggerMessage
+from connectors.webhook.config import parse_config
+from connectors.webhook.delivery import Deliverer
+from connectors.webhook.done import DoneStore
+from connectors.webhook.exceptions import DoneStoreError
+from connectors.webhook.signing import verify_signature
+from schemas.codec import default_registry
+
+SECRET = "unit-test-secret-0123456789"
+REGISTRY = default_registry()
+ENCODE = REGISTRY.encoder("trigger")
+DECODE_DL = REGISTRY.decoder("deadletter")
+
+
+def trigger(n: int, rule: str = "high_intent", values: str = '{"score": 7}') -> dict:
+    return {"rule": rule, "oneid": f"oid-{n}", "idempotency_key": f"{rule}:{n:016x}",
+            "event_time": 1_700_000_000_000 + n, "fired_at": 1_700_000_001_000 + n,
+            "message_id": f"m-{n}", "marketing": n % 2 == 0, "values": values}
+
+
+def message(n: int, value: bytes) -> TriggerMessage:
+    return TriggerMessage("t.triggers", n % 3, 100 + n, f"oid-{n}".encode(), value)
+
+
+class MemoryDone:
+    """The done store's interface, in memory."""
+
+    def __init__(self, done=()):
+        self.done = set(done)
+        self.marked = []
+
+    def key(self, endpoint, idempotency_key):
+        return f"p:webhook:done:{endpoint}:{idempotency_key}"
+
+    async def already_done(self, keys):
+        return [k in self.done for k in keys]
+
+    def mark(self, key):
+        self.done.add(key)
+        self.marked.append(key)
+
+    async def flush(self):
+        return None
+
+
+class Receiver:
+    """Answers each path with a script of statuses (the last one repeats); records every request."""
+
+    def __init__(self, scripts: dict[str, list], delay_s: float = 0.0):
+        self.scripts = scripts
+        self.delay_s = delay_s
+        self.requests = defaultdict(list)  # path -> [(headers, body, monotonic time)]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen = self.requests[request.path]
+        seen.append((dict(request.headers), body, time.monotonic()))
+        script = self.scripts[request.path]
+        step = script[min(len(seen), len(script)) - 1]
+        if step == "slow":
+            await asyncio.sleep(0.6)
+            step = 200
+        status, headers = (step, {}) if isinstance(step, int) else step
+        return web.Response(status=status, headers=headers)
+
+
+async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0, stop=None):
+    receiver = Receiver(scripts)
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    for e in endpoints:
+        e.setdefault("secret", SECRET)
+        e["url"] = e["url"].replace("PORT", str(port))
+    config = parse_config({"endpoints": endpoints, "batch_deadline_s": deadline_s})
+    done = done or MemoryDone()
+    try:
+        async with aiohttp.ClientSession() as session:
+            deliverer = Deliverer(session, done, stop=stop)
+            result = await BatchDelivery(config, deliverer, done, REGISTRY).process(messages)
+    finally:
+        await runner.cleanup()
+    return result, receiver, done
+
+
+FAST = {"base_s": 0.01, "max_s": 0.05}
+
+
+def test_retries_503_then_delivers_once_signed_with_the_idempotency_key():
+    t = trigger(1)
+    msgs = [message(1, ENCODE(t))]
+    result, receiver, done = asyncio.run(run_batch(
+        {"/a": [503, 503, 200]},
+        [{"name": "a", "url": "http://127.0.0.1:PORT/a", "rules": ["*"], "backoff": FAST}], msgs))
+    assert (result.delivered, result.deadletters, result.complete) == (1, [], True)
+    requests = receiver.requests["/a"]
+    assert [h["X-Touchstream-Attempt"] for h, _, _ in requests] == ["1", "2", "3"]
+    for headers, body, _ in requests:
+        assert verify_signature(SECRET, headers["X-Touchstream-Signature"], body)
+        assert headers["X-Touchstream-Idempotency-Key"] == t["idempotency_key"]
+        assert headers["Content-Type"] == "application/json"
+    payload = json.loads(requests[-1][1])
+    assert payload == {**{k: t[k] for k in t if k != "values"}, "values": {"score": 7}}
+    assert done.marked == [f"p:webhook:done:a:{t['idempotency_key']}"]
+
+
+def test_fan_out_follows_rules_and_skips_done_and_in_batch_duplicates():
+    t1, t2, t3 = trigger(1), trigger(2, rule="tier_upgrade"), trigger(3, rule="unrouted")
+    msgs = [message(1, ENCODE(t1)), message(2, ENCODE(t2)), message(3, ENCODE(t3)),
+            message(4, ENCODE(t1))]  # t1 again in the same batch
+    already = MemoryDone({f"p:webhook:done:b:{t2['idempotency_key']}"})
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/a": [200], "/b": [200]},
+        [{"name": "a", "url": "http://127.0.0.1:PORT/a", "rules": ["high_intent"]},
+         {"name": "b", "url": "http://127.0.0.1:PORT/b", "rules": ["high_intent", "tier_upgrade"]}],
+        msgs, done=already))
+    keys_a = [h["X-Touchstream-Idempotency-Key"] for h, _, _ in receiver.requests["/a"]]
+    keys_b = [h["X-Touchstream-Idempotency-Key"] for h, _, _ in receiver.requests["/b"]]
+    assert keys_a == [t1["idempotency_key"]]
+    assert keys_b == [t1["idempotency_key"]]  # t2 was already done for b
+    assert (result.delivered, result.already_done, result.deadletters) == (2, 3, [])
+
+
+def test_4xx_is_final_and_dead_lettered_with_the_original_bytes():
+    raw = ENCODE(trigger(5))
+    result, receiver, done = asyncio.run(run_batch(
+        {"/gone": [404]}, [{"name": "gone", "url": "http://127.0.0.1:PORT/gone", "rules": ["*"]}],
+        [message(5, raw)]))
+    assert len(receiver.requests["/gone"]) == 1
+    assert done.marked == []
+    [(key, value)] = result.deadletters
+    letter = DECODE_DL(value)
+    assert key == b"oid-5"
+    assert (letter["stage"], letter["reason"], letter["attempts"]) == ("webhook", "rejected_4xx", 1)
+    assert letter["original"] == raw
+    assert (letter["source_topic"], letter["partition"], letter["offset"]) == ("t.triggers", 2, 105)
+    assert "gone" in letter["error"] and "HTTP 404" in letter["error"]
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502])
+def test_retryable_statuses_stop_at_max_attempts(status):
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/x": [status]},
+        [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"], "max_attempts": 3, "backoff": FAST}],
+        [message(1, ENCODE(trigger(1)))]))
+    assert len(receiver.requests["/x"]) == 3
+    letter = DECODE_DL(result.deadletters[0][1])
+    assert (letter["reason"], letter["attempts"]) == ("delivery_failed", 3)
+
+
+def test_retry_after_is_honoured():
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/x": [(429, {"Retry-After": "1"}), 200]},
+        [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"], "backoff": FAST}],
+        [message(1, ENCODE(trigger(1)))]))
+    first, second = receiver.requests["/x"]
+    assert second[2] - first[2] >= 0.95
+    assert result.delivered == 1
+
+
+def test_timeouts_and_network_errors_are_retried():
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/slow": ["slow", 200]},
+        [{"name": "slow", "url": "http://127.0.0.1:PORT/slow", "rules": ["*"], "timeout_s": 0.2,
+          "backoff": FAST},
+         {"name": "closed", "url": "http://127.0.0.1:1/nothing-listens", "rules": ["*"], "max_attempts": 2,
+          "backoff": FAST}],
+        [message(1, ENCODE(trigger(1)))]))
+    assert len(receiver.requests["/slow"]) == 2
+    assert result.delivered == 1
+    letter = DECODE_DL(result.deadletters[0][1])
+    assert letter["reason"] == "delivery_failed" and letter["attempts"] == 2
+    assert "closed" in letter["error"] and "network error" in letter["error"]
+
+
+def test_batch_deadline_cuts_retries_short():
+    started = time.monotonic()
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/x": [503]},
+        [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"],
+          "backoff": {"base_s": 5, "max_s": 5}}],
+        [message(1, ENCODE(trigger(1)))], deadline_s=1.0))
+    assert time.monotonic() - started < 2
+    assert len(receiver.requests["/x"]) == 1
+    letter = DECODE_DL(result.deadletters[0][1])
+    assert letter["reason"] == "delivery_failed" and "deadline" in letter["error"]
+
+
+def test_no_attempt_starts_after_the_deadline_so_a_slow_endpoint_cannot_stall_the_batch():
+    started = time.monotonic()
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/slow": ["slow"]},  # 0.6 s per answer, one connection: only 2 of 6 can start within 1 s
+        [{"name": "slow", "url": "http://127.0.0.1:PORT/slow", "rules": ["*"], "max_in_flight": 1}],
+        [message(n, ENCODE(trigger(n))) for n in range(6)], deadline_s=1.0))
+    assert time.monotonic() - started < 1.0 + 0.6 + 0.5  # deadline + one answer + slack
+    assert len(receiver.requests["/slow"]) == result.delivered == 2
+    letters = [DECODE_DL(v) for _, v in result.deadletters]
+    assert len(letters) == 4
+    assert all(x["attempts"] == 0 and "waiting for a free connection" in x["error"] for x in letters)
+
+
+def test_a_failing_endpoint_does_not_delay_a_healthy_one():
+    msgs = [message(n, ENCODE(trigger(n))) for n in range(20)]
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/ok": [200], "/bad": [503]},
+        [{"name": "ok", "url": "http://127.0.0.1:PORT/ok", "rules": ["*"]},
+         {"name": "bad", "url": "http://127.0.0.1:PORT/bad", "rules": ["*"], "max_attempts": 4,
+          "backoff": {"base_s": 0.2, "max_s": 0.2}}],
+        msgs))
+    ok_times = [t for _, _, t in receiver.requests["/ok"]]
+    bad_times = [t for _, _, t in receiver.requests["/bad"]]
+    assert len(ok_times) == 20 and len(bad_times) == 80
+    assert max(ok_times) < min(bad_times) + 0.1  # all healthy deliveries happen while bad is still retrying
+    assert result.delivered == 20 and len(result.deadletters) == 20
+
+
+def test_undecodable_bytes_and_bad_values_are_dead_lettered():
+    bad_values = ENCODE(trigger(2, values="{not json"))
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/a": [200]}, [{"name": "a", "url": "http://127.0.0.1:PORT/a", "rules": ["*"]}],
+        [message(1, b"not avro at all"), message(2, bad_values), message(3, ENCODE(trigger(3)))]))
+    reasons = sorted(DECODE_DL(v)["reason"] for _, v in result.deadletters)
+    assert reasons == ["avro_decode", "invalid_values"]
+    assert {DECODE_DL(v)["original"] for _, v in result.deadletters} == {b"not avro at all", bad_values}
+    assert len(receiver.requests["/a"]) == 1 and result.delivered == 1
+
+
+def test_stop_abandons_waiting_retries_and_leaves_the_batch_uncommitted():
+    async def scenario():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        return await run_batch(
+            {"/x": [503]},
+            [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"],
+              "backoff": {"base_s": 10, "max_s": 10}}],
+            [message(1, ENCODE(trigger(1)))], stop=stop)
+
+    started = time.monotonic()
+    result, receiver, _ = asyncio.run(scenario())
+    assert time.monotonic() - started < 2
+    assert len(receiver.requests["/x"]) == 1
+    assert result.abandoned == 1 and not result.complete and result.deadletters == []
+
+
+class FlakyRedis:
+    """Just enough of redis.asyncio for DoneStore: pipeline writes fail while ``down``."""
+
+    def __init__(self):
+        self.down = True
+        self.data = {}
+
+    async def mget(self, keys):
+        return [self.data.get(k) for k in keys]
+
+    def pipeline(self, transaction=False):
+        store = self
+
+        class Pipe:
+            def __init__(self):
+                self.ops = []
+
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return False
+
+            def set(self, key, value, ex=None):
+                self.ops.append((key, value, ex))
+
+            async def execute(self):
+                if store.down:
+                    raise RedisConnectionError("down")
+                for key, value, ex in self.ops:
+                    store.data[key] = (value, ex)
+
+        return Pipe()
+
+
+def test_done_store_group_commits_and_never_drops_marks_redis_refused():
+    async def scenario():
+        client = FlakyRedis()
+        store = DoneStore(client, "p:", ttl_s=60, write_tries=2, retry_s=0.01)
+        store.mark(store.key("a", "k1"))
+        store.mark(store.key("a", "k2"))
+        with pytest.raises(DoneStoreError):
+            await store.flush()
+        assert store.pending == 2 and client.data == {}
+        client.down = False
+        await store.flush()
+        assert store.pending == 0
+        ttls = {k: v[1] for k, v in client.data.items()}
+        assert ttls == {"p:webhook:done:a:k1": 60, "p:webhook:done:a:k2": 60}
+        assert await store.already_done(["p:webhook:done:a:k1", "p:webhook:done:b:k1"]) == [True, False]
+
+    asyncio.run(scenario())

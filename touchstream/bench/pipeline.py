@@ -1,0 +1,289 @@
+"""Pipeline throughput, trigger latency, memory per profile, and their baselines, on the real stack.
+
+- ``pipeline_events_per_s``: N synthetic multi-channel events pre-loaded on a fresh raw topic,
+  then one worker process (raw -> resolved -> profile -> triggers); timed from the worker's
+  first resolved record until its consumer group committed everything on raw and resolved.
+- ``baseline_consume_events_per_s``: a bare confluent-kafka consumer loop over the same topic.
+- ``baseline_naive_events_per_s``: the same stages, in process, one event per call (one Redis
+  round trip per step per event, as a team would first write it), against the same stages with
+  batches of 500 (``inprocess_batched_events_per_s``) on the same events.
+- ``p50/p99_trigger_latency_ms``: "Demo Requested" events paced at half the measured pipeline
+  rate; latency from the event's produce time to its trigger's produce time (Kafka timestamps).
+- ``redis_bytes_per_profile``: MEMORY USAGE of profile state plus the identity graph's share.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.ingest import partition_key
+from identity.graph import IdentityGraph
+from identity.synthetic import generate
+from profiles.store import ProfileStore
+from schemas.codec import default_registry
+from streams.stages.profile import ProfileStage
+from streams.stages.resolve import RawRecord, ResolveStage
+from streams.topics import Topics, create_topics
+from touchstream.rules import identity_rules, profile_rules
+from touchstream.settings import Settings
+
+
+def synthetic_events(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
+    """About ``count`` events from the ground-truth generator, squeezed into the last hour."""
+    persons = max(10, count // 28)
+    events, _ = generate(persons, seed)
+    events = events[:count]
+    first, last = events[0]["timestamp"], events[-1]["timestamp"]
+    start = time.time_ns() // 1_000_000 - 3_600_000
+    span = max(1, last - first)
+    return [{**e, "timestamp": start + (e["timestamp"] - first) * 3_600_000 // span} for e in events]
+
+
+def _produce(settings: Settings, topic: str, events: list[dict[str, Any]]) -> None:
+    encode = default_registry().encoder("event")
+    producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 20, "compression.type": "lz4",
+                         "queue.buffering.max.messages": 1_000_000})
+    for event in events:
+        while True:
+            try:
+                producer.produce(topic, encode(event), partition_key(event))
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+
+
+def _committed_all(settings: Settings, topics: list[str]) -> bool:
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": settings.app_id,
+                         "enable.auto.commit": False})
+    try:
+        for topic in topics:
+            parts = [TopicPartition(topic, p)
+                     for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+            committed = consumer.committed(parts, timeout=10)
+            for tp in committed:
+                if tp.offset < consumer.get_watermark_offsets(tp, timeout=10)[1]:
+                    return False
+        return True
+    finally:
+        consumer.close()
+
+
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"],
+                                env=settings.child_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _first_record(settings: Settings, topic: str, timeout: float = 120.0) -> float:
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                return time.monotonic()
+        raise TimeoutError(f"nothing on {topic} within {timeout:.0f}s")
+    finally:
+        consumer.close()
+
+
+def pipeline_rate(settings: Settings, events: list[dict[str, Any]], log_dir: Path) -> dict[str, Any]:
+    topics = Topics.of(settings)
+    create_topics(settings)
+    _produce(settings, topics.raw, events)
+    worker = _start_worker(settings, log_dir / "bench-worker.log")
+    try:
+        started = _first_record(settings, topics.resolved)
+        while not _committed_all(settings, [topics.raw, topics.resolved]):
+            time.sleep(0.25)
+        seconds = time.monotonic() - started
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    return {"pipeline_events_per_s": round(len(events) / seconds), "pipeline_seconds": round(seconds, 1)}
+
+
+def consume_rate(settings: Settings, count: int) -> float:
+    """Events/s of a bare confluent-kafka consumer over the raw topic (decode nothing)."""
+    topic = Topics.of(settings).raw
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen, started = 0, None
+    while seen < count:
+        messages = consumer.consume(1000, timeout=1.0)
+        if messages and started is None:
+            started = time.perf_counter()
+        seen += sum(1 for m in messages if not m.error())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return count / elapsed if elapsed else 0.0
+
+
+def _stages(settings: Settings, client: redis.Redis) -> tuple[ResolveStage, ProfileStage]:
+    registry = default_registry()
+    topics = Topics.of(settings)
+    resolve = ResolveStage(client=client, graph=IdentityGraph(client, settings.redis_prefix,
+                                                              identity_rules(settings)),
+                           registry=registry, prefix=settings.redis_prefix, raw_topic=topics.raw,
+                           dedup_window_s=settings.stream_dedup_window_s)
+    profile = ProfileStage(client=client, store=ProfileStore(client, settings.redis_prefix,
+                                                             profile_rules(settings)),
+                           registry=registry, prefix=settings.redis_prefix, resolved_topic=topics.resolved,
+                           dedup_window_s=settings.stream_dedup_window_s)
+    return resolve, profile
+
+
+def inprocess_rate(settings: Settings, events: list[dict[str, Any]], batch: int) -> float:
+    """Resolve + profile stages without Kafka, ``batch`` events per call; events/s."""
+    client = redis.Redis.from_url(settings.redis_url)
+    resolve, profile = _stages(settings, client)
+    encode = default_registry().encoder("event")
+    raw = [RawRecord(0, i, None, encode(e)) for i, e in enumerate(events)]
+    now = time.time_ns() // 1_000_000
+    started = time.perf_counter()
+    for start in range(0, len(raw), batch):
+        out = resolve.process(raw[start:start + batch])
+        resolved = [RawRecord(0, start + i, k, v) for i, (k, v) in enumerate(out.resolved)]
+        profile.process(resolved, now)
+    return len(raw) / (time.perf_counter() - started)
+
+
+def trigger_latency(settings: Settings, rate: float, seconds: float, log_dir: Path) -> dict[str, float]:
+    """Paced "Demo Requested" events at ``rate``/s: produce time -> trigger produce time."""
+    topics = Topics.of(settings)
+    create_topics(settings)
+    worker = _start_worker(settings, log_dir / "bench-latency-worker.log")
+    encode = default_registry().encoder("event")
+    producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 1})
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "latest"})
+    consumer.subscribe([topics.triggers])
+    decode = default_registry().decoder("trigger")
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    run = uuid.uuid4().hex[:8]
+    try:
+        # warm up: the worker joins, the consumer gets its assignment
+        _produce_demo(producer, topics.raw, encode, f"{run}-warm", 0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                break
+        total = int(rate * seconds)
+        interval = 1.0 / rate
+        next_at = time.monotonic()
+        for i in range(total):
+            mid = f"{run}-{i}"
+            sent[mid] = time.time()
+            _produce_demo(producer, topics.raw, encode, mid, i)
+            next_at += interval
+            while True:
+                msg = consumer.poll(0)
+                if msg is None:
+                    break
+                _record_latency(msg, decode, sent, latencies)
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.flush(30)
+        deadline = time.monotonic() + 30
+        while len(latencies) < total and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None:
+                _record_latency(msg, decode, sent, latencies)
+    finally:
+        consumer.close()
+        worker.terminate()
+        worker.wait(60)
+    latencies.sort()
+    if not latencies:
+        return {"p50_trigger_latency_ms": -1.0, "p99_trigger_latency_ms": -1.0, "latency_samples": 0}
+    return {
+        "p50_trigger_latency_ms": round(statistics.median(latencies), 1),
+        "p99_trigger_latency_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "latency_samples": len(latencies),
+        "latency_rate_events_per_s": round(rate),
+    }
+
+
+def _produce_demo(producer: Producer, topic: str, encode, mid: str, i: int) -> None:  # type: ignore[no-untyped-def]
+    now = time.time_ns() // 1_000_000
+    user = f"lat-{mid}"
+    event = {"message_id": mid, "type": "track", "event": "Demo Requested", "user_id": user,
+             "timestamp": now, "received_at": now, "source": "bench",
+             "identifiers": [{"type": "user_id", "value": user}]}
+    producer.produce(topic, encode(event), f"user_id:{user}".encode())
+    producer.poll(0)
+
+
+def _record_latency(msg, decode, sent: dict[str, float], latencies: list[float]) -> None:  # type: ignore[no-untyped-def]
+    if msg.error():
+        return
+    trigger = decode(msg.value())
+    started = sent.pop(trigger["message_id"] or "", None)
+    if started is not None and trigger["rule"] == "demo_requested":
+        latencies.append((msg.timestamp()[1] / 1000 - started) * 1000)
+
+
+def memory_per_profile(settings: Settings, sample: int = 300) -> dict[str, float]:
+    """Average Redis bytes of profile state and of the identity graph per profile (a sample)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    store = ProfileStore(client, settings.redis_prefix, profile_rules(settings))
+    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings))
+    profile_bytes, graph_bytes, seen = [], [], 0
+    for key in client.scan_iter(match=f"{settings.redis_prefix}p:{{*}}", count=1000):
+        name = key.decode()
+        if name.endswith("}"):
+            oneid = name[name.index("{") + 1:-1]
+            profile_bytes.append(store.memory_usage(oneid))
+            graph_bytes.append(client.memory_usage(graph.profile_key(oneid), samples=0) or 0)
+            seen += 1
+            if seen >= sample:
+                break
+    if not profile_bytes:
+        return {"redis_bytes_per_profile": -1}
+    state = statistics.mean(profile_bytes)
+    ident = statistics.mean(graph_bytes)
+    return {"redis_bytes_per_profile": round(state + ident), "redis_profile_state_bytes": round(state),
+            "redis_identity_profile_bytes": round(ident)}
+
+
+def run(settings: Settings, events: int, log_dir: Path) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:6]
+    own = replace(settings, topic_prefix=f"bench-{run_id}", app_id=f"bench-{run_id}",
+                  redis_prefix=f"bench:{run_id}:")
+    stream = synthetic_events(events)
+    results: dict[str, Any] = {"events": len(stream)}
+    results.update(pipeline_rate(own, stream, log_dir))
+    results["baseline_consume_events_per_s"] = round(consume_rate(own, len(stream)))
+    results.update(memory_per_profile(own))
+
+    sample = stream[: min(len(stream), 20_000)]
+    batched_settings = replace(own, redis_prefix=f"bench:{run_id}:b:")
+    naive_settings = replace(own, redis_prefix=f"bench:{run_id}:n:")
+    results["inprocess_batched_events_per_s"] = round(inprocess_rate(batched_settings, sample, 500))
+    results["baseline_naive_events_per_s"] = round(inprocess_rate(naive_settings, sample[:5000], 1))
+
+    latency_settings = replace(own, topic_prefix=f"bench-{run_id}-lat", app_id=f"bench-{run_id}-lat")
+    results.update(trigger_latency(latency_settings, max(50.0, results["pipeline_events_per_s"] / 2), 20,
+                                   log_dir))
+    results["pipeline_vs_consume_ratio"] = round(
+        results["pipeline_events_per_s"] / max(1, results["baseline_consume_events_per_s"]), 3)
+    results["batched_vs_naive_ratio"] = round(
+        results["inprocess_batched_events_per_s"] / max(1, results["baseline_naive_events_per_s"]), 2)
+    return results

@@ -1,0 +1,58 @@
+"""``touchstream bench``: run every benchmark, print one table, write bench-results.json."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from touchstream.bench import collector, pipeline
+from touchstream.settings import Settings
+
+
+def run_all(settings: Settings, events: int, out: Path, log_dir: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    results.update(pipeline.run(settings, events, log_dir))
+    results.update(collector.run(replace(settings, topic_prefix="bench-collector",
+                                         redis_prefix="bench:collector:"), min(events, 200_000)))
+    from schemas.bench import bench_codec
+
+    codec = bench_codec(50_000)
+    results["codec_encode_per_s"] = round(codec["encode_per_s"])
+    results["codec_decode_per_s"] = round(codec["decode_per_s"])
+    from identity.bench import bench_identity
+
+    quality = bench_identity(max(1000, min(20_000, events // 50)), settings=replace(
+        settings, redis_prefix="bench:identity:"))
+    results["identity"] = quality
+    results["bench_seconds"] = round(time.monotonic() - started, 1)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    render(results)
+    return results
+
+
+def render(results: dict[str, Any]) -> None:
+    table = Table(title="Touchstream bench (one machine: 2 cores; Kafka, Redis, clients share them)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        if isinstance(value, dict):
+            for sub, inner in value.items():
+                table.add_row(f"{key}.{sub}", _fmt(inner))
+        else:
+            table.add_row(key, _fmt(value))
+    Console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 10 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
