@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-server up down status topics test test-unit demo lint bench clean
+.PHONY: help install redis-server up down status topics test test-unit demo lint bench chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,13 @@ test-unit: install ## Unit tests only (nothing running needed)
 
 demo: install up ## Run the main job end to end and print a summary
 	$(BIN)/touchstream demo
+
+BENCH_EVENTS ?= 1000000
+bench: install up ## Throughput, latency, memory vs baselines (BENCH_EVENTS=N); writes bench-results.json
+	$(BIN)/touchstream bench --events $(BENCH_EVENTS)
+
+chaos: install up ## Kill the worker 3x, restart Redis and Kafka mid-stream; verify nothing lost or repeated
+	$(BIN)/pytest tests/chaos -s -p no:cacheprovider
 
 lint: install ## ruff check
 	$(BIN)/ruff check .

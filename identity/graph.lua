@@ -241,6 +241,11 @@ local function merge(T, o, xtv, anchor, ev, ei, t)
   end
   call('DEL', pkey(lose))
   merges[#merges + 1] = {ei, surv, lose, 'shared:' .. t, brought}
+  -- Merge outbox (field: merged OneID, value: survivor): a replay after a crash finds the graph
+  -- already merged and reports no merge, so the record could be lost between this script and
+  -- Kafka. The resolve stage removes the entry once the merge record is acknowledged, and
+  -- re-sends entries left behind by a crash.
+  call('HSET', B .. 'mo', lose, surv .. '|' .. call('TIME')[1])
   aliased[lose] = surv
   return surv
 end

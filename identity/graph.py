@@ -334,6 +334,24 @@ class IdentityGraph:
             return UnmergeError(detail)
         return IdentityError(f"identity script failed: {text}")
 
+    # ---- merge outbox (see graph.lua: a merge is recorded there in the same atomic run) ----
+
+    def merges_acknowledged(self, merged: Iterable[str]) -> None:
+        """The merge records of these merged OneIDs are on Kafka: forget them."""
+        merged = list(merged)
+        if merged:
+            self.redis.hdel(self.base + "mo", *merged)
+
+    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[tuple[str, str]]:
+        """(merged, survivor) recorded more than ``older_than_s`` ago and never acknowledged:
+        what a crash left between the script and Kafka."""
+        stale = []
+        for merged, value in self.redis.hgetall(self.base + "mo").items():
+            survivor, _, at = value.decode().partition("|")
+            if float(at or 0) < now_s - older_than_s:
+                stale.append((merged.decode(), survivor))
+        return stale
+
     # ---- lookups ----
 
     def lookup(self, type_: str, value: str) -> str | None:

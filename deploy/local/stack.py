@@ -250,6 +250,18 @@ class Stack:
         """SIGKILL our Redis (fault injection); `up` brings it back from its AOF."""
         _kill(self.redis_pid_file)
 
+    def restart_redis(self, timeout: float = 60.0) -> None:
+        """Stop our Redis cleanly (the AOF is flushed) and start it again from its AOF."""
+        _stop(self.redis_pid_file, "redis")
+        self.start_redis()
+        _wait(lambda: redis_answers(self.ports.redis), timeout, "redis", self.redis_dir / "redis.log")
+
+    def restart_kafka(self, timeout: float = 120.0) -> None:
+        """Stop our broker (controlled shutdown) and start it again with its data."""
+        _stop(self.kafka_pid_file, "kafka")
+        self.start_kafka()
+        _wait(lambda: kafka_answers(self.ports.kafka), timeout, "kafka", self.kafka_dir / "server.log")
+
     def status(self) -> list[str]:
         return [
             f"redis  :{self.ports.redis}  answers={redis_answers(self.ports.redis)}"

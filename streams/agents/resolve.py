@@ -31,7 +31,17 @@ def register(app: faust.App, topics: Topics, settings: Settings, stage: ResolveS
             producer.send_all(topics.rejections, out.rejections),
             producer.send_all(topics.deadletter, out.deadletters),
         )
+        if out.merged_ids:
+            await asyncio.to_thread(stage.merges_acknowledged, out.merged_ids)
         metrics.STAGE_BATCH_SECONDS.labels("resolve").observe(time.perf_counter() - started)
+
+    @app.timer(interval=5.0)
+    async def resend_merges() -> None:
+        """Merge records that a crash kept from Kafka (the graph's merge outbox)."""
+        merged, records = await asyncio.to_thread(stage.stale_merges, time.time())
+        if records:
+            await producer.send_all(topics.merges, records)
+            await asyncio.to_thread(stage.merges_acknowledged, merged)
 
     @app.agent(raw, name="resolve")
     async def resolve(stream: faust.StreamT) -> None:

@@ -42,6 +42,7 @@ class StageOutput:
     merges: list[tuple[bytes, bytes]] = field(default_factory=list)
     rejections: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    merged_ids: list[str] = field(default_factory=list)
     duplicates: int = 0
     suppressed: int = 0
 
@@ -101,9 +102,27 @@ class ResolveStage:
             metrics.EVENTS_SUPPRESSED.inc(out.suppressed)
         for merge in resolution.merges:
             out.merges.append((merge["survivor"].encode(), self._encode_merge(merge)))
+            out.merged_ids.append(merge["merged"])
         for rejection in resolution.rejections:
             metrics.IDENTITY_REJECTIONS.labels(rejection["reason"].split(":")[0]).inc()
             key = rejection["oneid"].encode() if rejection["oneid"] else None
             out.rejections.append((key, self._encode_rejection(rejection)))
         metrics.IDENTITY_MERGES.inc(len(resolution.merges))
         return out
+
+    def merges_acknowledged(self, merged_ids: Sequence[str]) -> None:
+        self._graph.merges_acknowledged(merged_ids)
+
+    def stale_merges(self, now_s: float, grace_s: float = 30.0
+                     ) -> tuple[list[str], list[tuple[bytes, bytes]]]:
+        """Merge records a crash kept from Kafka, rebuilt (no identifiers: the graph has them)."""
+        stale = self._graph.unacknowledged_merges(grace_s, now_s)
+        if stale:
+            log.warning("re-sending %s merge record(s) left unacknowledged by an earlier crash", len(stale))
+        records = [
+            (survivor.encode(), self._encode_merge({
+                "survivor": survivor, "merged": merged, "message_id": "", "timestamp": int(now_s * 1000),
+                "identifiers": [], "reason": "resent_after_crash"}))
+            for merged, survivor in stale
+        ]
+        return [m for m, _ in stale], records

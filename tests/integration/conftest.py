@@ -219,3 +219,16 @@ def wait_caught_up(settings: Settings, topic: str, timeout: float = 120.0) -> No
             time.sleep(0.5)
     finally:
         consumer.close()
+
+
+def wait_merges_acknowledged(settings: Settings, timeout: float = 90.0) -> None:
+    """Wait until the identity graph's merge outbox is empty: every merge record is on Kafka
+    (one left behind by a crash is re-sent after a 30 s grace)."""
+    from identity.graph import IdentityGraph
+
+    graph = IdentityGraph(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    deadline = time.monotonic() + timeout
+    while graph.unacknowledged_merges(0, float("inf")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("merge records still unacknowledged")
+        time.sleep(0.5)

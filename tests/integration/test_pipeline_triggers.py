@@ -17,7 +17,13 @@ from identity.synthetic import generate
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
-from tests.integration.conftest import TopicReader, WorkerProcess, free_port, wait_caught_up
+from tests.integration.conftest import (
+    TopicReader,
+    WorkerProcess,
+    free_port,
+    wait_caught_up,
+    wait_merges_acknowledged,
+)
 from tests.integration.test_collector import post
 from tests.integration.test_pipeline_identity import api, iso, wait_resolved
 
@@ -133,6 +139,7 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
             if done + len(dead.until(lambda d: False, 0.5)) >= len(squeezed):
                 break
         wait_caught_up(own, Topics.of(own).resolved)  # the profile stage has committed everything
+        wait_merges_acknowledged(own)
         wait_caught_up(own, Topics.of(own).merges)
     finally:
         worker.stop()
