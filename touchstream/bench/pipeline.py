@@ -250,7 +250,7 @@ def memory_per_profile(settings: Settings, sample: int = 300) -> dict[str, float
         name = key.decode()
         if name.endswith("}"):
             oneid = name[name.index("{") + 1:-1]
-            profile_bytes.append(store.memory_usage(oneid))
+            profile_bytes.append(sum(store.memory_usage(oneid).values()))
             graph_bytes.append(client.memory_usage(graph.profile_key(oneid), samples=0) or 0)
             seen += 1
             if seen >= sample:
@@ -270,8 +270,10 @@ def run(settings: Settings, events: int, log_dir: Path) -> dict[str, Any]:
     stream = synthetic_events(events)
     results: dict[str, Any] = {"events": len(stream)}
     results.update(pipeline_rate(own, stream, log_dir))
+    print(results, flush=True)
     results["baseline_consume_events_per_s"] = round(consume_rate(own, len(stream)))
     results.update(memory_per_profile(own))
+    print(results, flush=True)
 
     sample = stream[: min(len(stream), 20_000)]
     batched_settings = replace(own, redis_prefix=f"bench:{run_id}:b:")
