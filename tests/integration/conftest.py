@@ -201,7 +201,7 @@ class TopicReader:
 
 def wait_caught_up(settings: Settings, topic: str, timeout: float = 120.0) -> None:
     """Wait until the workers' consumer group has committed every record of the topic."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": settings.app_id,
                          "enable.auto.commit": False})
@@ -209,11 +209,16 @@ def wait_caught_up(settings: Settings, topic: str, timeout: float = 120.0) -> No
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = [TopicPartition(topic, p) for p in meta.partitions]
         deadline = time.monotonic() + timeout
+        highs: list[int] = []
+        committed: list[int] = []
         while True:
-            highs = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
-            committed = [tp.offset for tp in consumer.committed(parts, timeout=10)]
-            if all(c >= h for c, h in zip(committed, highs, strict=True)):
-                return
+            try:
+                highs = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
+                committed = [tp.offset for tp in consumer.committed(parts, timeout=10)]
+                if all(c >= h for c, h in zip(committed, highs, strict=True)):
+                    return
+            except KafkaException:  # a broker just restarted: leaders are being elected
+                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: committed {committed} of {highs}")
             time.sleep(0.5)
