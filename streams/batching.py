@@ -64,3 +64,23 @@ async def run_batches(stream: faust.StreamT, handle: BatchHandler, *, max_batch:
         processor.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await processor
+
+
+def tick_safely(name: str, tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer body that logs a failure and tries again on the next tick.
+
+    An exception escaping a Faust timer crashes the whole worker (seen when Redis was still
+    loading its AOF after a restart); a timed sweep is naturally retried by the next tick.
+    """
+
+    async def guarded() -> None:
+        try:
+            await tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the next tick retries; nothing is lost (outboxes, due timers stay)
+            log.exception("%s: tick failed; trying again on the next one", name)
+
+    guarded.__name__ = getattr(tick, "__name__", name)
+    guarded.__qualname__ = guarded.__name__
+    return guarded

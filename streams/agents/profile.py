@@ -13,7 +13,7 @@ import faust
 
 from connectors.producer import AsyncProducer
 from schemas.codec import SchemaRegistry
-from streams.batching import run_batches
+from streams.batching import run_batches, tick_safely
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import RawRecord
 from streams.topics import Topics
@@ -58,7 +58,6 @@ def register(app: faust.App, topics: Topics, settings: Settings, stage: ProfileS
     async def merge_profiles(stream: faust.StreamT) -> None:
         await run_batches(stream, handle_merges, max_batch=100, within_s=0.1, name="merge-profiles")
 
-    @app.timer(interval=1.0)
     async def sweep() -> None:
         """Timed triggers (dwell without follow-up, inactivity, post-purchase care) by the clock."""
         assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topics.resolved)
@@ -68,4 +67,6 @@ def register(app: faust.App, topics: Topics, settings: Settings, stage: ProfileS
         due = await asyncio.to_thread(stage.sweep, now, assigned)
         stale = await asyncio.to_thread(stage.resend_stale, now)
         await emit(due + stale)
+
+    app.timer(interval=1.0, name="profile-sweep")(tick_safely("profile-sweep", sweep))
 

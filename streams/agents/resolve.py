@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import faust
 
 from connectors.producer import AsyncProducer
-from streams.batching import run_batches
+from streams.batching import run_batches, tick_safely
 from streams.stages.resolve import RawRecord, ResolveStage
 from streams.topics import Topics
 from touchstream import metrics
@@ -35,13 +35,14 @@ def register(app: faust.App, topics: Topics, settings: Settings, stage: ResolveS
             await asyncio.to_thread(stage.merges_acknowledged, out.merged_ids)
         metrics.STAGE_BATCH_SECONDS.labels("resolve").observe(time.perf_counter() - started)
 
-    @app.timer(interval=5.0)
     async def resend_merges() -> None:
         """Merge records that a crash kept from Kafka (the graph's merge outbox)."""
         merged, records = await asyncio.to_thread(stage.stale_merges, time.time())
         if records:
             await producer.send_all(topics.merges, records)
             await asyncio.to_thread(stage.merges_acknowledged, merged)
+
+    app.timer(interval=5.0, name="resend-merges")(tick_safely("resend-merges", resend_merges))
 
     @app.agent(raw, name="resolve")
     async def resolve(stream: faust.StreamT) -> None:

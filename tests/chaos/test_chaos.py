@@ -13,18 +13,16 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-import redis
 from confluent_kafka import Producer
 
 from connectors.ingest import partition_key
-from identity.graph import IdentityGraph
 from identity.synthetic import generate
-from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
     TopicReader,
     WorkerProcess,
+    assert_aggregates_equal_recount,
     free_port,
     wait_caught_up,
     wait_merges_acknowledged,
@@ -91,7 +89,6 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
     finally:
         worker.stop()
 
-    client = redis.Redis.from_url(own.redis_url)
     resolved = TopicReader(own, Topics.of(own).resolved, "event")
     dead = TopicReader(own, Topics.of(own).deadletter, "deadletter")
     try:
@@ -106,22 +103,8 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
     assert not missing, f"{len(missing)} accepted events never came out of resolution"
     verified.append(f"all {len(events)} events resolved or dead-lettered ({len(letters)} unresolvable)")
 
-    by_position = {(r["_partition"], r["_offset"]): r for r in records}
-    applied = {}
-    for r in records:
-        claim = client.get(f"{own.redis_prefix}claim:profile:{r['source']}:{r['message_id']}")
-        partition, offset = map(int, claim.decode().split(":"))
-        applied[r["message_id"]] = by_position[(partition, offset)]
-    final = IdentityGraph(client, own.redis_prefix).resolve_aliases({r["oneid"] for r in applied.values()})
-    store = ProfileStore(client, own.redis_prefix)
-    pages = Counter(final[r["oneid"]] for r in applied.values() if r["type"] == "page")
-    orders = Counter(final[r["oneid"]] for r in applied.values()
-                     if r["type"] == "track" and r["event"] == "Order Completed")
-    for oneid, count in pages.items():
-        assert store.get_profile(oneid)["aggregates"]["page_views_30d"] == count, oneid
-    for oneid, count in orders.items():
-        assert store.get_profile(oneid)["aggregates"]["orders_90d"] == count, oneid
-    verified.append(f"page views of {len(pages)} and orders of {len(orders)} profiles equal a recount")
+    pages, orders = assert_aggregates_equal_recount(own, records)
+    verified.append(f"page views of {pages} and orders of {orders} profiles equal a recount")
 
     triggers = TopicReader(own, Topics.of(own).triggers, "trigger")
     try:

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -237,3 +238,41 @@ def wait_merges_acknowledged(settings: Settings, timeout: float = 90.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("merge records still unacknowledged")
         time.sleep(0.5)
+
+
+def recount(settings: Settings, records: list[dict]) -> tuple[Counter[str], Counter[str]]:
+    """Page views and orders per final person, recounted from the resolved topic's records.
+
+    A crash can make the resolve stage put an event on the topic twice; the profile stage
+    applied the copy whose position claimed the messageId first, so that is the one counted.
+    """
+    from identity.graph import IdentityGraph
+
+    client = redis.Redis.from_url(settings.redis_url)
+    by_position = {(r["_partition"], r["_offset"]): r for r in records}
+    applied = {}
+    for r in records:
+        claim = client.get(f"{settings.redis_prefix}claim:profile:{r['source']}:{r['message_id']}")
+        assert claim is not None, f"{r['message_id']} never reached the profile stage"
+        partition, offset = map(int, claim.decode().split(":"))
+        applied[r["message_id"]] = by_position[(partition, offset)]
+    graph = IdentityGraph(client, settings.redis_prefix)
+    final = graph.resolve_aliases({r["oneid"] for r in applied.values()})
+    pages = Counter(final[r["oneid"]] for r in applied.values() if r["type"] == "page")
+    orders = Counter(final[r["oneid"]] for r in applied.values()
+                     if r["type"] == "track" and r["event"] == "Order Completed")
+    return pages, orders
+
+
+def assert_aggregates_equal_recount(settings: Settings, records: list[dict]) -> tuple[int, int]:
+    """Every profile's page_views_30d and orders_90d equal the recount; (profiles, with orders)."""
+    from profiles.store import ProfileStore
+
+    pages, orders = recount(settings, records)
+    store = ProfileStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    assert orders, "the traffic has orders"
+    for oneid, count in pages.items():
+        assert store.get_profile(oneid)["aggregates"]["page_views_30d"] == count, oneid
+    for oneid, count in orders.items():
+        assert store.get_profile(oneid)["aggregates"]["orders_90d"] == count, oneid
+    return len(pages), len(orders)

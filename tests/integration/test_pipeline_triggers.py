@@ -9,17 +9,16 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from connectors.ingest import partition_key
 from identity.synthetic import generate
-from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
     TopicReader,
     WorkerProcess,
+    assert_aggregates_equal_recount,
     free_port,
     wait_caught_up,
     wait_merges_acknowledged,
@@ -144,32 +143,7 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
     finally:
         worker.stop()
         resolved.close()
-    client = redis.Redis.from_url(own.redis_url)
-    store = ProfileStore(client, own.redis_prefix)
-    # A crash can make the resolve stage produce an event twice; the profile stage applied the copy
-    # that claimed its messageId first (the claim holds its position). Recount exactly those.
-    by_position = {(r["_partition"], r["_offset"]): r for r in resolved.records}
-    by_message = {}
-    for r in resolved.records:
-        claim = client.get(f"{own.redis_prefix}claim:profile:{r['source']}:{r['message_id']}")
-        assert claim is not None, r["message_id"]
-        partition, offset = map(int, claim.decode().split(":"))
-        by_message[r["message_id"]] = by_position[(partition, offset)]
-    from identity.graph import IdentityGraph
-
-    graph = IdentityGraph(client, own.redis_prefix)
-    final = graph.resolve_aliases({r["oneid"] for r in by_message.values()})
-    expected: Counter[str] = Counter()
-    for record in by_message.values():
-        if record["type"] == "track" and record["event"] == "Order Completed":
-            expected[final[record["oneid"]]] += 1
-    assert expected, "the synthetic traffic has orders"
-    for oneid, orders in expected.items():
-        profile = store.get_profile(oneid)
-        assert profile is not None and profile["aggregates"]["orders_90d"] == orders, oneid
-    pages = Counter(final[r["oneid"]] for r in by_message.values() if r["type"] == "page")
-    for oneid, count in pages.items():
-        assert store.get_profile(oneid)["aggregates"]["page_views_30d"] == count, oneid
+    assert_aggregates_equal_recount(own, resolved.records)
 
     fired = TopicReader(own, Topics.of(own).triggers, "trigger")
     try:
