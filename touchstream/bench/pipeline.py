@@ -263,6 +263,19 @@ def memory_per_profile(settings: Settings, sample: int = 300) -> dict[str, float
             "redis_identity_profile_bytes": round(ident)}
 
 
+def forget(settings: Settings) -> None:
+    """Remove the run's Redis keys: a million profiles left behind would slow everything after."""
+    client = redis.Redis.from_url(settings.redis_url)
+    batch = []
+    for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)
+
+
 def run(settings: Settings, events: int, log_dir: Path) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:6]
     own = replace(settings, topic_prefix=f"bench-{run_id}", app_id=f"bench-{run_id}",
@@ -284,6 +297,7 @@ def run(settings: Settings, events: int, log_dir: Path) -> dict[str, Any]:
     latency_settings = replace(own, topic_prefix=f"bench-{run_id}-lat", app_id=f"bench-{run_id}-lat")
     results.update(trigger_latency(latency_settings, max(50.0, results["pipeline_events_per_s"] / 2), 20,
                                    log_dir))
+    forget(own)
     results["pipeline_vs_consume_ratio"] = round(
         results["pipeline_events_per_s"] / max(1, results["baseline_consume_events_per_s"]), 3)
     results["batched_vs_naive_ratio"] = round(

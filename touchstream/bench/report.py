@@ -31,6 +31,8 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path) -> dict[s
     quality = bench_identity(max(1000, min(20_000, events // 50)), settings=replace(
         settings, redis_prefix="bench:identity:"))
     results["identity"] = quality
+    for prefix in ("bench:collector:", "bench:identity:"):
+        pipeline.forget(replace(settings, redis_prefix=prefix))
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     render(results)
