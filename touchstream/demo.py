@@ -23,9 +23,12 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from connectors.samples import sample_events
 from identity.graph import IdentityGraph
+from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from touchstream.keys import KeyStore
+from touchstream.procs import wait_http
+from touchstream.rules import profile_rules
 from touchstream.settings import Settings
 
 
@@ -37,6 +40,16 @@ class DemoSummary:
     people: int
     oneids: int
     seconds: float
+    triggers: dict[str, int]
+    example: dict | None
+
+    def _example(self) -> str:
+        if not self.example:
+            return "-"
+        p = self.example
+        return (f"{p['oneid']} tier={p.get('tier')} score={p.get('score')} tags={p.get('tags')} "
+                f"orders_90d={p['aggregates'].get('orders_90d')} "
+                f"revenue_365d={p['aggregates'].get('revenue_365d')}")
 
     @property
     def ok(self) -> bool:
@@ -51,6 +64,8 @@ class DemoSummary:
             f"  resolved to a OneID            : {self.resolved}",
             f"  people in the sample           : {self.people}",
             f"  OneIDs after merges            : {self.oneids}",
+            f"  triggers fired, by rule        : {self.triggers or 'none'}",
+            f"  one profile                    : {self._example()}",
             f"  wall time                      : {self.seconds:.1f}s ({rate:,.0f} events/s incl. start-up)",
             f"  result                         : {'OK' if self.ok else 'INCOMPLETE'}",
         ])
@@ -82,17 +97,20 @@ def _post_batch(base: str, key: str, batch: list[dict]) -> dict:
         return json.loads(response.read())
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the collector exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+def _triggers_for(consumer: Consumer, oneids: set[str], settle_s: float) -> dict[str, int]:
+    """Triggers fired for these people, by rule (reads until the topic is quiet for settle_s)."""
+    decode = default_registry().decoder("trigger")
+    counts: dict[str, int] = {}
+    quiet_until = time.monotonic() + settle_s
+    while time.monotonic() < quiet_until:
+        msg = consumer.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        trigger = decode(msg.value())
+        if trigger["oneid"] in oneids:
+            counts[trigger["rule"]] = counts.get(trigger["rule"], 0) + 1
+            quiet_until = time.monotonic() + settle_s
+    return dict(sorted(counts.items()))
 
 
 def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 50,
@@ -105,6 +123,9 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
     consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"demo-{run_id}",
                          "enable.auto.commit": False})
     consumer.assign(_end_offsets(consumer, topics.resolved))
+    trigger_consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"demo-{run_id}-t",
+                                 "enable.auto.commit": False})
+    trigger_consumer.assign(_end_offsets(trigger_consumer, topics.triggers))
 
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -116,7 +137,7 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
                                   stdout=slog, stderr=subprocess.STDOUT)
     try:
         base = f"http://{settings.http_host}:{settings.http_port}"
-        _wait_http(base + "/healthz", server)
+        wait_http(base + "/healthz", server)
         sample = list(sample_events(events, people=people, run_id=run_id))
         accepted = 0
         for start in range(0, len(sample), 100):
@@ -136,10 +157,15 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
                 oneids.add(record["oneid"])
         graph = IdentityGraph(client, settings.redis_prefix)
         survivors = {graph.resolve_alias(o) for o in oneids}
-        return DemoSummary(len(sample), accepted, resolved, people, len(survivors),
-                           time.monotonic() - started)
+        seconds = time.monotonic() - started
+        fired = _triggers_for(trigger_consumer, survivors, settle_s=3.0)
+        store = ProfileStore(client, settings.redis_prefix, profile_rules(settings))
+        profiles = [p for p in (store.get_profile(o) for o in sorted(survivors)) if p]
+        example = max(profiles, key=lambda p: p["aggregates"].get("revenue_365d") or 0, default=None)
+        return DemoSummary(len(sample), accepted, resolved, people, len(survivors), seconds, fired, example)
     finally:
         consumer.close()
+        trigger_consumer.close()
         for proc in (server, worker):
             proc.send_signal(signal.SIGTERM)
         for proc in (server, worker):

@@ -24,6 +24,7 @@ from schemas.bench import sample_event
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from touchstream.keys import KeyStore
+from touchstream.procs import wait_http
 from touchstream.settings import Settings
 
 
@@ -90,25 +91,12 @@ def collector_rate(settings: Settings, events: int, *, batch: int = 100, concurr
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://{settings.http_host}:{settings.http_port}"
     try:
-        _wait_healthy(base)
+        wait_http(base + "/healthz", proc)
         asyncio.run(_send(base, key, min(events, 20_000), batch, concurrency))  # warm-up
         return asyncio.run(_send(base, key, events, batch, concurrency))
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def _wait_healthy(base: str, timeout: float = 30.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("collector did not start")
 
 
 def run(settings: Settings, events: int) -> dict[str, float]:
