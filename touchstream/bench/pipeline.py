@@ -100,20 +100,29 @@ def _first_record(settings: Settings, topic: str, timeout: float = 120.0) -> flo
         consumer.close()
 
 
-def pipeline_rate(settings: Settings, events: list[dict[str, Any]], log_dir: Path) -> dict[str, Any]:
+def pipeline_rate(settings: Settings, events: list[dict[str, Any]], log_dir: Path,
+                  workers: int = 1) -> dict[str, Any]:
+    """Events/s of ``workers`` worker processes in one consumer group over pre-loaded events."""
     topics = Topics.of(settings)
     create_topics(settings)
     _produce(settings, topics.raw, events)
-    worker = _start_worker(settings, log_dir / "bench-worker.log")
+    procs = [_start_worker(replace(settings, worker_web_port=settings.worker_web_port + i),
+                           log_dir / f"bench-worker-{i}.log") for i in range(workers)]
     try:
+        if workers > 1:
+            time.sleep(3)  # all join before the clock starts, so the partitions are shared
         started = _first_record(settings, topics.resolved)
         while not _committed_all(settings, [topics.raw, topics.resolved]):
             time.sleep(0.25)
         seconds = time.monotonic() - started
     finally:
-        worker.terminate()
-        worker.wait(60)
-    return {"pipeline_events_per_s": round(len(events) / seconds), "pipeline_seconds": round(seconds, 1)}
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(60)
+    suffix = "" if workers == 1 else f"_{workers}_workers"
+    return {f"pipeline{suffix}_events_per_s": round(len(events) / seconds),
+            f"pipeline{suffix}_seconds": round(seconds, 1)}
 
 
 def consume_rate(settings: Settings, count: int) -> float:
@@ -293,6 +302,12 @@ def run(settings: Settings, events: int, log_dir: Path) -> dict[str, Any]:
     naive_settings = replace(own, redis_prefix=f"bench:{run_id}:n:")
     results["inprocess_batched_events_per_s"] = round(inprocess_rate(batched_settings, sample, 500))
     results["baseline_naive_events_per_s"] = round(inprocess_rate(naive_settings, sample[:5000], 1))
+
+    two = replace(own, topic_prefix=f"bench-{run_id}-two", app_id=f"bench-{run_id}-two",
+                  redis_prefix=f"bench:{run_id}:two:")
+    results.update(pipeline_rate(two, stream[: min(len(stream), 100_000)], log_dir, workers=2))
+    results["two_vs_one_worker_ratio"] = round(
+        results["pipeline_2_workers_events_per_s"] / max(1, results["pipeline_events_per_s"]), 2)
 
     latency_settings = replace(own, topic_prefix=f"bench-{run_id}-lat", app_id=f"bench-{run_id}-lat")
     results.update(trigger_latency(latency_settings, max(50.0, results["pipeline_events_per_s"] / 2), 20,
