@@ -21,8 +21,8 @@ one profile's keys live in one slot):
     P pdue:<partition> zset    timers: "v|oneid|sid" dwell, "d|oneid|id" delayed, "i|oneid" inactivity
     P pdue             set     partitions that have timers
 
-:class:`ProfileStore` takes a ``redis.Redis``; :class:`AsyncProfileStore` a
-``redis.asyncio.Redis``. Both run the same steps (a generator yielding Redis requests).
+:class:`ProfileStore` takes a ``redis.Redis`` (the worker calls it from a thread); its steps are
+a generator yielding Redis requests, so an asyncio driver is a small class if one is needed.
 The commands touch many profiles per call, which is right for one Redis; for Redis Cluster
 the keys are already hash-tagged, and an adapter would split a batch by slot.
 """
@@ -332,71 +332,3 @@ class ProfileStore:
     def memory_usage(self, oneid: str) -> dict[str, int]:
         return self._run(self._core.memory_usage(oneid))
 
-
-class AsyncProfileStore:
-    """The same API on ``redis.asyncio.Redis`` (for the Faust agents); every method is async."""
-
-    def __init__(
-        self, redis_client: Any, prefix: str, ruleset: RuleSet | Rules | None = None, *, due_limit: int = 1000
-    ) -> None:
-        self.redis = redis_client
-        self._core = _Core(prefix, ruleset, due_limit)
-
-    @property
-    def stats(self) -> dict[str, int]:
-        return self._core.stats
-
-    @property
-    def ruleset(self) -> RuleSet:
-        return self._core.ruleset
-
-    def profile_keys(self, oneid: str) -> list[str]:
-        return self._core.profile_keys(oneid)
-
-    async def _script(self, *args: Any) -> Any:
-        try:
-            return await self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
-        except NoScriptError:
-            log.info("profile script not cached by Redis (NOSCRIPT); loading it")
-            await self.redis.script_load(SCRIPT)
-            return await self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
-
-    async def _run(self, steps: Steps) -> Any:
-        try:
-            request = next(steps)
-            while True:
-                method, *args = request
-                call = self._script if method == "script" else getattr(self.redis, method)
-                request = steps.send(await call(*args))
-        except StopIteration as done:
-            return done.value
-
-    async def apply_batch(
-        self, partition: int, events: Sequence[tuple[int, dict[str, Any]]], now_ms: int
-    ) -> BatchResult:
-        return await self._run(self._core.apply_batch(partition, events, now_ms))
-
-    async def close_expired(
-        self, now_ms_watermark: int, partitions: Iterable[int] | None = None
-    ) -> list[dict[str, Any]]:
-        return (await self.close_expired_result(now_ms_watermark, partitions)).triggers
-
-    async def close_expired_result(
-        self, now_ms_watermark: int, partitions: Iterable[int] | None = None
-    ) -> BatchResult:
-        return await self._run(self._core.close_expired(now_ms_watermark, partitions))
-
-    async def merge_profiles(self, survivor: str, merged: str) -> dict[str, Any]:
-        return await self._run(self._core.merge_profiles(survivor, merged))
-
-    async def delete_profile(self, oneid: str) -> int:
-        return await self._run(self._core.delete_profile(oneid))
-
-    async def get_profile(self, oneid: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
-        return await self._run(self._core.get_profile(oneid, as_of_ms))
-
-    async def list_triggers(self, oneid: str, limit: int | None = None) -> list[dict[str, Any]]:
-        return await self._run(self._core.list_triggers(oneid, limit))
-
-    async def memory_usage(self, oneid: str) -> dict[str, int]:
-        return await self._run(self._core.memory_usage(oneid))

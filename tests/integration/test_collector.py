@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -37,13 +38,11 @@ def post(url: str, body: object, *, key: str | None, gzipped: bool = False, raw:
 
 def metric(base: str, name: str, **labels: str) -> float:
     text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     total = 0.0
     for line in text.splitlines():
         match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
         if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
             total += float(match.group(2))
-    assert want is not None
     return total
 
 
@@ -59,7 +58,6 @@ def raw_records(settings, marker: str, timeout: float = 30.0, expect: int | None
              for p in meta.topics[topic].partitions}
     done = {p for p, h in highs.items() if h == 0}
     found = []
-    import time
     deadline = time.monotonic() + timeout
     while len(done) < len(highs) and time.monotonic() < deadline:
         msg = consumer.poll(0.5)

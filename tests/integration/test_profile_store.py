@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import textwrap
@@ -11,12 +10,10 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from profiles import aggregates as agg
 from profiles.rules import DEFAULT_RULES_PATH, load_rules, load_rules_file
-from profiles.store import AsyncProfileStore, ProfileStore
+from profiles.store import ProfileStore
 from tests.unit.profiles.factory import T0, D, H, S, identify, numbered, page, track
 
 RULES = load_rules_file(DEFAULT_RULES_PATH, strict=True)
@@ -509,45 +506,6 @@ def test_bytes_per_profile_within_budget(store, redis_client):
     assert redis_client.object("encoding", store.profile_keys(who)[0]) == b"listpack"
     assert total <= 1024
 
-
-# -- async -----------------------------------------------------------------------------------------
-
-
-def test_async_store_has_the_same_behaviour(settings):
-    async def scenario() -> tuple[Any, Any, Any]:
-        client = aioredis.Redis.from_url(settings.redis_url)
-        try:
-            store = AsyncProfileStore(client, own_prefix(settings), RULES)
-            who = new_id()
-            batch = numbered([consent(who), page("/pricing", T0, who)])
-            first = await store.apply_batch(0, batch, T0)
-            again = await store.apply_batch(0, batch, T0)
-            fired = await store.close_expired(T0 + 181 * S + 1)
-            profile = await store.get_profile(who)
-            await store.delete_profile(who)
-            return first, again, (fired, profile, await store.get_profile(who))
-        finally:
-            await client.aclose()
-
-    first, again, (fired, profile, deleted) = asyncio.run(scenario())
-    assert first.applied == 2 and again.skipped_replayed == 2
-    assert [t["rule"] for t in fired] == ["pricing_dwell"]
-    assert profile["aggregates"]["pricing_views_7d"] == 1 and deleted is None
-
-
-def test_unique_bits_match_between_python_and_lua(store, redis_client):
-    who = new_id()
-    features = [f"f{i}" for i in range(12)]
-    store.apply_batch(
-        0, numbered([page(f"/features/{f}", T0 + i * S, who) for i, f in enumerate(features)]), T0
-    )
-    fields = redis_client.hgetall(store.profile_keys(who)[0])
-    sid = RULES.aggregates["features_viewed_30d"].sid
-    (stored,) = [v for k, v in fields.items() if k.startswith(f"a:{sid}:".encode())]
-    expected = 0
-    for f in features:
-        expected |= 1 << agg.unique_bit(f)
-    assert int(stored, 16) == expected
 
 
 def test_offset_guards_stay_per_stamped_oneid_across_a_merge(store):
