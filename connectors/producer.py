@@ -100,3 +100,48 @@ class AsyncProducer:
         self._thread.join(timeout=2)
         if remaining:
             log.error("producer closed with %s undelivered messages", remaining)
+
+
+class BlockingProducer:
+    """Produce batches from one thread and block until the broker acknowledged all of them.
+
+    A stage loop owns one: ``flush`` then waits only for that loop's own messages, so a loop
+    never commits its input before its outputs are safe, and never waits on another loop's.
+    """
+
+    def __init__(self, config: dict[str, object]) -> None:
+        self._producer = Producer(config)
+        self._error: KafkaError | None = None
+
+    def _report(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None and self._error is None:
+            self._error = err
+
+    def send_all(self, batches: dict[str, Sequence[tuple[bytes | None, bytes]]],
+                 timeout: float = 30.0) -> None:
+        """Produce every (key, value) of every topic; return once all are acknowledged.
+
+        Raises :class:`DeliveryFailed` if any message was refused or not acknowledged in time
+        (the caller retries the whole batch: its consumers deduplicate by idempotency key).
+        """
+        self._error = None
+        produce, poll = self._producer.produce, self._producer.poll
+        for topic, items in batches.items():
+            for key, value in items:
+                while True:
+                    try:
+                        produce(topic, value, key, on_delivery=self._report)
+                        break
+                    except BufferError:
+                        poll(0.005)  # local queue full: serve delivery reports to drain it
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise DeliveryFailed(KafkaError(KafkaError._MSG_TIMED_OUT,
+                                            f"{remaining} message(s) not acknowledged"))
+        if self._error is not None:
+            raise DeliveryFailed(self._error)
+
+    def close(self, timeout: float = 10.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.error("producer closed with %s undelivered messages", remaining)

@@ -1,4 +1,4 @@
-"""The ``touchstream`` command line (click, which Faust already brings)."""
+"""The ``touchstream`` command line (click)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def topics_create(settings: Settings) -> None:
 @cli.command()
 @click.pass_obj
 def worker(settings: Settings) -> None:
-    """Run a stream worker (Faust) until stopped."""
-    from streams.app import run_worker
+    """Run a stream worker (resolve, profile, merge-profiles loops) until stopped."""
+    from streams.worker import run_worker
 
     run_worker(settings)
 

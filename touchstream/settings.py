@@ -28,7 +28,7 @@ class Settings:
     redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL for identity, profiles, keys, dedup")
     topic_prefix: str = _setting("touchstream", "Prefix of every Kafka topic name")
     partitions: int = _setting(6, "Partitions of the event topics when the project creates them")
-    app_id: str = _setting("touchstream", "Faust application id (consumer group of the workers)")
+    app_id: str = _setting("touchstream", "Consumer group of the workers")
     http_host: str = _setting("127.0.0.1", "Address the collector/API binds to")
     http_port: int = _setting(8080, "Port of the collector/API (`touchstream serve`)")
     worker_web_port: int = _setting(6066, "Port of a worker's web server (metrics, health)")

@@ -27,7 +27,7 @@ from profiles.store import ProfileStore
 from profiles.triggers import from_history, history_entry
 from schemas.codec import SchemaRegistry
 from schemas.exceptions import DecodeError
-from streams.claims import claim_batch
+from streams.claims import Claims
 from streams.stages.resolve import RawRecord
 from touchstream import metrics
 
@@ -49,7 +49,7 @@ class ProfileStage:
         self._prefix = prefix
         self._outbox = f"{prefix}outbox"
         self._topic = resolved_topic
-        self._window_s = dedup_window_s
+        self._claims = Claims(client, prefix, "profile", dedup_window_s)
         self._decode = registry.decoder("event")
         self._encode_trigger = registry.encoder("trigger")
         self._encode_deadletter = registry.encoder("deadletter")
@@ -65,8 +65,7 @@ class ProfileStage:
                                      topic=self._topic, partition=raw.partition, offset=raw.offset,
                                      key=raw.key)
                 out.deadletters.append((raw.key, self._encode_deadletter(letter)))
-        claims = claim_batch(
-            self._redis, self._prefix, "profile", self._window_s,
+        claims = self._claims.claim(
             [(e["source"], e["message_id"], f"{r.partition}:{r.offset}") for r, e in decoded],
         )
         by_partition: dict[int, list[tuple[int, dict]]] = defaultdict(list)

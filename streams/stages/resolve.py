@@ -19,7 +19,7 @@ from connectors.deadletter import dead_letter
 from identity.graph import IdentityGraph
 from schemas.codec import SchemaRegistry
 from schemas.exceptions import DecodeError
-from streams.claims import claim_batch
+from streams.claims import Claims
 from touchstream import metrics
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class ResolveStage:
         self._registry = registry
         self._prefix = prefix
         self._raw_topic = raw_topic
-        self._window_s = dedup_window_s
+        self._claims = Claims(client, prefix, "resolve", dedup_window_s)
         self._decode = registry.decoder("event")
         self._encode_merge = registry.encoder("identity_merge")
         self._encode_rejection = registry.encoder("identity_rejection")
@@ -75,8 +75,7 @@ class ResolveStage:
             except DecodeError as exc:
                 self._dead(out, raw, "avro_decode", str(exc))
 
-        claims = claim_batch(
-            self._redis, self._prefix, "resolve", self._window_s,
+        claims = self._claims.claim(
             [(e["source"], e["message_id"], f"{r.partition}:{r.offset}") for r, e in decoded],
         )
         fresh = [item for item, keep in zip(decoded, claims, strict=True) if keep]

@@ -1,1 +1,0 @@
-"""One module per agent; each exposes ``register(app, topics)``."""

@@ -1,0 +1,151 @@
+"""The one loop every pipeline stage runs: take a batch, process it until it succeeds, commit.
+
+A stage loop is one thread with its own confluent-kafka consumer (and, in its handler, its own
+producer). Offsets are committed only after the batch's effects are in Redis and its outputs
+acknowledged by Kafka, so a SIGKILL anywhere costs a replay, nothing else. A failure retries
+the same batch with backoff rather than skipping it; records that are bad in themselves never
+fail a batch, the stage turns them into dead letters.
+
+Why not Faust agents: the same two stages ran at 363 µs of worker CPU per event under Faust
+and aiokafka against 145 µs in process (a bare confluent-kafka consumer costs ~2.5 µs per
+record); the per-message Event, ack and offset bookkeeping was most of the worker's time.
+
+Rebalances are safe without extra work: librdkafka serves them inside ``consume``, which this
+loop only calls between batches, after the previous batch was committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from streams.stages.resolve import RawRecord
+from touchstream import metrics
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[RawRecord]], None]
+Tick = Callable[[Sequence[int]], None]
+
+
+def consumer_config(broker: str, group: str, client_id: str) -> dict[str, object]:
+    """Manual commits, from the earliest offset, and a dead member's partitions move in ~10 s."""
+    return {
+        "bootstrap.servers": broker,
+        "group.id": group,
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 3_000,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "fetch.wait.max.ms": 50,
+        "queued.max.messages.kbytes": 32_768,
+    }
+
+
+class StageLoop:
+    """Consume ``topics`` in batches and hand each to ``handle`` until it succeeds.
+
+    ``tick`` runs every ``tick_every_s`` between batches with the partitions this loop holds
+    (timed triggers, outbox re-sends); a failing tick is logged and tried again next time.
+    """
+
+    def __init__(self, name: str, config: dict[str, object], topics: Sequence[str], handle: BatchHandler, *,
+                 batch_size: int, within_s: float, stop: threading.Event, tick: Tick | None = None,
+                 tick_every_s: float = 1.0, max_backoff_s: float = 5.0) -> None:
+        self.name = name
+        self._config = config
+        self._topics = list(topics)
+        self._handle = handle
+        self._batch_size = batch_size
+        self._within_s = within_s
+        self._stop = stop
+        self._tick = tick
+        self._tick_every_s = tick_every_s
+        self._max_backoff_s = max_backoff_s
+        self._assigned: set[tuple[str, int]] = set()
+
+    # -- rebalance callbacks (served inside consume, between batches) ---------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        log.info("%s: assigned %s", self.name, sorted(self._assigned))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+    def partitions(self, topic: str) -> list[int]:
+        return sorted(p for t, p in self._assigned if t == topic)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        consumer = Consumer({**self._config, "on_commit": self._on_commit})
+        consumer.subscribe(self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                           on_lost=self._on_revoke)
+        next_tick = time.monotonic() + self._tick_every_s
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(self._batch_size, self._within_s)
+                batch, offsets = self._records(messages)
+                if batch and not self._process_until_done(batch):
+                    break  # stopped while a failing batch waited: not committed, so replayed
+                if offsets:
+                    consumer.commit(offsets=offsets, asynchronous=True)
+                if self._tick is not None and time.monotonic() >= next_tick:
+                    self._tick_safely()
+                    next_tick = time.monotonic() + self._tick_every_s
+        finally:
+            consumer.close()  # leaves the group at once: the partitions move without a timeout
+
+    def _records(self, messages: list) -> tuple[list[RawRecord], list[TopicPartition]]:  # type: ignore[type-arg]
+        batch: list[RawRecord] = []
+        ends: dict[tuple[str, int], int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: consumer error: %s", self.name, error)
+                continue
+            batch.append(RawRecord(message.partition(), message.offset(), message.key(), message.value()))
+            ends[(message.topic(), message.partition())] = message.offset() + 1
+        return batch, [TopicPartition(t, p, o) for (t, p), o in ends.items()]
+
+    def _process_until_done(self, batch: list[RawRecord]) -> bool:
+        """True once ``handle`` succeeded; False if the worker was stopped before it did."""
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                self._handle(batch)
+                break
+            except Exception:  # retried, never dropped: the batch is not committed until it succeeds
+                attempt += 1
+                delay = min(self._max_backoff_s, 0.05 * 2**attempt)
+                log.exception("%s: batch of %s failed (attempt %s); retrying in %.2fs",
+                              self.name, len(batch), attempt, delay)
+                if self._stop.wait(delay):
+                    return False
+        metrics.STAGE_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return True
+
+    def _tick_safely(self) -> None:
+        """A failing tick (Redis still loading its AOF after a restart) is retried next time."""
+        try:
+            assert self._tick is not None
+            self._tick(self.partitions(self._topics[0]))
+        except Exception:  # the next tick retries; nothing is lost (outboxes, due timers stay)
+            log.exception("%s: tick failed; trying again on the next one", self.name)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None and error.code() != KafkaError._NO_OFFSET:
+            # A commit lost to a rebalance means a replay by the new owner, which is harmless.
+            log.info("%s: commit not taken (%s); the batch will be replayed", self.name, error)
