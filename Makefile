@@ -53,8 +53,9 @@ demo: install up ## Run the main job end to end and print a summary
 	$(BIN)/touchstream demo
 
 BENCH_EVENTS ?= 1000000
-bench: install up ## Throughput, latency, memory vs baselines (BENCH_EVENTS=N); writes bench-results.json
-	$(BIN)/touchstream bench --events $(BENCH_EVENTS)
+BENCH_GROWTH ?= 10000,100000,1000000
+bench: install up ## Throughput, latency, memory vs baselines (BENCH_EVENTS=N, BENCH_GROWTH=sizes); writes bench-results.json
+	$(BIN)/touchstream bench --events $(BENCH_EVENTS) --growth "$(BENCH_GROWTH)"
 
 chaos: install up ## Kill the worker 3x, restart Redis and Kafka mid-stream; verify nothing lost or repeated
 	$(BIN)/pytest tests/chaos -s -p no:cacheprovider

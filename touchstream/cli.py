@@ -299,12 +299,18 @@ def deadletter_replay(settings: Settings, stage: str | None, reason: str | None)
 @cli.command()
 @click.option("--events", default=1_000_000, show_default=True, help="Synthetic events for the pipeline run.")
 @click.option("--out", default="bench-results.json", show_default=True, type=click.Path(path_type=Path))
+@click.option("--growth", "growth_sizes", default="10000,100000,1000000", show_default=True,
+              help="Profile populations of the growth study, comma-separated ('' to skip it).")
 @click.pass_obj
-def bench(settings: Settings, events: int, out: Path) -> None:
+def bench(settings: Settings, events: int, out: Path, growth_sizes: str) -> None:
     """Measure throughput, latency and memory on the real stack beside baselines from the same run."""
     from touchstream.bench.report import run_all
 
-    run_all(settings, events, out, Path(".local"))
+    try:
+        sizes = tuple(sorted(int(s) for s in growth_sizes.split(",") if s.strip()))
+    except ValueError:
+        raise click.BadParameter("comma-separated whole numbers", param_hint="--growth") from None
+    run_all(settings, events, out, Path(".local"), sizes)
 
 
 @cli.command()

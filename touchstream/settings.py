@@ -41,7 +41,7 @@ class Settings:
         24 * 3600, "Events with a timestamp further in the future are rejected, seconds"
     )
     batch_size: int = _setting(500, "Most events a worker stage takes per batch (one Redis round trip each)")
-    batch_within_ms: int = _setting(50, "Longest a stage waits to fill a batch, milliseconds")
+    batch_within_ms: int = _setting(10, "Longest a stage waits to fill a batch, milliseconds")
     stream_dedup_window_s: int = _setting(
         24 * 3600, "How long stream stages remember a messageId's first position, seconds"
     )

@@ -46,8 +46,8 @@ def _person_event(i: int, now_ms: int, kind: str, rng: random.Random) -> dict[st
         event.update(type="track", event="Product Viewed",
                      properties=f'{{"product_id":"p{rng.randrange(200)}","price":{rng.randrange(10, 500)}}}')
     else:
-        event.update(type="track", event="Order Completed",
-                     properties=f'{{"order_id":"{uuid.uuid4().hex[:12]}","revenue":{rng.randrange(20, 900)}}}')
+        order = f'{{"order_id":"{uuid.uuid4().hex[:12]}","revenue":{rng.randrange(20, 900)}}}'
+        event.update(type="track", event="Order Completed", properties=order)
     return event
 
 

@@ -11,14 +11,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from touchstream.bench import collector, pipeline
+from touchstream.bench import collector, growth, pipeline
 from touchstream.settings import Settings
 
 
-def run_all(settings: Settings, events: int, out: Path, log_dir: Path) -> dict[str, Any]:
+def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
+            growth_sizes: tuple[int, ...] = growth.SIZES) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, Any] = {}
     results.update(pipeline.run(settings, events, log_dir))
+    if growth_sizes:
+        results.update(growth.run(settings, log_dir, growth_sizes))
     results.update(collector.run(replace(settings, topic_prefix="bench-collector",
                                          redis_prefix="bench:collector:"), min(events, 200_000)))
     from schemas.bench import bench_codec
@@ -44,12 +47,27 @@ def render(results: dict[str, Any]) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in results.items():
+        if key == "growth":
+            continue
         if isinstance(value, dict):
             for sub, inner in value.items():
                 table.add_row(f"{key}.{sub}", _fmt(inner))
         else:
             table.add_row(key, _fmt(value))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if results.get("growth"):
+        console.print(growth_table(results["growth"]))
+
+
+def growth_table(rows: list[dict[str, Any]]) -> Table:
+    """One row per population size: flat columns mean cost and memory do not grow with it."""
+    table = Table(title="Growth: one worker, a fixed slice of returning-customer events per size")
+    for column in rows[0]:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row.values()))
+    return table
 
 
 def _fmt(value: Any) -> str:
