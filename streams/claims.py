@@ -6,42 +6,94 @@ processed again (its effects are idempotent); from another position it is a dupl
 SDK retry that slipped past the edge, or a record re-produced by a crashed upstream stage) and
 is skipped. A second record of the same messageId inside one batch meets the first one's claim.
 
-One script call per batch: a pipeline of SET NX GET cost ~75 µs of client CPU per record
-(redis-py packs and parses each command); one EVALSHA with the keys as arguments costs a
-fraction of that. Claim keys are spread over slots, so this needs a single Redis (not Cluster).
+Memory: claims are per event, not per person, and they were 72% of Redis (a key per event and
+stage, 136 B each). They now live in time generations of sharded hashes: the field is a 12-byte
+BLAKE2b digest of source and messageId (a false duplicate needs a 96-bit collision), the value
+the position. A generation lasts a quarter of the window and is looked up with the four before
+it, so a claim is remembered at least ``window_s`` and at most 1.25x that, then expires as a
+whole key. Small hashes stay in Redis's compact listpack encoding (~30 B a claim).
+
+One script call per batch (a pipeline of SET NX GET cost ~75 µs of client CPU per record).
+Keys are built inside the script, so this needs a single Redis (not Cluster).
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Sequence
 
 import redis
 
+GENERATIONS_PER_WINDOW = 4
+
 _CLAIM = """
-local window = ARGV[1]
-local out = {}
-for i, key in ipairs(KEYS) do
-  local position = ARGV[i + 1]
-  local before = redis.call('SET', key, position, 'NX', 'EX', window, 'GET')
+local base, gen, back, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local out, touched = {}, {}
+local n = (#ARGV - 4) / 3
+for i = 1, n do
+  local field, shard, position = ARGV[4 + i], ARGV[4 + n + i], ARGV[4 + 2 * n + i]
+  local before = false
+  for g = gen, gen - back, -1 do
+    before = redis.call('HGET', base .. g .. ':' .. shard, field)
+    if before then break end
+  end
+  if not before then
+    local key = base .. gen .. ':' .. shard
+    redis.call('HSET', key, field, position)
+    if not touched[key] then
+      touched[key] = true
+      redis.call('EXPIRE', key, ttl)
+    end
+  end
   out[i] = (not before or before == position) and '1' or '0'
 end
 return table.concat(out)
 """
 
 
+def claim_field(source: str, message_id: str) -> bytes:
+    """The claim's hash field: 12 bytes, whatever the lengths of source and messageId."""
+    return hashlib.blake2b(f"{source}\x1f{message_id}".encode(), digest_size=12).digest()
+
+
 class Claims:
     """Claims of one stage ("resolve", "profile") under ``prefix``, remembered ``window_s``."""
 
-    def __init__(self, client: redis.Redis, prefix: str, stage: str, window_s: int) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, stage: str, window_s: int, *,
+                 shards: int = 4096) -> None:
+        self._redis = client
         self._script = client.register_script(_CLAIM)
-        self._prefix = f"{prefix}claim:{stage}:"
-        self._window = str(window_s)
+        self.base = f"{prefix}claim:{stage}:"
+        self._shards = shards
+        self._generation_s = max(1, window_s // GENERATIONS_PER_WINDOW)
+        self._ttl = str(self._generation_s * (GENERATIONS_PER_WINDOW + 1))
+
+    def _generation(self) -> int:
+        return int(time.time()) // self._generation_s
+
+    def _shard(self, field: bytes) -> int:
+        return int.from_bytes(field[:4], "big") % self._shards
 
     def claim(self, items: Sequence[tuple[str, str, str]]) -> list[bool]:
         """For each (source, message_id, position): True to process, False for a duplicate."""
         if not items:
             return []
-        prefix = self._prefix
-        keys = [f"{prefix}{source}:{message_id}" for source, message_id, _ in items]
-        decisions = self._script(keys=keys, args=[self._window, *(position for _, _, position in items)])
+        fields = [claim_field(source, message_id) for source, message_id, _ in items]
+        args: list[bytes | str | int] = [self.base, self._generation(), GENERATIONS_PER_WINDOW, self._ttl]
+        args.extend(fields)
+        args.extend(self._shard(f) for f in fields)
+        args.extend(position for _, _, position in items)
+        decisions = self._script(args=args)
         return [flag == 49 for flag in decisions]  # b"1"
+
+    def position(self, source: str, message_id: str) -> str | None:
+        """The position that claimed this messageId, if it is still remembered (for audits)."""
+        field = claim_field(source, message_id)
+        shard = self._shard(field)
+        now = self._generation()
+        for generation in range(now, now - GENERATIONS_PER_WINDOW - 1, -1):
+            found = self._redis.hget(f"{self.base}{generation}:{shard}", field)
+            if found is not None:
+                return found.decode()
+        return None

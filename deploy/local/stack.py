@@ -218,6 +218,8 @@ class Stack:
         cmd = [
             binary, "--bind", "127.0.0.1", "--port", str(self.ports.redis), "--dir", str(self.redis_dir),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            # compact listpack hashes for profiles, timers and claim shards (see ARCHITECTURE)
+            "--hash-max-listpack-entries", "512", "--hash-max-listpack-value", "256",
             "--daemonize", "yes", "--pidfile", str(self.redis_pid_file),
             "--logfile", str(self.redis_dir / "redis.log"),
         ]

@@ -247,14 +247,16 @@ def recount(settings: Settings, records: list[dict]) -> tuple[Counter[str], Coun
     applied the copy whose position claimed the messageId first, so that is the one counted.
     """
     from identity.graph import IdentityGraph
+    from streams.claims import Claims
 
     client = redis.Redis.from_url(settings.redis_url)
+    claims = Claims(client, settings.redis_prefix, "profile", settings.stream_dedup_window_s)
     by_position = {(r["_partition"], r["_offset"]): r for r in records}
     applied = {}
     for r in records:
-        claim = client.get(f"{settings.redis_prefix}claim:profile:{r['source']}:{r['message_id']}")
+        claim = claims.position(r["source"], r["message_id"])
         assert claim is not None, f"{r['message_id']} never reached the profile stage"
-        partition, offset = map(int, claim.decode().split(":"))
+        partition, offset = map(int, claim.split(":"))
         applied[r["message_id"]] = by_position[(partition, offset)]
     graph = IdentityGraph(client, settings.redis_prefix)
     final = graph.resolve_aliases({r["oneid"] for r in applied.values()})

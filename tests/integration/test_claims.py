@@ -31,9 +31,25 @@ def test_second_copy_inside_one_batch_is_a_duplicate(settings: Settings, redis_c
     assert claims.claim([]) == []
 
 
-def test_claims_expire_after_the_window(settings: Settings, redis_client: redis.Redis) -> None:
-    claims = _claims(settings, redis_client, window_s=30)
-    claims.claim([("web", "x", "0:1")])
-    keys = list(redis_client.scan_iter(match=f"{claims._prefix}*"))
-    assert len(keys) == 1
-    assert 0 < redis_client.ttl(keys[0]) <= 30
+def test_a_claim_is_remembered_for_the_window_then_forgotten(settings: Settings,
+                                                             redis_client: redis.Redis) -> None:
+    claims = _claims(settings, redis_client, window_s=400)  # generations of 100 s
+    clock = {"generation": 1000}
+    claims._generation = lambda: clock["generation"]  # type: ignore[method-assign]
+    assert claims.claim([("web", "x", "0:1")]) == [True]
+    clock["generation"] = 1004  # 400-500 s later: still inside the window
+    assert claims.claim([("web", "x", "5:5")]) == [False]
+    assert claims.position("web", "x") == "0:1"
+    clock["generation"] = 1005  # past the window: the messageId is new again
+    assert claims.position("web", "x") is None
+    assert claims.claim([("web", "x", "5:6")]) == [True]
+
+
+def test_claims_live_in_few_expiring_hashes(settings: Settings, redis_client: redis.Redis) -> None:
+    claims = Claims(redis_client, f"{settings.redis_prefix}claims-{uuid.uuid4().hex[:6]}:", "profile",
+                    400, shards=8)
+    claims.claim([("web", f"m{i}", f"0:{i}") for i in range(1000)])
+    keys = list(redis_client.scan_iter(match=f"{claims.base}*"))
+    assert 1 <= len(keys) <= 8
+    assert sum(redis_client.hlen(k) for k in keys) == 1000
+    assert all(400 < redis_client.ttl(k) <= 500 for k in keys)  # window + one generation
