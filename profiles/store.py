@@ -36,6 +36,7 @@ from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 from redis.exceptions import NoScriptError
 
 from profiles import triggers as trig
@@ -165,10 +166,8 @@ class _Core:
         engine.result.profiles = len(states)
         if not entries:
             return self._finish(engine, None)
-        payload = json.dumps(
-            {"partition": partition, "profiles": entries, "meta": json.loads(self._meta_json(rules))},
-            ensure_ascii=False,
-            separators=(",", ":"),
+        payload = orjson.dumps(
+            {"partition": partition, "profiles": entries, "meta": orjson.Fragment(self._meta_json(rules))}
         )
         reply = yield ("script", "apply", payload)
         return self._finish(engine, reply)
@@ -197,10 +196,8 @@ class _Core:
             if (e := st.payload(partition=part, must_exist=True)) is not None
         ]
         engine.result.profiles = len(states)
-        payload = json.dumps(
-            {"partition": -1, "profiles": entries, "meta": json.loads(self._meta_json(rules))},
-            ensure_ascii=False,
-            separators=(",", ":"),
+        payload = orjson.dumps(
+            {"partition": -1, "profiles": entries, "meta": orjson.Fragment(self._meta_json(rules))}
         )
         reply = yield ("script", "apply", payload)
         return self._finish(engine, reply)

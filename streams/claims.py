@@ -7,14 +7,17 @@ SDK retry that slipped past the edge, or a record re-produced by a crashed upstr
 is skipped. A second record of the same messageId inside one batch meets the first one's claim.
 
 Memory: claims are per event, not per person, and they were 72% of Redis (a key per event and
-stage, 136 B each). They now live in time generations of sharded hashes: the field is a 12-byte
-BLAKE2b digest of source and messageId (a false duplicate needs a 96-bit collision), the value
-the position. A generation lasts a quarter of the window and is looked up with the four before
-it, so a claim is remembered at least ``window_s`` and at most 1.25x that, then expires as a
-whole key. Small hashes stay in Redis's compact listpack encoding (~30 B a claim).
+stage, 136 B each). They now live in time generations of 16 sharded hashes: the field is a
+12-byte BLAKE2b digest of source and messageId (a false duplicate needs a 96-bit collision),
+the value the position. A generation lasts half the window and is looked up with the two before
+it, so a claim is remembered at least ``window_s`` and at most 1.5x that, then expires with its
+whole hash (``lazyfree-lazy-expire``: freed off the main thread). Claims of a batch are grouped
+by shard: one HMGET per shard and generation and one HSET per shard.
 
-One script call per batch (a pipeline of SET NX GET cost ~75 µs of client CPU per record).
-Keys are built inside the script, so this needs a single Redis (not Cluster).
+Measured on 100k claims, batches of 500 (Redis CPU per claim, bytes per claim):
+a key per claim 4.0 µs, 136 B; 16 shards 3.7 µs, 66 B (hashtable); 1,024 shards 12.3 µs,
+26 B (listpack: compact, but every lookup scans it). Keys are built inside the script, so
+this needs a single Redis (not Cluster).
 """
 
 from __future__ import annotations
@@ -25,28 +28,62 @@ from collections.abc import Sequence
 
 import redis
 
-GENERATIONS_PER_WINDOW = 4
+GENERATIONS_PER_WINDOW = 2
 
 _CLAIM = """
 local base, gen, back, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local out, touched = {}, {}
 local n = (#ARGV - 4) / 3
+-- items grouped by shard: one HMGET per shard and generation, one HSET per shard
+local shards, order = {}, {}
 for i = 1, n do
-  local field, shard, position = ARGV[4 + i], ARGV[4 + n + i], ARGV[4 + 2 * n + i]
-  local before = false
-  for g = gen, gen - back, -1 do
-    before = redis.call('HGET', base .. g .. ':' .. shard, field)
-    if before then break end
+  local shard = ARGV[4 + n + i]
+  local group = shards[shard]
+  if not group then
+    group = {}
+    shards[shard] = group
+    order[#order + 1] = shard
   end
-  if not before then
-    local key = base .. gen .. ':' .. shard
-    redis.call('HSET', key, field, position)
-    if not touched[key] then
-      touched[key] = true
-      redis.call('EXPIRE', key, ttl)
+  group[#group + 1] = i
+end
+local before, claimed = {}, {}
+for _, shard in ipairs(order) do
+  local group = shards[shard]
+  local fields = {}
+  for j, i in ipairs(group) do fields[j] = ARGV[4 + i] end
+  local missing = #group
+  for g = gen, gen - back, -1 do
+    local found = redis.call('HMGET', base .. g .. ':' .. shard, unpack(fields))
+    for j, i in ipairs(group) do
+      if found[j] and not before[i] then
+        before[i] = found[j]
+        missing = missing - 1
+      end
+    end
+    if missing == 0 then break end
+  end
+  local fv, fresh = {}, {}
+  for _, i in ipairs(group) do
+    if not before[i] then
+      local field, position = ARGV[4 + i], ARGV[4 + 2 * n + i]
+      if fresh[field] then
+        before[i] = fresh[field]  -- a second copy inside this batch meets the first's claim
+      else
+        fresh[field] = position
+        claimed[i] = true
+        fv[#fv + 1] = field
+        fv[#fv + 1] = position
+      end
     end
   end
-  out[i] = (not before or before == position) and '1' or '0'
+  if #fv > 0 then
+    local key = base .. gen .. ':' .. shard
+    redis.call('HSET', key, unpack(fv))
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+local out = {}
+for i = 1, n do
+  out[i] = (claimed[i] or before[i] == ARGV[4 + 2 * n + i]) and '1' or '0'
 end
 return table.concat(out)
 """
@@ -61,7 +98,7 @@ class Claims:
     """Claims of one stage ("resolve", "profile") under ``prefix``, remembered ``window_s``."""
 
     def __init__(self, client: redis.Redis, prefix: str, stage: str, window_s: int, *,
-                 shards: int = 4096) -> None:
+                 shards: int = 16) -> None:
         self._redis = client
         self._script = client.register_script(_CLAIM)
         self.base = f"{prefix}claim:{stage}:"

@@ -220,6 +220,7 @@ class Stack:
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             # compact listpack hashes for profiles, timers and claim shards (see ARCHITECTURE)
             "--hash-max-listpack-entries", "512", "--hash-max-listpack-value", "256",
+            "--lazyfree-lazy-expire", "yes",  # an expiring claim generation is one big hash
             "--daemonize", "yes", "--pidfile", str(self.redis_pid_file),
             "--logfile", str(self.redis_dir / "redis.log"),
         ]

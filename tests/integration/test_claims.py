@@ -33,23 +33,22 @@ def test_second_copy_inside_one_batch_is_a_duplicate(settings: Settings, redis_c
 
 def test_a_claim_is_remembered_for_the_window_then_forgotten(settings: Settings,
                                                              redis_client: redis.Redis) -> None:
-    claims = _claims(settings, redis_client, window_s=400)  # generations of 100 s
+    claims = _claims(settings, redis_client, window_s=400)  # generations of 200 s
     clock = {"generation": 1000}
     claims._generation = lambda: clock["generation"]  # type: ignore[method-assign]
     assert claims.claim([("web", "x", "0:1")]) == [True]
-    clock["generation"] = 1004  # 400-500 s later: still inside the window
+    clock["generation"] = 1002  # 400-600 s later: at least the window, so still remembered
     assert claims.claim([("web", "x", "5:5")]) == [False]
     assert claims.position("web", "x") == "0:1"
-    clock["generation"] = 1005  # past the window: the messageId is new again
+    clock["generation"] = 1003  # 600 s or more later: past 1.5x the window, new again
     assert claims.position("web", "x") is None
     assert claims.claim([("web", "x", "5:6")]) == [True]
 
 
 def test_claims_live_in_few_expiring_hashes(settings: Settings, redis_client: redis.Redis) -> None:
-    claims = Claims(redis_client, f"{settings.redis_prefix}claims-{uuid.uuid4().hex[:6]}:", "profile",
-                    400, shards=8)
+    claims = Claims(redis_client, f"{settings.redis_prefix}claims-{uuid.uuid4().hex[:6]}:", "profile", 400)
     claims.claim([("web", f"m{i}", f"0:{i}") for i in range(1000)])
     keys = list(redis_client.scan_iter(match=f"{claims.base}*"))
-    assert 1 <= len(keys) <= 8
+    assert 1 <= len(keys) <= 16
     assert sum(redis_client.hlen(k) for k in keys) == 1000
-    assert all(400 < redis_client.ttl(k) <= 500 for k in keys)  # window + one generation
+    assert all(400 < redis_client.ttl(k) <= 600 for k in keys)  # window + one generation
