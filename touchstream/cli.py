@@ -314,6 +314,17 @@ def bench(settings: Settings, events: int, out: Path, growth_sizes: str) -> None
 
 
 @cli.command()
+@click.option("--events", default=100_000, show_default=True, help="Synthetic events the worker drains.")
+@click.pass_obj
+def profile(settings: Settings, events: int) -> None:
+    """Sample one worker with py-spy while it drains synthetic events; print the top frames."""
+    from touchstream.bench.profile import run
+
+    out = run(settings, events, Path(".local"))
+    click.echo(f"raw samples: {out}")
+
+
+@cli.command()
 @click.option("--events", default=2000, show_default=True, help="How many sample events to send.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for the pipeline.")
 @click.pass_obj
