@@ -16,6 +16,7 @@ loop only calls between batches, after the previous batch was committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -79,6 +80,9 @@ class StageLoop:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
+        for tp in partitions:  # another worker reports these now
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
 
     def partitions(self, topic: str) -> list[int]:
         return sorted(p for t, p in self._assigned if t == topic)
@@ -91,13 +95,16 @@ class StageLoop:
                            on_lost=self._on_revoke)
         next_tick = time.monotonic() + self._tick_every_s
         try:
+            last_poll = metrics.STAGE_LAST_POLL.labels(self.name)
             while not self._stop.is_set():
+                last_poll.set_to_current_time()
                 messages = consumer.consume(self._batch_size, self._within_s)
                 batch, offsets = self._records(messages)
                 if batch and not self._process_until_done(batch):
                     break  # stopped while a failing batch waited: not committed, so replayed
                 if offsets:
                     consumer.commit(offsets=offsets, asynchronous=True)
+                    self._report_lag(consumer, offsets)
                 if self._tick is not None and time.monotonic() >= next_tick:
                     self._tick_safely()
                     next_tick = time.monotonic() + self._tick_every_s
@@ -136,6 +143,17 @@ class StageLoop:
                     return False
         metrics.STAGE_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return True
+
+    def _report_lag(self, consumer: Consumer, offsets: list[TopicPartition]) -> None:
+        """Lag per partition from the watermarks librdkafka caches from its fetches (no request)."""
+        for tp in offsets:
+            try:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                lag = metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition))
+                lag.set(max(0, high - tp.offset))
 
     def _tick_safely(self) -> None:
         """A failing tick (Redis still loading its AOF after a restart) is retried next time."""

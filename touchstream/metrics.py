@@ -5,7 +5,7 @@ Label values are bounded sets (endpoints, reason codes, identifier types), never
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_RECEIVED = Counter(
     "touchstream_events_received_total", "Messages received by a source", ["source_kind"]
@@ -50,3 +50,13 @@ MARKETING_SUPPRESSED = Counter(
     "touchstream_marketing_triggers_suppressed_total", "Marketing triggers withheld for lack of consent"
 )
 TRIGGERS = Counter("touchstream_triggers_total", "Triggers acknowledged on the triggers topic", ["rule"])
+CONSUMER_LAG = Gauge(
+    "touchstream_consumer_lag_records",
+    "Records behind the partition's end after the stage's last batch (high watermark - next offset)",
+    ["stage", "topic", "partition"],
+)
+STAGE_LAST_POLL = Gauge(
+    "touchstream_stage_last_poll_timestamp_seconds",
+    "When the stage loop last asked Kafka for records: stale means stuck (a batch retried forever)",
+    ["stage"],
+)
