@@ -202,7 +202,8 @@ class _Core:
         reply = yield ("script", "apply", payload)
         return self._finish(engine, reply)
 
-    def merge_profiles(self, survivor: str, merged: str) -> Steps:
+    def merge_meta(self) -> str:
+        """What the merge command needs of today's rules, as JSON."""
         rules = self.rules()
         meta = {
             "aggs": rules.aggregate_meta,
@@ -211,8 +212,15 @@ class _Core:
             "history": rules.options.trigger_history,
             "redirect_ttl": rules.options.redirect_ttl_ms,
         }
-        reply = yield ("script", "merge", survivor, merged, json.dumps(meta, separators=(",", ":")))
+        return json.dumps(meta, separators=(",", ":"))
+
+    @staticmethod
+    def merge_outcome(reply: Any) -> dict[str, Any]:
         return {"survivor": _text(reply[0]), "merged": _text(reply[1]), "fields_moved": int(reply[2])}
+
+    def merge_profiles(self, survivor: str, merged: str) -> Steps:
+        reply = yield ("script", "merge", survivor, merged, self.merge_meta())
+        return self.merge_outcome(reply)
 
     def delete_profile(self, oneid: str) -> Steps:
         deleted = yield ("script", "delete", oneid)
@@ -313,6 +321,30 @@ class ProfileStore:
     def merge_profiles(self, survivor: str, merged: str) -> dict[str, Any]:
         """Fold ``merged`` into ``survivor`` atomically, delete its keys, redirect its later events."""
         return self._run(self._core.merge_profiles(survivor, merged))
+
+    def merge_many(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """:meth:`merge_profiles` for each (survivor, merged) in order, in one round trip.
+
+        Each merge is still its own atomic script run; merges are idempotent, so a batch that
+        fails part-way is simply run again (the merges stage retries it whole).
+        """
+        if not pairs:
+            return []
+        meta = self._core.merge_meta()
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for survivor, merged in pairs:
+                pipe.evalsha(SCRIPT_SHA, 0, "merge", self._core.prefix, survivor, merged, meta)
+            try:
+                replies = pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                log.info("profile script not cached by Redis (NOSCRIPT); loading it")
+                self.redis.script_load(SCRIPT)
+                continue
+            return [self._core.merge_outcome(reply) for reply in replies]
+        raise AssertionError("unreachable")
 
     def delete_profile(self, oneid: str) -> int:
         """Remove every key of the profile (and its timers, redirects); returns keys deleted."""

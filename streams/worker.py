@@ -93,9 +93,8 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
         emit(stage.sweep(now, partitions) + stage.resend_stale(now))
 
     def merge(batch: Sequence[RawRecord]) -> None:
-        for record in batch:
-            merged = decode_merge(record.value)
-            store.merge_profiles(merged["survivor"], merged["merged"])
+        records = [decode_merge(record.value) for record in batch]
+        store.merge_many([(m["survivor"], m["merged"]) for m in records])
 
     within_s = settings.batch_within_ms / 1000
     return [

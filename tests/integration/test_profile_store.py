@@ -417,6 +417,21 @@ def test_merge_moves_open_views_and_timers(store):
     assert [(t["rule"], t["oneid"]) for t in fired] == [("pricing_dwell", a)]
 
 
+def test_merge_many_folds_a_chain_in_order_and_a_repeat_changes_nothing(store, redis_client):
+    a, b, c = new_id(), new_id(), new_id()
+    for i, oneid in enumerate((a, b, c)):
+        store.apply_batch(0, numbered([page("/", T0 + i * S, oneid), page("/docs", T0 + H + i * S, oneid)],
+                                      start=10 * i), T0)
+    outcomes = store.merge_many([(b, c), (a, b)])  # c into b, then b (holding c) into a
+    assert [(o["survivor"], o["merged"]) for o in outcomes] == [(b, c), (a, b)]
+    assert store.get_profile(a)["aggregates"]["page_views_30d"] == 6
+    for gone in (b, c):
+        assert store.get_profile(gone)["oneid"] == a  # reads follow the redirects
+    assert store.merge_many([(b, c), (a, b)])  # replayed after a crash: idempotent
+    assert store.get_profile(a)["aggregates"]["page_views_30d"] == 6
+    assert store.merge_many([]) == []
+
+
 def test_delete_removes_every_key(store, redis_client, settings):
     keep, gone, old = new_id(), new_id(), new_id()
     store.apply_batch(0, numbered([consent(keep), page("/pricing", T0, keep)]), T0)
