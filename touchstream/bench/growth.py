@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from connectors.ingest import partition_key
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
-from touchstream.bench.pipeline import _committed_all, _start_worker, forget, memory_per_profile
+from touchstream.bench.pipeline import _committed_all, _produce, _start_worker, forget, memory_per_profile
 from touchstream.settings import Settings
 
 SIZES = (10_000, 100_000, 1_000_000)
@@ -51,20 +51,6 @@ def _person_event(i: int, now_ms: int, kind: str, rng: random.Random) -> dict[st
         order = f'{{"order_id":"{uuid.uuid4().hex[:12]}","revenue":{rng.randrange(20, 900)}}}'
         event.update(type="track", event="Order Completed", properties=order)
     return event
-
-
-def _produce(settings: Settings, topic: str, events: Iterator[dict[str, Any]]) -> None:
-    encode = default_registry().encoder("event")
-    producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 20, "compression.type": "lz4",
-                         "queue.buffering.max.messages": 1_000_000})
-    for event in events:
-        while True:
-            try:
-                producer.produce(topic, encode(event), partition_key(event))
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush(300)
 
 
 def _encoded(events: Sequence[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
@@ -106,7 +92,8 @@ def run(settings: Settings, log_dir: Path, sizes: Sequence[int] = SIZES, measure
         for size in sizes:
             now = time.time_ns() // 1_000_000
             load_started = time.monotonic()
-            _produce(own, topics.raw, (_person_event(i, now, "identify", rng) for i in range(loaded, size)))
+            _produce(own, topics.raw, (_person_event(i, now, "identify", rng) for i in range(loaded, size)),
+                     timeout_s=300)
             _wait(own, [topics.raw, topics.resolved], timeout=3600)
             load_seconds = time.monotonic() - load_started
             loaded = size

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ def synthetic_events(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
     return [{**e, "timestamp": start + (e["timestamp"] - first) * 3_600_000 // span} for e in events]
 
 
-def _produce(settings: Settings, topic: str, events: list[dict[str, Any]]) -> None:
+def _produce(settings: Settings, topic: str, events: Iterable[dict[str, Any]],
+             timeout_s: float = 120) -> None:
     encode = default_registry().encoder("event")
     producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 20, "compression.type": "lz4",
                          "queue.buffering.max.messages": 1_000_000})
@@ -61,7 +63,7 @@ def _produce(settings: Settings, topic: str, events: list[dict[str, Any]]) -> No
                 break
             except BufferError:
                 producer.poll(0.05)
-    producer.flush(120)
+    producer.flush(timeout_s)
 
 
 def _committed_all(settings: Settings, topics: list[str]) -> bool:
