@@ -10,7 +10,8 @@
 - ``p50/p99_trigger_latency_ms``: the same synthetic mix paced at half the measured pipeline
   rate, one event in 20 a "Demo Requested" probe; latency from the probe's produce time to its
   trigger's produce time (Kafka timestamp).
-- ``redis_bytes_per_profile``: MEMORY USAGE of profile state plus the identity graph's share.
+- ``redis_bytes_per_profile``: MEMORY USAGE of profile state plus the identity graph's share;
+  ``redis_claim_bytes_per_event``: the stream claims (per event, for the dedup window).
 """
 
 from __future__ import annotations
@@ -294,6 +295,14 @@ def memory_per_profile(settings: Settings, sample: int = 300) -> dict[str, float
             "redis_identity_profile_bytes": round(ident)}
 
 
+def claim_bytes_per_event(settings: Settings, events: int) -> dict[str, float]:
+    """Redis bytes the stream claims (both stages) hold per event while they are remembered."""
+    client = redis.Redis.from_url(settings.redis_url)
+    used = sum(client.memory_usage(key, samples=0) or 0
+               for key in client.scan_iter(match=f"{settings.redis_prefix}claim:*", count=1000))
+    return {"redis_claim_bytes_per_event": round(used / max(1, events), 1)}
+
+
 def forget(settings: Settings) -> None:
     """Remove the run's Redis keys: a million profiles left behind would slow everything after."""
     client = redis.Redis.from_url(settings.redis_url)
@@ -317,6 +326,7 @@ def run(settings: Settings, events: int, log_dir: Path) -> dict[str, Any]:
     print(results, flush=True)
     results["baseline_consume_events_per_s"] = round(consume_rate(own, len(stream)))
     results.update(memory_per_profile(own))
+    results.update(claim_bytes_per_event(own, len(stream)))
     print(results, flush=True)
 
     sample = stream[: min(len(stream), 20_000)]
