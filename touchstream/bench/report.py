@@ -64,7 +64,7 @@ def growth_table(rows: list[dict[str, Any]]) -> Table:
     """One row per population size: flat columns mean cost and memory do not grow with it."""
     table = Table(title="Growth: one worker, a fixed slice of returning-customer events per size")
     for column in rows[0]:
-        table.add_column(column.replace("_", " "), justify="right")
+        table.add_column(column.replace("_", " "), justify="right", no_wrap=True)
     for row in rows:
         table.add_row(*(_fmt(v) for v in row.values()))
     return table
