@@ -26,6 +26,7 @@ from tests.integration.conftest import (
     free_port,
     wait_caught_up,
     wait_merges_acknowledged,
+    wait_triggers_acknowledged,
 )
 
 
@@ -86,6 +87,7 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
         wait_merges_acknowledged(own)
         wait_caught_up(own, Topics.of(own).merges, timeout=120)
         time.sleep(3)  # one more sweep for timed triggers
+        wait_triggers_acknowledged(own)  # a trigger a kill left in the outbox is re-sent, not lost
     finally:
         worker.stop()
 

@@ -240,6 +240,17 @@ def wait_merges_acknowledged(settings: Settings, timeout: float = 90.0) -> None:
         time.sleep(0.5)
 
 
+def wait_triggers_acknowledged(settings: Settings, timeout: float = 90.0) -> None:
+    """Wait until the trigger outbox is empty: every confirmed trigger is on Kafka (one a SIGKILL
+    left between the profile script and Kafka's ack is re-sent by the sweep after a 30 s grace)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    while client.hlen(f"{settings.redis_prefix}outbox"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("triggers still waiting in the outbox")
+        time.sleep(0.5)
+
+
 def recount(settings: Settings, records: list[dict]) -> tuple[Counter[str], Counter[str]]:
     """Page views and orders per final person, recounted from the resolved topic's records.
 

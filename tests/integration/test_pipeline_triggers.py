@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     free_port,
     wait_caught_up,
     wait_merges_acknowledged,
+    wait_triggers_acknowledged,
 )
 from tests.integration.test_collector import post
 from tests.integration.test_pipeline_identity import api, iso, wait_resolved
@@ -141,6 +142,7 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
         wait_caught_up(own, Topics.of(own).resolved)  # the profile stage has committed everything
         wait_merges_acknowledged(own)
         wait_caught_up(own, Topics.of(own).merges)
+        wait_triggers_acknowledged(own)  # a trigger a kill left in the outbox is re-sent, not lost
     finally:
         worker.stop()
         resolved.close()
