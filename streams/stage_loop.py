@@ -71,6 +71,9 @@ class StageLoop:
         self._tick_every_s = tick_every_s
         self._max_backoff_s = max_backoff_s
         self._assigned: set[tuple[str, int]] = set()
+        # processed but not yet acknowledged by the group coordinator: next offset per partition
+        self._uncommitted: dict[tuple[str, int], int] = {}
+        self._last_commit = 0.0
 
     # -- rebalance callbacks (served inside consume, between batches) ---------------------------
 
@@ -80,7 +83,8 @@ class StageLoop:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.difference_update((tp.topic, tp.partition) for tp in partitions)
-        for tp in partitions:  # another worker reports these now
+        for tp in partitions:  # another worker replays from the last commit and reports these now
+            self._uncommitted.pop((tp.topic, tp.partition), None)
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(self.name, tp.topic, str(tp.partition))
 
@@ -103,13 +107,39 @@ class StageLoop:
                 if batch and not self._process_until_done(batch):
                     break  # stopped while a failing batch waited: not committed, so replayed
                 if offsets:
-                    consumer.commit(offsets=offsets, asynchronous=True)
+                    self._uncommitted.update(((tp.topic, tp.partition), tp.offset) for tp in offsets)
+                    self._commit(consumer)
                     self._report_lag(consumer, offsets)
+                elif self._uncommitted and time.monotonic() - self._last_commit >= 1.0:
+                    self._commit(consumer)  # a commit refused mid-rebalance: try again
                 if self._tick is not None and time.monotonic() >= next_tick:
                     self._tick_safely()
                     next_tick = time.monotonic() + self._tick_every_s
+            self._commit(consumer, wait=True)  # a clean stop leaves nothing to replay
         finally:
             consumer.close()  # leaves the group at once: the partitions move without a timeout
+
+    def _commit(self, consumer: Consumer, wait: bool = False) -> None:
+        """Commit every processed position this loop still holds.
+
+        A commit the coordinator refuses during a rebalance (ILLEGAL_GENERATION,
+        REBALANCE_IN_PROGRESS) stays in ``_uncommitted`` and is sent again: with cooperative
+        rebalancing a consumer keeps most partitions, so nobody would replay that batch, and a
+        partition that gets no new record would otherwise stay behind its processed position
+        (seen as a benchmark waiting forever for the group to catch up).
+        """
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._uncommitted.items()
+                   if (t, p) in self._assigned]
+        if not offsets:
+            return
+        self._last_commit = time.monotonic()
+        if not wait:
+            consumer.commit(offsets=offsets, asynchronous=True)
+            return
+        try:
+            self._committed(None, consumer.commit(offsets=offsets, asynchronous=False))
+        except KafkaException as exc:
+            log.info("%s: final commit not taken (%s); the next owner replays", self.name, exc)
 
     def _records(self, messages: list) -> tuple[list[RawRecord], list[TopicPartition]]:  # type: ignore[type-arg]
         batch: list[RawRecord] = []
@@ -165,5 +195,13 @@ class StageLoop:
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None and error.code() != KafkaError._NO_OFFSET:
-            # A commit lost to a rebalance means a replay by the new owner, which is harmless.
-            log.info("%s: commit not taken (%s); the batch will be replayed", self.name, error)
+            log.info("%s: commit not taken (%s); trying again", self.name, error)
+            return
+        self._committed(error, partitions)
+
+    def _committed(self, _error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """Forget positions the coordinator took (a newer one processed since stays pending)."""
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if tp.error is None and self._uncommitted.get(key) == tp.offset:
+                del self._uncommitted[key]
