@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -54,17 +55,27 @@ def render(results: dict[str, Any]) -> None:
                 table.add_row(f"{key}.{sub}", _fmt(inner))
         else:
             table.add_row(key, _fmt(value))
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)  # logs and CI are not 80 wide
     console.print(table)
     if results.get("growth"):
         console.print(growth_table(results["growth"]))
+
+
+_GROWTH_LABELS = {
+    "load_events_per_s": "load events/s",
+    "events_per_s": "events/s",
+    "us_per_event": "µs/event",
+    "redis_bytes_per_profile": "bytes/profile (hashes)",
+    "redis_used_memory_per_profile": "used_memory/profile",
+    "aof_rewrites_during_slice": "AOF rewrites in slice",
+}
 
 
 def growth_table(rows: list[dict[str, Any]]) -> Table:
     """One row per population size: flat columns mean cost and memory do not grow with it."""
     table = Table(title="Growth: one worker, a fixed slice of returning-customer events per size")
     for column in rows[0]:
-        table.add_column(column.replace("_", " "), justify="right", no_wrap=True)
+        table.add_column(_GROWTH_LABELS.get(column, column), justify="right", min_width=9)
     for row in rows:
         table.add_row(*(_fmt(v) for v in row.values()))
     return table
