@@ -140,8 +140,3 @@ class BlockingProducer:
                                             f"{remaining} message(s) not acknowledged"))
         if self._error is not None:
             raise DeliveryFailed(self._error)
-
-    def close(self, timeout: float = 10.0) -> None:
-        remaining = self._producer.flush(timeout)
-        if remaining:
-            log.error("producer closed with %s undelivered messages", remaining)

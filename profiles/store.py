@@ -331,20 +331,20 @@ class ProfileStore:
         if not pairs:
             return []
         meta = self._core.merge_meta()
-        for attempt in range(2):
+
+        def send() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
             for survivor, merged in pairs:
                 pipe.evalsha(SCRIPT_SHA, 0, "merge", self._core.prefix, survivor, merged, meta)
-            try:
-                replies = pipe.execute()
-            except NoScriptError:
-                if attempt:
-                    raise
-                log.info("profile script not cached by Redis (NOSCRIPT); loading it")
-                self.redis.script_load(SCRIPT)
-                continue
-            return [self._core.merge_outcome(reply) for reply in replies]
-        raise AssertionError("unreachable")
+            return pipe.execute()
+
+        try:
+            replies = send()
+        except NoScriptError:
+            log.info("profile script not cached by Redis (NOSCRIPT); loading it")
+            self.redis.script_load(SCRIPT)
+            replies = send()
+        return [self._core.merge_outcome(reply) for reply in replies]
 
     def delete_profile(self, oneid: str) -> int:
         """Remove every key of the profile (and its timers, redirects); returns keys deleted."""

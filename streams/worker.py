@@ -22,10 +22,12 @@ from collections.abc import Sequence
 import redis
 from prometheus_client import start_http_server
 
+from connectors.deadletter import dead_letter
 from connectors.producer import BlockingProducer, producer_config
 from identity.graph import IdentityGraph
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
+from schemas.exceptions import DecodeError
 from streams.stage_loop import StageLoop, consumer_config
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import RawRecord, ResolveStage
@@ -74,6 +76,7 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
                          resolved_topic=topics.resolved, dedup_window_s=settings.stream_dedup_window_s)
     producer = BlockingProducer(producer_config(settings.broker))
     decode_merge = registry.decoder("identity_merge")
+    encode_deadletter = registry.encoder("deadletter")
 
     def emit(triggers: Sequence[dict], deadletters: Sequence[tuple[bytes | None, bytes]] = ()) -> None:
         if triggers or deadletters:
@@ -93,8 +96,20 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
         emit(stage.sweep(now, partitions) + stage.resend_stale(now))
 
     def merge(batch: Sequence[RawRecord]) -> None:
-        records = [decode_merge(record.value) for record in batch]
-        store.merge_many([(m["survivor"], m["merged"]) for m in records])
+        pairs, letters = [], []
+        for record in batch:
+            try:
+                merged = decode_merge(record.value)
+            except DecodeError as exc:  # one bad record must not stall the loop: dead-letter it
+                letter = dead_letter("merge-profiles", "avro_decode", str(exc), original=record.value,
+                                     topic=topics.merges, partition=record.partition, offset=record.offset,
+                                     key=record.key)
+                letters.append((record.key, encode_deadletter(letter)))
+                continue
+            pairs.append((merged["survivor"], merged["merged"]))
+        store.merge_many(pairs)
+        if letters:
+            producer.send_all({topics.deadletter: letters})
 
     within_s = settings.batch_within_ms / 1000
     return [

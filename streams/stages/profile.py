@@ -46,7 +46,6 @@ class ProfileStage:
                  resolved_topic: str, dedup_window_s: int) -> None:
         self._redis = client
         self.store = store
-        self._prefix = prefix
         self._outbox = f"{prefix}outbox"
         self._topic = resolved_topic
         self._claims = Claims(client, prefix, "profile", dedup_window_s)

@@ -50,10 +50,8 @@ class StageOutput:
 class ResolveStage:
     def __init__(self, *, client: redis.Redis, graph: IdentityGraph, registry: SchemaRegistry,
                  prefix: str, raw_topic: str, dedup_window_s: int) -> None:
-        self._redis = client
         self._graph = graph
         self._registry = registry
-        self._prefix = prefix
         self._raw_topic = raw_topic
         self._claims = Claims(client, prefix, "resolve", dedup_window_s)
         self._decode = registry.decoder("event")

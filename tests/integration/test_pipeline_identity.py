@@ -18,7 +18,7 @@ from identity.quality import score
 from identity.synthetic import generate
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
-from tests.integration.conftest import TopicReader, WorkerProcess, cli, free_port
+from tests.integration.conftest import TopicReader, WorkerProcess, cli, free_port, wait_caught_up
 from tests.integration.test_collector import post
 
 
@@ -143,6 +143,22 @@ def test_undecodable_bytes_become_dead_letters_with_the_original_bytes(settings,
     assert letter["source_topic"] == Topics.of(settings).raw and letter["offset"] >= 0
     listing = cli(settings, "deadletter", "list", "--limit", "1000")
     assert garbage[:24].decode() in listing
+
+
+def test_an_undecodable_merge_record_is_dead_lettered_and_the_merges_stage_moves_on(settings, worker):
+    garbage = f"not a merge {uuid.uuid4().hex}".encode()
+    producer = Producer({"bootstrap.servers": settings.broker})
+    producer.produce(Topics.of(settings).merges, garbage, b"k")
+    assert producer.flush(10) == 0
+    reader = TopicReader(settings, Topics.of(settings).deadletter, "deadletter")
+    try:
+        letters = reader.until(lambda rs: any(r["original"] == garbage for r in rs), 30)
+    finally:
+        reader.close()
+    [letter] = [r for r in letters if r["original"] == garbage]
+    assert (letter["stage"], letter["reason"]) == ("merge-profiles", "avro_decode")
+    assert letter["source_topic"] == Topics.of(settings).merges
+    wait_caught_up(settings, Topics.of(settings).merges, timeout=30)  # committed past it, not stuck
 
 
 def test_a_duplicate_that_slipped_past_the_edge_is_resolved_once(settings, worker, resolved):

@@ -76,7 +76,7 @@ def _committed_all(settings: Settings, topics: list[str]) -> bool:
                      for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
             committed = consumer.committed(parts, timeout=10)
             for tp in committed:
-                if tp.offset < consumer.get_watermark_offsets(tp, timeout=10)[1]:
+                if max(tp.offset, 0) < consumer.get_watermark_offsets(tp, timeout=10)[1]:  # -1001: none yet
                     return False
         return True
     finally:
