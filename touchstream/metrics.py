@@ -60,3 +60,24 @@ STAGE_LAST_POLL = Gauge(
     "When the stage loop last asked Kafka for records: stale means stuck (a batch retried forever)",
     ["stage"],
 )
+PROCESSING_ERRORS = Counter(
+    "touchstream_processing_errors_total",
+    "Records a stage could not process (data errors): isolated and dead-lettered, the batch went on",
+    ["stage", "error"],
+)
+STAGE_RETRIES = Counter(
+    "touchstream_stage_retries_total", "Batch attempts failed by Redis or Kafka and retried", ["stage"]
+)
+PROFILE_TRAITS_DROPPED = Counter(
+    "touchstream_profile_traits_dropped_total", "New traits not kept because a profile holds its cap"
+)
+PROFILES_COLLECTED = Counter(
+    "touchstream_profiles_collected_total", "Anonymous-only profiles removed after their idle period"
+)
+RATE_LIMITED = Counter(
+    "touchstream_rate_limited_total", "Requests answered 429 because their write key was over its rate",
+    ["source"],
+)
+REQUESTS_SHED = Counter(
+    "touchstream_requests_shed_total", "Requests answered 503 at once because the collector was full"
+)

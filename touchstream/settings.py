@@ -53,6 +53,28 @@ class Settings:
     )
     key_cache_s: int = _setting(5, "Seconds a verified API key is cached; a revoked key stops within this")
     log_level: str = _setting("INFO", "Log level of the CLI commands and workers")
+    event_time_skew_s: int = _setting(
+        300, "Event times ahead of receipt count as receipt + this for lateness and suppression, seconds"
+    )
+    max_traits_per_event: int = _setting(200, "Most trait keys one message may carry (more: rejected)")
+    max_trait_key_chars: int = _setting(128, "Longest trait name, characters (longer: rejected)")
+    max_trait_value_chars: int = _setting(
+        4096, "Longest trait value as JSON text, characters (longer: rejected)"
+    )
+    max_traits_per_profile: int = _setting(
+        500, "Most traits one profile keeps; new ones past it are counted, not kept"
+    )
+    max_identifiers_per_event: int = _setting(20, "Most identifiers one message may assert (more: rejected)")
+    anonymous_profile_ttl_s: int = _setting(
+        90 * 24 * 3600, "An anonymous-only profile idle this long is removed, seconds (0: kept)"
+    )
+    rate_limit_per_s: int = _setting(
+        1000, "Default events per second a write key may send (per key: keys create --rate)"
+    )
+    rate_limit_burst: int = _setting(10_000, "Default burst of a write key's token bucket, events")
+    max_inflight_requests: int = _setting(
+        64, "Requests one collector process handles at once; more get a fast 503"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +104,11 @@ class Settings:
         if not 0 <= self.webhook_metrics_port < 65536:
             raise ConfigError(f"{ENV_PREFIX}WEBHOOK_METRICS_PORT must be a TCP port or 0, "
                               f"got {self.webhook_metrics_port}")
+        for name in ("max_traits_per_event", "max_trait_key_chars", "max_trait_value_chars",
+                     "max_traits_per_profile", "max_identifiers_per_event", "rate_limit_per_s",
+                     "rate_limit_burst", "max_inflight_requests"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.partitions < 1:
             raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
         if len(self.default_phone_region) != 2 or not self.default_phone_region.isalpha():
