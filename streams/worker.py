@@ -28,7 +28,8 @@ from identity.graph import IdentityGraph
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from schemas.exceptions import DecodeError
-from streams.stage_loop import StageLoop, consumer_config
+from streams.failures import describe
+from streams.stage_loop import PoisonHandler, StageLoop, consumer_config
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import RawRecord, ResolveStage
 from streams.topics import Topics
@@ -42,12 +43,26 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def dead_letter_poison(stage: str, producer: BlockingProducer, deadletter_topic: str) -> PoisonHandler:
+    """Write a record that failed alone to the dead-letter topic (reason ``processing_error``)."""
+    encode = default_registry().encoder("deadletter")
+
+    def poison(record: RawRecord, error: BaseException) -> None:
+        letter = dead_letter(stage, "processing_error", describe(error), original=record.value,
+                             topic=record.topic, partition=record.partition, offset=record.offset,
+                             key=record.key)
+        producer.send_all({deadletter_topic: [(record.key, encode(letter))]})
+
+    return poison
+
+
 def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event) -> StageLoop:
     topics = Topics.of(settings)
     registry = default_registry()
     graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings))
     stage = ResolveStage(client=client, graph=graph, registry=registry, prefix=settings.redis_prefix,
-                         raw_topic=topics.raw, dedup_window_s=settings.stream_dedup_window_s)
+                         raw_topic=topics.raw, dedup_window_s=settings.stream_dedup_window_s,
+                         event_time_skew_ms=settings.event_time_skew_s * 1000)
     producer = BlockingProducer(producer_config(settings.broker))
 
     def handle(batch: Sequence[RawRecord]) -> None:
@@ -64,7 +79,8 @@ def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event)
             stage.merges_acknowledged(merged)
 
     return StageLoop("resolve", consumer_config(settings.broker, settings.app_id, "resolve"), [topics.raw],
-                     handle, batch_size=settings.batch_size, within_s=settings.batch_within_ms / 1000,
+                     handle, poison=dead_letter_poison("resolve", producer, topics.deadletter),
+                     batch_size=settings.batch_size, within_s=settings.batch_within_ms / 1000,
                      stop=stop, tick=resend_merges, tick_every_s=5.0)
 
 
@@ -114,9 +130,12 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
     within_s = settings.batch_within_ms / 1000
     return [
         StageLoop("profile", consumer_config(settings.broker, settings.app_id, "profile"), [topics.resolved],
-                  handle, batch_size=settings.batch_size, within_s=within_s, stop=stop, tick=sweep),
+                  handle, poison=dead_letter_poison("profile", producer, topics.deadletter),
+                  batch_size=settings.batch_size, within_s=within_s, stop=stop, tick=sweep),
         StageLoop("merge-profiles", consumer_config(settings.broker, settings.app_id, "merge-profiles"),
-                  [topics.merges], merge, batch_size=100, within_s=within_s, stop=stop),
+                  [topics.merges], merge,
+                  poison=dead_letter_poison("merge-profiles", producer, topics.deadletter),
+                  batch_size=100, within_s=within_s, stop=stop),
     ]
 
 

@@ -32,6 +32,7 @@ class RawRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes
+    topic: str = ""
 
 
 @dataclass
@@ -49,8 +50,9 @@ class StageOutput:
 
 class ResolveStage:
     def __init__(self, *, client: redis.Redis, graph: IdentityGraph, registry: SchemaRegistry,
-                 prefix: str, raw_topic: str, dedup_window_s: int) -> None:
+                 prefix: str, raw_topic: str, dedup_window_s: int, event_time_skew_ms: int) -> None:
         self._graph = graph
+        self._skew_ms = event_time_skew_ms
         self._registry = registry
         self._raw_topic = raw_topic
         self._claims = Claims(client, prefix, "resolve", dedup_window_s)
@@ -82,8 +84,8 @@ class ResolveStage:
             metrics.EVENTS_DUPLICATE.labels("resolve").inc(out.duplicates)
 
         resolution = self._graph.resolve_batch([
-            {"message_id": e["message_id"], "timestamp": e["timestamp"], "identifiers": e["identifiers"],
-             "partition": r.partition, "offset": r.offset}
+            {"message_id": e["message_id"], "timestamp": self._decision_time(e),
+             "identifiers": e["identifiers"], "partition": r.partition, "offset": r.offset}
             for r, e in fresh
         ])
         suppressed = {rej["message_id"] for rej in resolution.rejections if rej["reason"] == SUPPRESSED}
@@ -106,6 +108,11 @@ class ResolveStage:
             out.rejections.append((key, self._encode_rejection(rejection)))
         metrics.IDENTITY_MERGES.inc(len(resolution.merges))
         return out
+
+    def _decision_time(self, event: dict) -> int:
+        """Event time for suppression and ordering: a client's clock ahead of ours counts as
+        receipt plus the allowed skew, so a future-dated event cannot outrun an erasure."""
+        return min(event["timestamp"], event["received_at"] + self._skew_ms)
 
     def merges_acknowledged(self, merged_ids: Sequence[str]) -> None:
         self._graph.merges_acknowledged(merged_ids)

@@ -152,7 +152,8 @@ def _stages(settings: Settings, client: redis.Redis) -> tuple[ResolveStage, Prof
     resolve = ResolveStage(client=client, graph=IdentityGraph(client, settings.redis_prefix,
                                                               identity_rules(settings)),
                            registry=registry, prefix=settings.redis_prefix, raw_topic=topics.raw,
-                           dedup_window_s=settings.stream_dedup_window_s)
+                           dedup_window_s=settings.stream_dedup_window_s,
+                           event_time_skew_ms=settings.event_time_skew_s * 1000)
     profile = ProfileStage(client=client, store=ProfileStore(client, settings.redis_prefix,
                                                              profile_rules(settings)),
                            registry=registry, prefix=settings.redis_prefix, resolved_topic=topics.resolved,

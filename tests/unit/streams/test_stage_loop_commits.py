@@ -23,7 +23,8 @@ class RecordingConsumer:
 
 
 def _loop() -> StageLoop:
-    loop = StageLoop("resolve", {}, ["raw"], lambda batch: None, batch_size=10, within_s=0.01,
+    loop = StageLoop("resolve", {}, ["raw"], lambda batch: None, poison=lambda record, error: None,
+                     batch_size=10, within_s=0.01,
                      stop=threading.Event())
     loop._on_assign(None, [TopicPartition("raw", 0), TopicPartition("raw", 1)])  # type: ignore[arg-type]
     return loop
