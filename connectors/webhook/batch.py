@@ -21,6 +21,7 @@ from connectors.webhook.exceptions import DoneStoreError, PayloadError
 from connectors.webhook.payload import build_body
 from schemas.codec import SchemaRegistry
 from schemas.exceptions import DecodeError
+from touchstream import metrics as metrics_root
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,17 @@ class BatchDelivery:
             except DecodeError as exc:
                 dead.append((msg, "avro_decode", str(exc), 1))
                 continue
-            endpoints = self._config.endpoints_for(trigger["rule"])
-            if not endpoints:
-                continue
             try:
-                body = build_body(trigger)
+                endpoints = self._config.endpoints_for(trigger["rule"])
+                body = build_body(trigger) if endpoints else b""
             except PayloadError as exc:
                 dead.append((msg, "invalid_values", str(exc), 1))
+                continue
+            except Exception as exc:  # a data error in one trigger must not stop the others
+                metrics_root.PROCESSING_ERRORS.labels(STAGE, type(exc).__name__).inc()
+                dead.append((msg, "processing_error", f"{type(exc).__name__}: {exc}", 1))
+                continue
+            if not endpoints:
                 continue
             key = trigger["idempotency_key"]
             for endpoint in endpoints:

@@ -310,3 +310,23 @@ def test_done_store_group_commits_and_never_drops_marks_redis_refused():
         assert await store.already_done(["p:webhook:done:a:k1", "p:webhook:done:b:k1"]) == [True, False]
 
     asyncio.run(scenario())
+
+
+def test_a_trigger_that_breaks_the_payload_builder_is_dead_lettered_and_the_others_delivered(monkeypatch):
+    import connectors.webhook.batch as batch_module
+
+    real_build = batch_module.build_body
+
+    def build(trigger_: dict) -> bytes:
+        if trigger_["oneid"] == "oid-2":
+            raise RuntimeError("unexpected shape")
+        return real_build(trigger_)
+
+    monkeypatch.setattr(batch_module, "build_body", build)
+    result, receiver, _ = asyncio.run(run_batch(
+        {"/a": [200]}, [{"name": "a", "url": "http://127.0.0.1:PORT/a", "rules": ["*"]}],
+        [message(n, ENCODE(trigger(n))) for n in (1, 2, 3)]))
+    letters = [DECODE_DL(v) for _, v in result.deadletters]
+    assert [(d["reason"], d["offset"]) for d in letters] == [("processing_error", 102)]
+    assert letters[0]["error"] == "RuntimeError: unexpected shape"
+    assert len(receiver.requests["/a"]) == 2 and result.delivered == 2
