@@ -30,7 +30,7 @@ MAX_INVALID_VALUE_CHARS = 512
 
 #: Stable reason codes of :class:`InvalidIdentifier`.
 IDENTIFIER_REASONS: tuple[str, ...] = (
-    "empty", "too_long", "not_a_string", "email_syntax", "phone_invalid", "unknown_type",
+    "empty", "too_long", "not_a_string", "not_utf8", "email_syntax", "phone_invalid", "unknown_type",
 )
 
 # Segment's context.externalIds[].type spellings that mean one of our core types.
@@ -95,12 +95,16 @@ def _normalise_cached(type_: str, value: str | int, region: str) -> tuple[str | 
 def _normalise(type_: str, value: object, region: str) -> tuple[str | None, str | None]:
     if type_ not in _CORE_SET and not TYPE_NAME.match(type_):
         return None, "unknown_type"
+    if _is_huge_int(value):
+        return None, "too_long"
     text = _as_text(value)
     if text is None:
         return None, "not_a_string"
     text = text.strip()
     if not text:
         return None, "empty"
+    if not _is_utf8(text):
+        return None, "not_utf8"
     if type_ == "email":
         return _email(text)
     if type_ == "phone":
@@ -109,6 +113,23 @@ def _normalise(type_: str, value: object, region: str) -> tuple[str | None, str 
         return None, "too_long"
     return text, None
 
+
+def _is_huge_int(value: object) -> bool:
+    """An int with more digits than an identifier may have: str() of it costs quadratic time
+    and raises past 4,300 digits, so it is measured in bits instead."""
+    # 851 bits > 256 decimal digits; the exact cut is made by the length check on the text.
+    return type(value) is int and value.bit_length() > 851
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a lone surrogate ("\ud800" from a JSON escape): Redis, Avro and Kafka need UTF-8."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_text(value: object) -> str | None:
@@ -133,7 +154,10 @@ def _email(text: str) -> tuple[str | None, str | None]:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
         return None, "email_syntax"
-    return checked.normalized.lower(), None
+    out = checked.normalized.lower()
+    if len(out) > MAX_VALUE_CHARS:  # lower() lengthens text ("İ" becomes two characters)
+        return None, "too_long"
+    return out, None
 
 
 def _phone(text: str, region: str) -> tuple[str | None, str | None]:
@@ -161,15 +185,24 @@ def cache_info() -> Any:
     return _normalise_cached.cache_info()
 
 
-def _shown(value: object) -> str:
-    """A bounded text form of a rejected value, kept on the record for inspection."""
+def _shown(value: object, limit: int = MAX_INVALID_VALUE_CHARS) -> str:
+    """A bounded, valid UTF-8 text form of a rejected value, kept on the record for inspection
+    (the record is Avro: a lone surrogate or an unprintable value must not crash its encoder)."""
     if isinstance(value, str):
-        text = value
+        text = value[:limit]
+    elif _is_huge_int(value):
+        text = f"<int of {value.bit_length()} bits>"  # type: ignore[union-attr]
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         text = str(value)
     else:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return text[:MAX_INVALID_VALUE_CHARS]
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+        except (RecursionError, ValueError, TypeError):  # nested too deep, huge ints inside
+            text = f"<{type(value).__name__}>"
+    text = text[:limit]
+    if not _is_utf8(text):
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def external_type(raw: object, custom_types: Iterable[str]) -> str | None:
@@ -263,7 +296,7 @@ def extract_identifiers(
             type_ = external_type(item.get("type"), custom_types)
             if type_ is None:
                 raw_type = item.get("type")
-                shown_type = raw_type[:40] if isinstance(raw_type, str) else "unknown"
+                shown_type = _shown(raw_type, 40) if isinstance(raw_type, str) else "unknown"
                 value = item.get("id")
                 if value is not None:
                     key = (shown_type, _shown(value), "unknown_type")
