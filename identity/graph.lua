@@ -1,7 +1,8 @@
 -- Resolve one batch of events to OneIDs in a single atomic run (graph_lib.lua is prepended).
 --
 -- ARGV[3]  rules (JSON): {"pk": person key type, "t": [[type, max, window_ms, repoint, max_persons], ...]
---          in priority order (-1: none), "dm": default max_persons}
+--          in priority order (-1: none), "dm": default max_persons, "mm": max identifiers per profile,
+--          "fw": frequency-guard set expiry (ms), "an": [anonymous types]}
 -- ARGV[4]  "1" when every event carries sha256 hashes of its values (suppression is checked)
 -- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, [type, value, ...], [sha256, ...]], ...]
 --          identifiers already normalised, unblocked, de-duplicated and sorted by priority;
@@ -20,6 +21,9 @@ for _, r in ipairs(cfg.t) do
     COUNT_FIELDS[#COUNT_FIELDS + 1] = '!n:' .. r[1]
   end
 end
+for _, t in ipairs(cfg.an) do ANON_T[t] = true end
+local MAX_MEMBERS = cfg.mm
+local GUARD_MS = cfg.fw
 local use_sup = ARGV[4] == '1'
 local REFRESH_MS = 300000
 
@@ -30,6 +34,8 @@ if not use_sup and call('EXISTS', SKEY) == 1 then return '{"need_hashes":true}' 
 local events = cjson.decode(ARGV[5])
 local oneids, merges, rejections, moves = {}, {}, {}, {}
 local aliased = {}
+-- the profile created by the event being resolved (it is not in the anonymous set yet)
+local created_now = nil
 -- "oneid type:value" -> since, read once per run; forgotten whenever edges are rewritten
 local known_since = {}
 
@@ -47,7 +53,7 @@ end
 local function counts(o)
   local c = {}
   if #COUNT_FIELDS == 0 then return c end
-  local vals = call('HMGET', pkey(o), unpack(COUNT_FIELDS))
+  local vals = hmget_many(pkey(o), COUNT_FIELDS)
   for i, t in ipairs(LIMITED) do c[t] = tonumber(vals[i]) or 0 end
   return c
 end
@@ -66,8 +72,28 @@ local function window_count(o, t, ts, window)
   return n
 end
 
--- Would profiles a and b (either may be nil) plus the pending identifiers break a limit?
-local function violation(a, b, pend, ts)
+-- identifiers ("!" fields are not) in profile o (may be nil)
+local function member_count(o)
+  if not o then return 0 end
+  local n = 0
+  for _, f in ipairs(call('HKEYS', pkey(o))) do
+    if sub(f, 1, 1) ~= '!' then n = n + 1 end
+  end
+  return n
+end
+
+-- Would profiles a and b (either may be nil) plus extra identifiers hold more than max_members?
+-- HLEN bounds the count from above, so the exact count is only taken near the cap.
+local function over_full(a, b, extra)
+  local la = a and call('HLEN', pkey(a)) or 0
+  local lb = b and call('HLEN', pkey(b)) or 0
+  if la + lb + extra <= MAX_MEMBERS then return false end
+  return member_count(a) + member_count(b) + extra > MAX_MEMBERS
+end
+
+-- Would profiles a and b (either may be nil) plus the npend pending identifiers (pend: counts
+-- by type) break a limit?
+local function violation(a, b, pend, npend, ts)
   local ca = a and counts(a)
   local cb = b and counts(b)
   for _, t in ipairs(LIMITED) do
@@ -80,17 +106,20 @@ local function violation(a, b, pend, ts)
     end
     if base + na + nb > rule.max then return 'limit:' .. t end
   end
+  if over_full(a, b, npend) then return 'profile_full' end
   return nil
 end
 
 -- Would one more identifier of type t fit into profile o (may be nil) plus the pending ones?
-local function add_violation(o, pend, t, ts)
+local function add_violation(o, pend, npend, t, ts)
   local rule = RULE[t]
-  if not rule or rule.max <= 0 then return nil end
-  local base = (pend[t] or 0) + 1
-  local n = o and (tonumber(call('HGET', pkey(o), '!n:' .. t)) or 0) or 0
-  if base + n > rule.max and rule.win > 0 and n > 0 then n = window_count(o, t, ts, rule.win) end
-  if base + n > rule.max then return 'limit:' .. t end
+  if rule and rule.max > 0 then
+    local base = (pend[t] or 0) + 1
+    local n = o and (tonumber(call('HGET', pkey(o), '!n:' .. t)) or 0) or 0
+    if base + n > rule.max and rule.win > 0 and n > 0 then n = window_count(o, t, ts, rule.win) end
+    if base + n > rule.max then return 'limit:' .. t end
+  end
+  if over_full(o, nil, npend + 1) then return 'profile_full' end
   return nil
 end
 
@@ -123,6 +152,8 @@ local function attach(o, t, v, tv, anchor, ev, fresh)
   local key = pkey(o)
   call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')))
   call('HINCRBY', key, '!n:' .. t, 1)
+  -- a stronger identifier: the profile is no longer anonymous (never collected from now on)
+  if not ANON_T[t] and o ~= created_now then call('ZREM', ANON, o) end
   if t == PK and call('HSETNX', key, '!u', v) == 1 and not fresh then
     known_since = {}
     local members = load_profile(o)
@@ -139,6 +170,7 @@ end
 
 local function create(t, v, tv, ev)
   local o = new_id(t, v)
+  created_now = o
   call('HSET', pkey(o), '!c', ev.ts)
   attach(o, t, v, tv, nil, ev, true)
   return o
@@ -183,6 +215,14 @@ local function merge(T, o, xtv, anchor, ev, ei, t)
     surv, lose, is, il = T, o, iT, iO
   else
     surv, lose, is, il = o, T, iO, iT
+  end
+  -- the loser leaves the anonymous set; the survivor stays in it only if both were anonymous
+  local lseen = call('ZSCORE', ANON, lose)
+  if lseen then
+    call('ZREM', ANON, lose)
+    call('ZADD', ANON, 'XX', 'GT', lseen, surv)
+  else
+    call('ZREM', ANON, surv)
   end
   local om, ometa = load_profile(o)
   local ochanged = reroot(om, xtv, anchor, ev)
@@ -262,6 +302,7 @@ local function conflict(st, ei, ev, t, v, tv, o, why)
     if po and pt and po ~= pt then
       local fk = fkey(t, v)
       call('SADD', fk, sub(sha1(po), 1, 12), sub(sha1(pt), 1, 12))
+      call('PEXPIRE', fk, GUARD_MS)
       if call('SCARD', fk) > (rule and rule.mp or DEFAULT_MP) then
         splice_out(o, tv, PK)
         set_owner(t, v, tv, '!')
@@ -278,7 +319,7 @@ local function conflict(st, ei, ev, t, v, tv, o, why)
       reject(ei, t, v, 'newer_link')
       return
     end
-    local why2 = add_violation(st.T, st.pcount, t, ev.ts)
+    local why2 = add_violation(st.T, st.pcount, #st.pend, t, ev.ts)
     if why2 then
       reject(ei, t, v, why2)
       return
@@ -333,6 +374,20 @@ local function refresh_since(T, ids, ts)
   end
 end
 
+-- An event whose identifiers in T are all anonymous moves T's last-seen time up when T is in
+-- the anonymous set (XX: a profile holding anything stronger is never added back); a profile
+-- this event created from anonymous identifiers only joins the set. One ZADD at most.
+local function seen_anonymous(T, ids, ts)
+  for j = 1, #ids, 2 do
+    if not ANON_T[ids[j]] and owners[ids[j] .. ':' .. ids[j + 1]] == T then return end
+  end
+  if T == created_now then
+    call('ZADD', ANON, ts, T)
+  else
+    call('ZADD', ANON, 'XX', 'GT', ts, T)
+  end
+end
+
 local function resolve_event(ei, ev, ids)
   local st = {T = nil, anchor = nil, pend = {}, pcount = {}, pperson = nil, pk = false, fill = {}}
   for j = 1, #ids, 2 do
@@ -342,7 +397,7 @@ local function resolve_event(ei, ev, ids)
     if o == '!' then
       reject(ei, t, v, 'frequency_guard')
     elseif not o then
-      local why = add_violation(st.T, st.pcount, t, ev.ts)
+      local why = add_violation(st.T, st.pcount, #st.pend, t, ev.ts)
       if why then
         reject(ei, t, v, why)
       else
@@ -355,11 +410,11 @@ local function resolve_event(ei, ev, ids)
     else
       local why = nil
       if st.T == nil then
-        if #st.pend > 0 then why = violation(nil, o, st.pcount, ev.ts) end
+        if #st.pend > 0 then why = violation(nil, o, st.pcount, #st.pend, ev.ts) end
       elseif never_merge(st.T, o) then
         why = 'unmerged'
       else
-        why = violation(st.T, o, st.pcount, ev.ts)
+        why = violation(st.T, o, st.pcount, #st.pend, ev.ts)
       end
       if why then
         conflict(st, ei, ev, t, v, tv, o, why)
@@ -383,7 +438,10 @@ local function resolve_event(ei, ev, ids)
     attach(st.T, p[1], p[2], p[3], st.anchor, ev)
   end
   for _, k in ipairs(st.fill) do moves[k][5] = st.T end
-  if st.T then refresh_since(st.T, ids, ev.ts) end
+  if st.T then
+    refresh_since(st.T, ids, ev.ts)
+    seen_anonymous(st.T, ids, ev.ts)
+  end
   return st.T
 end
 
@@ -398,7 +456,7 @@ for ei = 1, #events do
   if use_sup and #ids > 0 then
     local hs, fields = e[6], {}
     for j = 1, #hs do fields[j] = ids[2 * j - 1] .. ':' .. hs[j] end
-    local got = call('HMGET', SKEY, unpack(fields))
+    local got = hmget_many(SKEY, fields)
     for j = 1, #got do
       if got[j] and tonumber(got[j]) >= ev.ts then suppressed = true end
     end
@@ -407,6 +465,7 @@ for ei = 1, #events do
     for j = 1, #ids, 2 do reject(ei, ids[j], ids[j + 1], 'suppressed') end
     oneids[ei] = ''
   else
+    created_now = nil
     oneids[ei] = resolve_event(ei, ev, ids) or ''
   end
 end

@@ -18,6 +18,12 @@ How an event resolves (identifiers in priority order):
   evidence tying them to the other person;
 - events carrying an identifier of a deleted profile (suppressed, by hash) resolve to nothing.
 
+What one event and one person can hold is bounded: an event brings at most
+``max_identifiers_per_event`` identifiers (more: ``too_many_identifiers`` rejections), a profile
+holds at most the rules' ``max_members`` (past it: ``profile_full``). A profile holding only the
+rules' ``anonymous_types`` is kept in a sorted set by last-seen event time, and
+:meth:`IdentityGraph.collect_idle_anonymous` removes it from the graph once idle.
+
 All keys live under ``<prefix>{oneid}:`` (layout in graph_lib.lua). The shared hash tag puts
 the whole graph in one Redis Cluster slot, so the scripts stay legal on a cluster (KEYS[1]
 routes them); a graph too big for one node would be split by tenant, never by key.
@@ -61,6 +67,15 @@ FREQUENCY_GUARD = "frequency_guard"  # the value was seen with too many people; 
 NEWER_LINK = "newer_link"  # a shared device/browser was re-pointed by a newer login already
 UNMERGED = "unmerged"  # an operator split these two profiles; they are not merged again
 LIMIT_PREFIX = "limit:"  # "limit:<type>": linking would exceed that type's limit
+PROFILE_FULL = "profile_full"  # linking would put more than the rules' max_members into one profile
+TOO_MANY_IDENTIFIERS = "too_many_identifiers"  # past max_identifiers_per_event in one event
+INVALID_VALUE = "invalid_value"  # not a string, not UTF-8 or longer than MAX_GRAPH_VALUE_CHARS
+
+#: Longest identifier value the graph stores: twice what identity/identifiers.py lets through,
+#: so only input that skipped the normaliser is refused.
+MAX_GRAPH_VALUE_CHARS = 512
+#: Idle profiles removed per script run by collect_idle_anonymous: keeps each run short.
+COLLECT_RUN = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +135,27 @@ def _script_source(name: str) -> str:
 @lru_cache(maxsize=65536)
 def value_hash(value: str) -> str:
     """sha256 hex of an identifier value: what rejections, audits and suppression store."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return _hash(value)
+
+
+def _hash(value: object) -> str:
+    """value_hash without the cache (for values that must not evict hot ones), total: a lone
+    surrogate or a value that is no string still gets a hash for its rejection record."""
+    text = value if isinstance(value, str) else repr(value)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _usable_text(value: object) -> bool:
+    """A string the graph can store and Avro can carry: bounded and valid UTF-8."""
+    if type(value) is not str or len(value) > MAX_GRAPH_VALUE_CHARS:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _text(value: Any) -> str:
@@ -141,6 +176,18 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _type_value(ident: Any) -> tuple[str, Any]:
+    """(type, value) of an identifier beyond the cap, however malformed: it is only recorded."""
+    if isinstance(ident, Mapping):
+        type_ = ident.get("type")
+        return (type_[:40] if isinstance(type_, str) else "unknown"), ident.get("value")
+    return "unknown", ident
+
+
+#: Rejections of values that may be junk: hashed without the cache, so they cannot evict hot values.
+_UNCACHED_HASH = frozenset({TOO_MANY_IDENTIFIERS, INVALID_VALUE})
+
+
 def _ref(message_id: str, ts: int, partition: int, offset: int) -> EventRef:
     if partition is None or partition < 0:
         return EventRef(message_id, int(ts))
@@ -151,11 +198,24 @@ class IdentityGraph:
     """Resolve events to OneIDs and administer the graph kept in Redis under ``prefix``.
 
     ``redis_client`` is a synchronous redis-py client (bytes or decoded responses both work).
+    ``max_identifiers_per_event`` caps what one event may bring (the collector already refuses
+    more; this protects importers and replays): the rest become ``too_many_identifiers`` rejections.
     """
 
-    def __init__(self, redis_client: redis.Redis, prefix: str, rules: IdentityRules | None = None) -> None:
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        prefix: str,
+        rules: IdentityRules | None = None,
+        *,
+        max_identifiers_per_event: int = 20,
+    ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ConfigError(f"redis prefix {prefix!r} must not contain braces: the graph adds its hash tag")
+        cap = max_identifiers_per_event
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigError(f"max_identifiers_per_event must be a whole number >= 1, got {cap!r}")
+        self.max_identifiers_per_event = max_identifiers_per_event
         self.redis = redis_client
         self.rules = rules if rules is not None else load_rules()
         self.base = f"{prefix}{HASH_TAG}:"
@@ -190,6 +250,11 @@ class IdentityGraph:
     def audit_key(self) -> str:
         return self.base + "audit"
 
+    @property
+    def anonymous_key(self) -> str:
+        """Sorted set: OneID of each anonymous-only profile -> its last-seen event time (ms)."""
+        return self.base + "anon"
+
     # ---- resolution ----
 
     def _rule(self, type_: str) -> TypeRule | None:
@@ -214,10 +279,19 @@ class IdentityGraph:
         payload: list[list[Any]] = []
         early: list[tuple[int, str, str, str]] = []
         screen = self._screen
+        cap = self.max_identifiers_per_event
         for i, event in enumerate(events):
             kept: list[tuple[int, str, str]] = []
-            for ident in event.get("identifiers") or ():
+            idents = event.get("identifiers") or ()
+            if len(idents) > cap:
+                # the first `cap` in the event's order are used; every other one is a rejection
+                early += [(i, *_type_value(ident), TOO_MANY_IDENTIFIERS) for ident in idents[cap:]]
+                idents = idents[:cap]
+            for ident in idents:
                 type_, value = ident["type"], ident["value"]
+                if type(type_) is not str or not _usable_text(value):
+                    early.append((i, str(type_)[:40], value, INVALID_VALUE))
+                    continue
                 rank = screen(type_, value)
                 if type(rank) is int:
                     kept.append((rank, type_, value))
@@ -285,7 +359,7 @@ class IdentityGraph:
             {
                 "oneid": oneids[i],
                 "type": type_,
-                "value_hash": value_hash(value),
+                "value_hash": value_hash(value) if reason not in _UNCACHED_HASH else _hash(value),
                 "reason": reason,
                 "message_id": events[i]["message_id"],
                 "timestamp": int(events[i]["timestamp"]),
@@ -421,7 +495,8 @@ class IdentityGraph:
         """Split a wrong link: the identifier leaves the profile and forms a new one with the
         identifiers linked only through it; audited; the two are never merged again."""
         out = self._admin(
-            "unmerge", oneid, identifier_type, value, actor, value_hash(value), self.rules.person_key
+            "unmerge", oneid, identifier_type, value, actor, value_hash(value), self.rules.person_key,
+            self._anonymous_json,
         )
         refs = [_ref(*row) for row in _as_list(out.get("events"))]
         log.info("unmerge by %s: %s split into %s (%d identifiers)", actor, out["oneid"], out["new"],
@@ -450,6 +525,36 @@ class IdentityGraph:
             members = _as_list(out["retry"])
         raise IdentityError(f"profile {oneid} kept changing while being deleted")
 
+    # ---- idle anonymous profiles ----
+
+    @property
+    def _anonymous_json(self) -> str:
+        return json.dumps(sorted(self.rules.anonymous_types))
+
+    def collect_idle_anonymous(self, now_ms: int, idle_ms: int, limit: int = 500) -> list[str]:
+        """Remove up to ``limit`` profiles holding only anonymous identifiers whose last event is
+        more than ``idle_ms`` before ``now_ms``; return their OneIDs, whose profile state the caller
+        deletes. Not an erasure: nothing is suppressed or audited (a later event of the same
+        anonymous id starts a new profile, with the same deterministic OneID); each profile goes
+        atomically, at most COLLECT_RUN per script run so Redis is never blocked for long."""
+        if limit < 0 or idle_ms < 0:
+            raise ValueError("limit and idle_ms must be >= 0")
+        cutoff = int(now_ms) - int(idle_ms)
+        collected: list[str] = []
+        while len(collected) < limit:
+            run = min(COLLECT_RUN, limit - len(collected))
+            out = self._admin("collect", cutoff, run, self._anonymous_json)
+            collected += _as_list(out.get("c"))
+            if int(out.get("n", 0)) < run:
+                break
+        if collected:
+            log.info("collected %d idle anonymous profile(s)", len(collected))
+        return collected
+
+    def collected_total(self) -> int:
+        """Idle anonymous profiles collected from this graph so far (kept in its meta hash)."""
+        return int(self.redis.hget(self.meta_key, "collected") or 0)
+
     def audit_log(self, count: int = 100) -> list[dict[str, str]]:
         """The newest audit entries (unmerge, delete), newest first."""
         entries = self.redis.xrevrange(self.audit_key, count=count)
@@ -470,8 +575,8 @@ class IdentityGraph:
     def check_consistency(self) -> list[str]:
         """Problems found by scanning the whole graph (empty when consistent): every indexed
         identifier in exactly one live profile that lists it, counts right, limits kept, aliases
-        pointing at live profiles that list them. For tests and operators: O(graph), pipelined,
-        no PII in the messages."""
+        pointing at live profiles that list them, the anonymous set naming live profiles holding
+        only anonymous types. For tests and operators: O(graph), pipelined, no PII in the messages."""
         start = len(self.base)
         groups: dict[str, list[Any]] = {"p": [], "i": [], "a": []}
         for key in self.redis.scan_iter(match=_glob_escape(self.base) + "*", count=1000):
@@ -508,7 +613,18 @@ class IdentityGraph:
                     problems.append(f"alias {merged} points at missing profile {survivor}")
                 elif f"!a:{merged}" not in profiles[survivor]:
                     problems.append(f"alias {merged} is not listed by its survivor {survivor}")
+        self._check_anonymous(profiles, problems)
         return problems
+
+    def _check_anonymous(self, profiles: dict[str, dict[str, str]], problems: list[str]) -> None:
+        anonymous = self.rules.anonymous_types
+        for member, _ in self.redis.zscan_iter(self.anonymous_key, count=1000):
+            oneid = _text(member)
+            fields = profiles.get(oneid)
+            if fields is None:
+                problems.append(f"anonymous set lists missing profile {oneid}")
+            elif any(not f.startswith("!") and _split(f)[0] not in anonymous for f in fields):
+                problems.append(f"anonymous set lists {oneid}, which holds a non-anonymous identifier")
 
     def _hgetall_many(self, keys: list[Any]) -> list[dict[Any, Any]]:
         out: list[dict[Any, Any]] = []
@@ -541,4 +657,6 @@ class IdentityGraph:
             problems.append(f"profile {oneid} holds {counts[person]} {person} values")
         if counts.get(person) and "!u" not in fields:
             problems.append(f"profile {oneid} holds a {person} but records no person")
+        if len(members) > self.rules.max_members:
+            problems.append(f"profile {oneid} holds {len(members)} identifiers, more than max_members")
         return len(members)

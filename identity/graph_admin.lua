@@ -1,9 +1,11 @@
 -- Operator actions on the OneID graph, each atomic (graph_lib.lua is prepended).
 --
 -- ARGV[3] op, then per op:
---   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] sha256(value), ARGV[9] person key
+--   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] sha256(value), ARGV[9] person key,
+--            ARGV[10] JSON [anonymous types]
 --   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers
 --   edges    ARGV[4] oneid
+--   collect  ARGV[4] cutoff (ms: last seen before it is idle), ARGV[5] most profiles, ARGV[6] JSON [anonymous types]
 -- Errors are returned as error replies starting with a code: NOT_FOUND, NOT_LINKED, UNMERGE_ALL.
 
 local bad = check_meta()
@@ -23,21 +25,43 @@ local function recount(key, members, names, pk)
     c[t] = (c[t] or 0) + 1
     if t == pk and (person == nil or v < person) then person = v end
   end
-  local flat = call('HKEYS', key)
-  for _, f in ipairs(flat) do
-    if sub(f, 1, 3) == '!n:' then call('HDEL', key, f) end
+  local stale = {}
+  for _, f in ipairs(call('HKEYS', key)) do
+    if sub(f, 1, 3) == '!n:' then stale[#stale + 1] = f end
   end
+  chunked('HDEL', key, stale)
   local fv = {}
   for t, n in pairs(c) do
     fv[#fv + 1] = '!n:' .. t
     fv[#fv + 1] = n
   end
-  if #fv > 0 then call('HSET', key, unpack(fv)) end
+  hset_many(key, fv)
   if person then call('HSET', key, '!u', person) else call('HDEL', key, '!u') end
+end
+
+-- names: a list of "type:value"
+local function all_anonymous(names)
+  for _, m in ipairs(names) do
+    if not ANON_T[split_tv(m)] then return false end
+  end
+  return true
+end
+
+-- After a split: part of an anonymous profile is anonymous (same last-seen); a side of a
+-- stronger one that kept only anonymous identifiers becomes collectable (last seen: now).
+local function split_anonymous(o, kept, new, moved, now)
+  local seen = call('ZSCORE', ANON, o)
+  if seen then
+    call('ZADD', ANON, seen, new)
+    return
+  end
+  if all_anonymous(kept) then call('ZADD', ANON, 'NX', now, o) end
+  if all_anonymous(moved) then call('ZADD', ANON, 'NX', now, new) end
 end
 
 if op == 'unmerge' then
   local t, v, actor, vhash, pk = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  for _, a in ipairs(cjson.decode(ARGV[10])) do ANON_T[a] = true end
   local o = live(ARGV[4])
   if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
   local xtv = t .. ':' .. v
@@ -92,6 +116,7 @@ if op == 'unmerge' then
   call('HSET', okey, '!nm', nm)
   call('HSET', nkey, '!c', created, '!nm', o)
   local now = now_ms()
+  split_anonymous(o, kept, new, moved, now)
   call('XADD', AUDIT, '*', 'action', 'unmerge', 'actor', actor, 'time', now, 'oneid', o,
     'new_oneid', new, 'type', t, 'value_hash', vhash, 'moved', #moved, 'events', #refs)
   return cjson.encode({oneid = o, new = new, ids = moved, events = refs, time = now})
@@ -124,6 +149,31 @@ if op == 'delete' then
   call('XADD', AUDIT, '*', 'action', 'delete', 'actor', actor, 'time', now, 'oneid', o,
     'requested', ARGV[4], 'identifiers', #names, 'aliases', aliases)
   return cjson.encode({oneid = o, ids = names, time = now})
+end
+
+-- Idle anonymous profiles leave the graph (index entries, aliases, the profile, its place in the
+-- anonymous set), each atomically: not an erasure (no suppression, no audit entry), so a later
+-- event of the same anonymous id simply starts a new profile. A set entry whose profile holds
+-- something stronger (or is gone) is only dropped from the set.
+if op == 'collect' then
+  local cutoff, most = tonumber(ARGV[4]), tonumber(ARGV[5])
+  for _, a in ipairs(cjson.decode(ARGV[6])) do ANON_T[a] = true end
+  local idle = call('ZRANGEBYSCORE', ANON, '-inf', '(' .. cutoff, 'LIMIT', 0, most)
+  local out = {}
+  for _, o in ipairs(idle) do
+    call('ZREM', ANON, o)
+    local members, meta, n = load_profile(o)
+    if n > 0 and not meta['!u'] and only_anonymous(members) then
+      for m in pairs(members) do
+        local mt, mv = split_tv(m)
+        if owner_tv(mt, mv, m) == o then del_owner(mt, mv, m) end
+      end
+      drop_profile(o, meta)
+      out[#out + 1] = o
+    end
+  end
+  if #out > 0 then call('HINCRBY', META, 'collected', #out) end
+  return cjson.encode({c = out, n = #idle})
 end
 
 if op == 'edges' then

@@ -7,7 +7,8 @@
 -- ARGV[2]  index buckets (fixed for the life of the graph, recorded in the meta key)
 --
 -- Key layout (B = ARGV[1]; n = first 8 hex of sha1(value) as a number mod index buckets):
---   B.."meta"              hash  nb (index buckets), v (layout version)
+--   B.."meta"              hash  nb (index buckets), v (layout version), collected (idle anonymous
+--                                profiles collected so far)
 --   B.."i:"..t..":"..n     hash  value -> OneID, or "!" once the frequency guard stopped the value
 --   B.."p:"..oneid         hash  "type:value" -> edge, msgpack [ts, message_id, parent, since, partition,
 --                                offset]: the linking event (a lower-case UUID message_id is packed to
@@ -19,7 +20,10 @@
 --                                "!a:"..merged OneID -> "" (its aliases), "!nm" OneIDs never to merge with
 --                                (space separated)
 --   B.."a:"..n             hash  merged OneID -> survivor (n from sha1 of the merged OneID)
---   B.."f:"..t..":"..h     set   people (short hashes) a contested value (h: 16 hex of sha1) was seen with
+--   B.."f:"..t..":"..h     set   people (short hashes) a contested value (h: 16 hex of sha1) was seen with;
+--                                expires frequency_guard.window_days after its last write
+--   B.."anon"              zset  OneID of a profile holding only anonymous types -> its last-seen event time
+--                                (ms); what IdentityGraph.collect_idle_anonymous removes once idle
 --   B.."s"                 hash  type..":"..sha256(value) -> deletion time (ms): suppression
 --   B.."audit"             stream unmerge / delete entries with actor and time
 
@@ -32,6 +36,12 @@ local sub, find = string.sub, string.find
 local pack, unpack_rec = cmsgpack.pack, cmsgpack.unpack
 local SKEY = B .. 's'
 local AUDIT = B .. 'audit'
+local ANON = B .. 'anon'
+-- the anonymous types (type -> true): set by each script from its arguments
+local ANON_T = {}
+-- Most values one variadic command gets: Lua's unpack fails near 8,000 values ("too many
+-- results to unpack"), and a script failing on a big input would be retried forever.
+local CHUNK = 1000
 
 local function bucket(v)
   return tonumber(sub(sha1(v), 1, 8), 16) % NB
@@ -76,11 +86,28 @@ local function del_owner(t, v, tv)
   call('HDEL', ikey(t, v), v)
 end
 
-local function hset_many(key, fv)
-  local n = #fv
-  for i = 1, n, 1000 do
-    call('HSET', key, unpack(fv, i, math.min(i + 999, n)))
+-- cmd key values... in chunks of at most CHUNK values (even: field/value pairs stay whole);
+-- the integer replies summed. Every variadic call over a list of any size goes through here.
+local function chunked(cmd, key, list)
+  local n, total = #list, 0
+  for i = 1, n, CHUNK do
+    total = total + call(cmd, key, unpack(list, i, math.min(i + CHUNK - 1, n)))
   end
+  return total
+end
+
+local function hset_many(key, fv)
+  return chunked('HSET', key, fv)
+end
+
+-- HMGET in chunks; the answers concatenated (false for a missing field)
+local function hmget_many(key, fields)
+  local out, n = {}, #fields
+  for i = 1, n, CHUNK do
+    local got = call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, n)))
+    for j = 1, #got do out[#out + 1] = got[j] end
+  end
+  return out
 end
 
 local function words(s)
@@ -191,12 +218,26 @@ local function new_id(t, v)
   error('no free OneID for an identifier after 64 probes')
 end
 
+local function now_ms()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- A profile emptied by moves or the frequency guard is removed with its aliases.
 local function drop_profile(o, meta)
   for f in pairs(meta) do
     if sub(f, 1, 3) == '!a:' then call('HDEL', akey(sub(f, 4)), sub(f, 4)) end
   end
   call('DEL', pkey(o))
+  call('ZREM', ANON, o)
+end
+
+-- True when every member ("type:value" keys of members, except skip) is of an anonymous type.
+local function only_anonymous(members, skip)
+  for m in pairs(members) do
+    if m ~= skip and not ANON_T[split_tv(m)] then return false end
+  end
+  return true
 end
 
 -- Children of a removed identifier hang on its parent, so the profile stays one tree.
@@ -225,6 +266,8 @@ local function splice_out(o, tv, pk)
   local t, v = split_tv(tv)
   call('HDEL', pkey(o), tv)
   call('HINCRBY', pkey(o), '!n:' .. t, -1)
+  -- losing its last non-anonymous identifier makes the profile collectable (last seen: now)
+  if not ANON_T[t] and only_anonymous(members, tv) then call('ZADD', ANON, 'NX', now_ms(), o) end
   if t == pk and meta['!u'] == v then
     local other = nil
     for m in pairs(members) do
@@ -235,9 +278,4 @@ local function splice_out(o, tv, pk)
     end
     if other then call('HSET', pkey(o), '!u', other) else call('HDEL', pkey(o), '!u') end
   end
-end
-
-local function now_ms()
-  local t = call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end

@@ -26,13 +26,18 @@ DAY_MS = 24 * 3600 * 1000
 MAX_INDEX_BUCKETS = 1 << 20
 
 _TOP_KEYS = frozenset(
-    {"version", "person_key", "priority", "unknown_types", "types", "blocked", "frequency_guard", "storage"}
+    {"version", "person_key", "priority", "unknown_types", "types", "blocked", "frequency_guard", "storage",
+     "max_members", "anonymous_types"}
 )
 _TYPE_KEYS = frozenset({"max", "window_days", "repoint"})
 _BLOCK_KEYS = frozenset({"values", "patterns"})
-_GUARD_KEYS = frozenset({"max_persons", "types"})
+_GUARD_KEYS = frozenset({"max_persons", "types", "window_days"})
 _STORAGE_KEYS = frozenset({"index_buckets"})
 _UNKNOWN_MODES = ("reject", "link")
+DEFAULT_MAX_MEMBERS = 200
+DEFAULT_GUARD_WINDOW_DAYS = 90
+#: Types that say nothing about who a person is: a profile holding only these is collectable.
+DEFAULT_ANONYMOUS_TYPES = ("anonymous_id", "device_id")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class IdentityRules:
     any_blocked_values: frozenset[str] = frozenset()
     any_blocked_pattern: BlockedPattern | None = None
     index_buckets: int = 4096
+    max_members: int = DEFAULT_MAX_MEMBERS
+    guard_window_ms: int = DEFAULT_GUARD_WINDOW_DAYS * DAY_MS
+    anonymous_types: frozenset[str] = frozenset(DEFAULT_ANONYMOUS_TYPES)
     source: str = "<rules>"
     _by_name: Mapping[str, TypeRule] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -112,7 +120,14 @@ class IdentityRules:
             for rule in self.types
         ]
         return json.dumps(
-            {"pk": self.person_key, "t": per_type, "dm": self.default_max_persons},
+            {
+                "pk": self.person_key,
+                "t": per_type,
+                "dm": self.default_max_persons,
+                "mm": self.max_members,
+                "fw": self.guard_window_ms,
+                "an": sorted(self.anonymous_types),
+            },
             separators=(",", ":"),
         )
 
@@ -195,7 +210,9 @@ class _Parser:
 
         limits = self.limits(top.get("types"), names, person_key)
         blocked = self.blocked(top.get("blocked"))
-        default_persons, persons = self.guard(top.get("frequency_guard"), person_key)
+        default_persons, persons, guard_window_ms = self.guard(top.get("frequency_guard"), person_key)
+        max_members = self.positive_int(top.get("max_members", DEFAULT_MAX_MEMBERS), "max_members")
+        anonymous = self.anonymous(top.get("anonymous_types"), names, person_key)
         storage = self.mapping(top.get("storage"), "storage", _STORAGE_KEYS)
         buckets = self.positive_int(
             storage.get("index_buckets", 4096), "storage.index_buckets", MAX_INDEX_BUCKETS
@@ -226,6 +243,9 @@ class _Parser:
             any_blocked_values=any_values,
             any_blocked_pattern=_combine(any_patterns),
             index_buckets=buckets,
+            max_members=max_members,
+            guard_window_ms=guard_window_ms,
+            anonymous_types=anonymous,
             source=self.source,
         )
 
@@ -241,12 +261,9 @@ class _Parser:
             max_links = None if body.get("max") is None else self.positive_int(body["max"], f"{key}.max")
             window_ms = None
             if body.get("window_days") is not None:
-                days = body["window_days"]
-                if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
-                    raise self.fail(f"{key}.window_days", f"must be a number of days > 0, got {days!r}")
+                window_ms = self.days(body["window_days"], f"{key}.window_days")
                 if max_links is None:
                     raise self.fail(f"{key}.window_days", "needs a max to count against")
-                window_ms = int(days * DAY_MS)
             repoint = body.get("repoint", False)
             if not isinstance(repoint, bool):
                 raise self.fail(f"{key}.repoint", f"must be true or false, got {repoint!r}")
@@ -280,9 +297,32 @@ class _Parser:
             out[name] = (frozenset(values), tuple(patterns))
         return out
 
-    def guard(self, value: Any, person_key: str) -> tuple[int, dict[str, int]]:
+    def days(self, value: Any, key: str) -> int:
+        """A positive number of days, in ms."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value > 36500:
+            raise self.fail(key, f"must be a number of days > 0 (at most 36500), got {value!r}")
+        return int(value * DAY_MS)
+
+    def anonymous(self, value: Any, names: list[str], person_key: str) -> frozenset[str]:
+        """Types whose profiles are collected when idle; unset: the default ones in priority."""
+        if value is None:
+            return frozenset(t for t in DEFAULT_ANONYMOUS_TYPES if t in names)
+        if not isinstance(value, list):
+            raise self.fail("anonymous_types", "must be a list of identifier types")
+        for i, name in enumerate(value):
+            key = f"anonymous_types[{i}]"
+            self.type_name(name, key)
+            if name not in names:
+                raise self.fail(key, f"{name!r} is not listed in priority")
+            if name == person_key:
+                raise self.fail(key, "the person_key identifies a person; it cannot be anonymous")
+        return frozenset(value)
+
+    def guard(self, value: Any, person_key: str) -> tuple[int, dict[str, int], int]:
         body = self.mapping(value, "frequency_guard", _GUARD_KEYS)
         default = self.positive_int(body.get("max_persons", 3), "frequency_guard.max_persons")
+        days = body.get("window_days", DEFAULT_GUARD_WINDOW_DAYS)
+        window_ms = self.days(days, "frequency_guard.window_days")
         per_type: dict[str, int] = {}
         for name, limit in self.mapping(body.get("types"), "frequency_guard.types").items():
             key = f"frequency_guard.types.{name}"
@@ -290,7 +330,7 @@ class _Parser:
             if name == person_key:
                 raise self.fail(key, "the person_key is what the guard counts; it cannot be guarded")
             per_type[name] = self.positive_int(limit, key)
-        return default, per_type
+        return default, per_type, window_ms
 
 
 _BACKREF = re.compile(r"\\[1-9]|\(\?P=")
