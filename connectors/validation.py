@@ -7,13 +7,13 @@ stable reason code from :data:`REASONS` (they become HTTP 400 bodies and metric 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.jsonsafe import child_field, dumped_size, dumps, find_bad, scan, valid_text
 from connectors.outcome import Outcome
 from identity.identifiers import (
     CORE_TYPES,
@@ -41,18 +41,23 @@ REASONS: tuple[str, ...] = (
     "missing",                 # a required field is absent or empty (type, event, groupId, previousId, ...)
     "missing_identity",        # neither userId nor anonymousId
     "unknown_type",            # type is not identify/track/page/screen/group/alias
-    "too_long",                # messageId > 100 chars, userId/anonymousId/groupId/previousId > 256 chars
+    "too_long",                # messageId > 100 chars, ids > 256 chars, trait name or value (JSON) too long
     "too_large",               # message > 32 KB, batch > 500 KB
     "too_many",                # batch > 2500 messages
     "bad_timestamp",           # timestamp / originalTimestamp / sentAt not ISO-8601
     "timestamp_out_of_range",  # event time too old or too far in the future
+    "bad_number",              # NaN, Infinity, a float beyond double range, an integer beyond 64 bits
+    "bad_unicode",             # a lone surrogate (or bytes that are not UTF-8) in a string or key
+    "too_deep",                # objects/arrays nested deeper than Limits.max_depth (the body: unparsable)
+    "too_many_traits",         # more traits than Limits.max_traits (identify: traits + context.traits)
+    "too_many_identifiers",    # more identifiers (valid or not) than Limits.max_identifiers
+    "rate_limited",            # the write key sent more events than its rate allows (HTTP 429)
 )
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+_STORED_TEXT = ("messageId", "event", "name")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
-# One encoder for every call: json.dumps with options builds a new JSONEncoder each time.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,13 @@ class Limits:
     max_future_s: int = 24 * 3600
     custom_types: tuple[str, ...] = field(default=DEFAULT_CUSTOM_TYPES)
     default_region: str = "CN"
+    #: levels of objects/arrays in one message, the message itself being level 1
+    max_depth: int = 32
+    max_traits_per_event: int = 200
+    max_trait_key_chars: int = 128
+    #: a trait value's length as JSON text, characters
+    max_trait_value_chars: int = 4096
+    max_identifiers_per_event: int = 20
 
     def __post_init__(self) -> None:
         for name in self.custom_types:
@@ -77,20 +89,59 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Limits:
-        """Limits from the settings (phone region, event age/future bounds); ``overrides`` win."""
+        """Limits from the settings (phone region, event age/future bounds, caps); ``overrides`` win."""
         values: dict[str, Any] = {
             "default_region": settings.default_phone_region.upper(),
             "max_age_s": settings.max_event_age_s,
             "max_future_s": settings.max_event_future_s,
+            "max_traits_per_event": settings.max_traits_per_event,
+            "max_trait_key_chars": settings.max_trait_key_chars,
+            "max_trait_value_chars": settings.max_trait_value_chars,
+            "max_identifiers_per_event": settings.max_identifiers_per_event,
         }
         values.update(overrides)
         return cls(**values)
 
 
 def message_size(message: object) -> int:
-    """UTF-8 bytes of the compact JSON text of ``message`` (when the raw size is unknown)."""
-    text = _dumps(message)
-    return len(text) if text.isascii() else len(text.encode())
+    """UTF-8 bytes of the compact JSON text of ``message`` (when the raw size is unknown).
+
+    A value no JSON text can hold raises :class:`ValidationError` naming it.
+    """
+    try:
+        return dumped_size(message)
+    except TypeError:  # orjson.JSONEncodeError
+        raise bad_value(message, "", Limits.max_depth) from None
+
+
+def check_values(message: dict[str, Any], limits: Limits) -> None:
+    """Every number of ``message`` is a 64-bit integer or a finite float and it nests at most
+    ``limits.max_depth`` levels; else :class:`ValidationError` naming the field.
+
+    One cheap pass for the normal case; the slow walk that names the field runs on failure only.
+    """
+    if not scan(message, limits.max_depth):
+        raise bad_value(message, "", limits.max_depth)
+
+
+def bad_value(value: object, field_name: str, max_depth: int, level: int = 1) -> ValidationError:
+    """The error naming the first field of ``value`` a record cannot carry (depth, number, text).
+
+    ``field_name`` names ``value`` ("" for a whole message: its fields are named bare).
+    """
+    found = find_bad(value, max_depth, field_name, level)
+    if found is None:  # a check and find_bad disagree: still the client's value, never a 500
+        return ValidationError(field_name or "body", "bad_unicode", "the value cannot be written as JSON")
+    where, reason = found
+    where = where or "body"
+    return ValidationError(where, reason, f"{where}: {_EXPLAIN[reason]}")
+
+
+_EXPLAIN = {
+    "too_deep": "objects and arrays nest too deeply",
+    "bad_number": "numbers must be finite and integers fit in 64 bits",
+    "bad_unicode": "text must be valid Unicode (no lone surrogates)",
+}
 
 
 def validate_message(
@@ -109,6 +160,7 @@ def validate_message(
     """
     if not isinstance(message, dict):
         raise ValidationError("body", "not_an_object", "the message must be a JSON object")
+    check_values(message, limits)
     size = message_size(message) if raw_size is None else raw_size
     if size > limits.max_message_bytes:
         raise ValidationError(
@@ -148,6 +200,11 @@ def validate_message(
             raise ValidationError("previousId", "missing", "an alias call needs a previousId")
         if user_id is None:
             raise ValidationError("userId", "missing", "an alias call needs a userId")
+    for field_name, value in (("messageId", message_id), ("event", event), ("name", name),
+                              ("userId", user_id), ("anonymousId", anonymous_id), ("groupId", group_id),
+                              ("previousId", previous_id)):
+        if value is not None and not valid_text(value):
+            raise ValidationError(field_name, "bad_unicode", f"{field_name}: {_EXPLAIN['bad_unicode']}")
 
     objects: dict[str, Any] = {}
     for key in _OBJECT_FIELDS:
@@ -164,6 +221,10 @@ def validate_message(
         context_traits = objects["context"].get("traits") if objects["context"] else None
         if isinstance(context_traits, dict) and context_traits:
             traits = {**context_traits, **traits} if traits else context_traits
+    texts = {key: _json_text(key, objects[key], limits) for key in ("properties", "context", "integrations")}
+    traits_text = _json_text("traits", traits, limits)
+    if traits:
+        _check_traits(traits, limits)
 
     timestamp_ms, original_ms, sent_ms = _event_time(get, received_at_ms, limits)
 
@@ -173,6 +234,13 @@ def validate_message(
         default_region=limits.default_region,
         message_type=mtype,
     )
+    if len(identifiers) + len(invalid) > limits.max_identifiers_per_event:
+        external = objects["context"].get("externalIds") if objects["context"] else None
+        where = "context.externalIds" if isinstance(external, list) and external else "traits"
+        raise ValidationError(
+            where, "too_many_identifiers",
+            f"{len(identifiers) + len(invalid)} identifiers; the limit is {limits.max_identifiers_per_event}",
+        )
     return {
         "message_id": message_id,
         "type": mtype,
@@ -189,12 +257,41 @@ def validate_message(
         "source": source,
         "identifiers": identifiers,
         "invalid_identifiers": invalid,
-        "properties": _json_text(objects["properties"]),
-        "traits": _json_text(traits),
-        "context": _json_text(objects["context"]),
-        "integrations": _json_text(objects["integrations"]),
+        "properties": texts["properties"],
+        "traits": traits_text,
+        "context": texts["context"],
+        "integrations": texts["integrations"],
         "oneid": None,
     }
+
+
+def _check_traits(traits: dict[str, Any], limits: Limits) -> None:
+    """Trait caps: how many, how long a name, how long a value as JSON text.
+
+    Runs after the traits' JSON text was written, so every value here can be written.
+    """
+    if len(traits) > limits.max_traits_per_event:
+        raise ValidationError(
+            "traits", "too_many_traits", f"{len(traits)} traits; the limit is {limits.max_traits_per_event}"
+        )
+    max_key, max_value = limits.max_trait_key_chars, limits.max_trait_value_chars
+    # A string's JSON text is at most 6 chars per char (\uXXXX) plus quotes; a number's at most 24.
+    short_str = (max_value - 2) // 6
+    short_number = max_value >= 24
+    for key, value in traits.items():
+        if type(key) is str and len(key) > max_key:
+            raise ValidationError(child_field("traits", key), "too_long",
+                                  f"trait names are at most {max_key} characters")
+        kind = type(value)
+        if kind is str:
+            if len(value) <= short_str:
+                continue
+        elif value is None or kind is bool or ((kind is int or kind is float) and short_number):
+            continue
+        # UTF-8 bytes bound the characters from above: decode only when the bytes are over.
+        if dumped_size(value) > max_value and len(dumps(value)) > max_value:
+            raise ValidationError(child_field("traits", key), "too_long",
+                                  f"trait values are at most {max_value} characters as JSON")
 
 
 def validate_batch(
@@ -361,5 +458,12 @@ def _event_time(get: Any, received_ms: int, limits: Limits) -> tuple[int, int | 
     return event_ms, original, sent
 
 
-def _json_text(value: dict[str, Any] | None) -> str:
-    return _dumps(value) if value else "{}"
+def _json_text(key: str, value: dict[str, Any] | None, limits: Limits) -> str:
+    """``value`` as the record's JSON text; a lone surrogate (the one thing :func:`check_values`
+    leaves to this encoder) or other unwritable value raises :class:`ValidationError` naming it."""
+    if not value:
+        return "{}"
+    try:
+        return dumps(value)
+    except TypeError:  # orjson.JSONEncodeError
+        raise bad_value(value, key, limits.max_depth, level=2) from None

@@ -14,11 +14,13 @@ Graph and store calls use the synchronous Redis client in a thread, off the even
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
 from connectors.collector.auth import bearer_token
+from connectors.collector.body import read_json
+from connectors.collector.routes import dumps_strict
+from connectors.jsonsafe import valid_text
 from identity.exceptions import IdentityError, NotLinkedError, ProfileNotFoundError
 from identity.graph import IdentityGraph
 from identity.identifiers import InvalidIdentifier, known_types, normalise
@@ -30,10 +32,11 @@ GRAPH = web.AppKey("graph", IdentityGraph)
 API_KEYS = web.AppKey("api_keys", KeyChecker)
 REGION = web.AppKey("phone_region", str)
 PROFILES = web.AppKey("profiles", object)  # profiles.store.ProfileStore, when the worker has one
+_MAX_UNMERGE_BYTES = 64 * 1024
 
 
 def _bearer_error(status: int, reason: str) -> web.HTTPException:
-    body = json.dumps({"success": False, "error": {"field": "Authorization", "reason": reason}})
+    body = dumps_strict({"success": False, "error": {"field": "Authorization", "reason": reason}})
     cls = web.HTTPUnauthorized if status == 401 else web.HTTPForbidden
     return cls(text=body, content_type="application/json", headers={"WWW-Authenticate": "Bearer"})
 
@@ -51,7 +54,8 @@ async def require(request: web.Request, scope: str) -> ApiKey:
 
 
 def _not_found(what: str) -> web.HTTPNotFound:
-    body = json.dumps({"success": False, "error": {"field": "path", "reason": "not_found", "message": what}})
+    error = {"field": "path", "reason": "not_found", "message": what}
+    body = dumps_strict({"success": False, "error": error})
     return web.HTTPNotFound(text=body, content_type="application/json")
 
 
@@ -69,7 +73,7 @@ async def get_identity(request: web.Request) -> web.Response:
     if oneid is None:
         raise _not_found("no profile has this identifier")
     identifiers = await asyncio.to_thread(graph.profile_identifiers, oneid)
-    return web.json_response({"oneid": oneid, "identifiers": identifiers})
+    return web.json_response({"oneid": oneid, "identifiers": identifiers}, dumps=dumps_strict)
 
 
 async def get_profile(request: web.Request) -> web.Response:
@@ -87,7 +91,7 @@ async def get_profile(request: web.Request) -> web.Response:
         body["merged_from"] = requested  # the requested OneID is an alias of the survivor
     if state is not None:
         body["profile"] = state
-    return web.json_response(body)
+    return web.json_response(body, dumps=dumps_strict)
 
 
 async def get_triggers(request: web.Request) -> web.Response:
@@ -96,7 +100,7 @@ async def get_triggers(request: web.Request) -> web.Response:
     survivor = await asyncio.to_thread(graph.resolve_alias, request.match_info["oneid"])
     store = request.app.get(PROFILES)
     fired = await asyncio.to_thread(store.list_triggers, survivor) if store is not None else []
-    return web.json_response({"oneid": survivor, "triggers": fired})
+    return web.json_response({"oneid": survivor, "triggers": fired}, dumps=dumps_strict)
 
 
 async def delete_profile(request: web.Request) -> web.Response:
@@ -110,17 +114,18 @@ async def delete_profile(request: web.Request) -> web.Response:
     store = request.app.get(PROFILES)
     if store is not None:
         await asyncio.to_thread(store.delete_profile, oneid)
-    return web.json_response({"deleted": oneid, "identifiers_removed": len(removed)})
+    return web.json_response({"deleted": oneid, "identifiers_removed": len(removed)}, dumps=dumps_strict)
 
 
 async def unmerge(request: web.Request) -> web.Response:
     key = await require(request, "admin")
-    try:
-        body = await request.json()
-    except json.JSONDecodeError:
-        raise ValidationError("body", "malformed_json", "body is not valid JSON") from None
+    body, _ = await read_json(request, _MAX_UNMERGE_BYTES)
     if not isinstance(body, dict) or not isinstance(body.get("type"), str) or "value" not in body:
         raise ValidationError("body", "missing_identifier", 'body must be {"type": ..., "value": ...}')
+    if body["type"] not in known_types():
+        raise ValidationError("type", "unknown_type", "unknown identifier type")
+    if isinstance(body["value"], str) and not valid_text(body["value"]):
+        raise ValidationError("value", "bad_unicode", "value must be valid Unicode (no lone surrogates)")
     try:
         value = normalise(body["type"], body["value"], default_region=request.app[REGION])
     except InvalidIdentifier as exc:
@@ -134,7 +139,8 @@ async def unmerge(request: web.Request) -> web.Response:
     except IdentityError as exc:
         raise ValidationError("value", "cannot_unmerge", str(exc)) from None
     return web.json_response({"oneid": result.oneid, "new_oneid": result.new_oneid,
-                              "identifiers": result.identifiers, "message_ids": result.message_ids})
+                              "identifiers": result.identifiers, "message_ids": result.message_ids},
+                             dumps=dumps_strict)
 
 
 def add_routes(app: web.Application) -> None:

@@ -75,10 +75,16 @@ def _key_store(settings: Settings):  # type: ignore[no-untyped-def]
 @keys.command("create")
 @click.option("--scope", type=click.Choice(["write", "read", "admin"]), required=True)
 @click.option("--name", required=True, help="Who uses the key; a write key's name is the event source.")
+@click.option("--rate", type=click.IntRange(min=1), default=None,
+              help="Events per second this write key may send (default: TOUCHSTREAM_RATE_LIMIT_PER_S).")
+@click.option("--burst", type=click.IntRange(min=1), default=None,
+              help="Events this write key may send at once (default: TOUCHSTREAM_RATE_LIMIT_BURST).")
 @click.pass_obj
-def keys_create(settings: Settings, scope: str, name: str) -> None:
+def keys_create(settings: Settings, scope: str, name: str, rate: int | None, burst: int | None) -> None:
     """Create a key and print it (only the key, on stdout; it is not shown again)."""
-    click.echo(_key_store(settings).create(scope, name))
+    if (rate is not None or burst is not None) and scope != "write":
+        raise click.UsageError("--rate and --burst apply to write keys only")
+    click.echo(_key_store(settings).create(scope, name, rate=rate, burst=burst))
 
 
 @keys.command("revoke")

@@ -6,7 +6,8 @@ up by its (public) id and then comparing digests with :func:`hmac.compare_digest
 check constant-time in the secret.
 
 Scopes: ``write`` (collector), ``read`` (profile and identity reads), ``admin`` (deletion,
-unmerge; also allowed wherever read is).
+unmerge; also allowed wherever read is). A write key may carry its own rate limit (events per
+second and burst); without one the collector's defaults apply (connectors/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class ApiKey:
     scope: str
     created_at: float
     revoked: bool = False
+    rate: int | None = None
+    burst: int | None = None
 
     def allows(self, scope: str) -> bool:
         return not self.revoked and (self.scope == scope or (self.scope == "admin" and scope == "read"))
@@ -60,16 +63,27 @@ class KeyStore:
         self._redis = client
         self._hash = f"{prefix}apikeys"
 
-    def create(self, scope: str, name: str) -> str:
-        """Create a key and return it; the only time the secret exists outside the caller."""
+    def create(self, scope: str, name: str, *, rate: int | None = None, burst: int | None = None) -> str:
+        """Create a key and return it; the only time the secret exists outside the caller.
+
+        ``rate`` (events/s) and ``burst`` (events) override the collector's default rate limit.
+        """
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+        for label, value in (("rate", rate), ("burst", burst)):
+            if value is not None and value < 1:
+                raise ValueError(f"{label} must be at least 1")
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(24).replace("_", "-")
-        record = {"name": name, "scope": scope, "digest": _digest(secret), "created_at": time.time(),
-                  "revoked": False}
-        if not self._redis.hsetnx(self._hash, key_id, json.dumps(record)):
-            return self.create(scope, name)  # id collision: astronomically rare, just draw again
+        record: dict[str, object] = {"name": name, "scope": scope, "digest": _digest(secret),
+                                     "created_at": time.time(), "revoked": False}
+        if rate is not None:
+            record["rate"] = rate
+        if burst is not None:
+            record["burst"] = burst
+        if not self._redis.hsetnx(self._hash, key_id, json.dumps(record, allow_nan=False)):
+            # id collision: astronomically rare, just draw again
+            return self.create(scope, name, rate=rate, burst=burst)
         return f"{_KEY_PREFIX}{key_id}_{secret}"
 
     def revoke(self, key_or_id: str) -> bool:
@@ -81,7 +95,7 @@ class KeyStore:
             return False
         record = json.loads(raw)
         record["revoked"] = True
-        self._redis.hset(self._hash, key_id, json.dumps(record))
+        self._redis.hset(self._hash, key_id, json.dumps(record, allow_nan=False))
         return True
 
     def list(self) -> list[ApiKey]:
@@ -131,4 +145,5 @@ class KeyChecker:
 
 
 def _to_api_key(key_id: str, record: dict) -> ApiKey:
-    return ApiKey(key_id, record["name"], record["scope"], record["created_at"], bool(record.get("revoked")))
+    return ApiKey(key_id, record["name"], record["scope"], record["created_at"], bool(record.get("revoked")),
+                  record.get("rate"), record.get("burst"))

@@ -4,13 +4,18 @@ Shared resources (Kafka producer, Redis clients, key checker) are opened on star
 closed on clean-up; errors become JSON answers here, in one place:
 
 - ValidationError -> 400 naming the field (counted by reason)
+- a write key over its rate -> 429 with Retry-After (connectors/ratelimit.py); a full collector
+  (``max_inflight_requests``) -> 503 with Retry-After at once
+- aiohttp's own 4xx (404, 405, 413, ...) -> the same JSON error body, naming what was wrong
 - Kafka not acknowledging, Redis unreachable -> 503 with Retry-After (SDKs retry)
+- anything else is a bug: logged, 500, never the client's input echoed
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
@@ -22,8 +27,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from connectors.collector import routes as collector_routes
+from connectors.collector.routes import dumps_strict, inflight_limit, json_error
 from connectors.ingest import build_ingestor
 from connectors.producer import AsyncProducer
+from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits
 from identity.graph import IdentityGraph
 from identity.identifiers import warm_up
@@ -41,12 +48,22 @@ SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", aioredis.Redis)
 PRODUCER = web.AppKey("producer", AsyncProducer)
 
+#: threads parsing and validating bodies: the GIL makes more useless; two keep one heavy batch
+#: from queueing the next
+VALIDATION_THREADS = 2
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_error = json_error  # one error body for every route
 
-
-def _error(status: int, field: str, reason: str, message: str, **headers: str) -> web.Response:
-    body = {"success": False, "error": {"field": field, "reason": reason, "message": message}}
-    return web.json_response(body, status=status, headers=headers or None)
+#: aiohttp's own plain-text 4xx answers, as (field, reason) of the JSON error body
+_HTTP_ERRORS = {
+    400: ("body", "bad_request"),
+    404: ("path", "not_found"),
+    405: ("method", "method_not_allowed"),
+    413: ("body", "too_large"),
+    415: ("Content-Type", "unsupported_media_type"),
+    431: ("headers", "too_large"),
+}
 
 
 @web.middleware
@@ -56,6 +73,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except ValidationError as exc:
         metrics.EVENTS_REJECTED.labels("http", exc.reason).inc()
         return _error(400, exc.field, exc.reason, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        field, reason = _HTTP_ERRORS.get(exc.status, ("request", "rejected"))
+        return _error(exc.status, field, reason, exc.reason, **_kept_headers(exc))
     except KafkaException:
         log.exception("Kafka did not acknowledge; answering 503 so the client retries")
         return _error(503, "kafka", "unavailable", "the event log is unavailable, retry later",
@@ -64,6 +86,15 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         log.exception("Redis unavailable; answering 503 so the client retries")
         return _error(503, "redis", "unavailable", "state store unavailable, retry later",
                       **{"Retry-After": "1"})
+    except Exception:
+        # A client's mistake is a 4xx raised on purpose; reaching here is a bug to fix.
+        log.exception("unexpected error answering %s %s", request.method, request.match_info.route.name)
+        return _error(500, "server", "internal_error", "unexpected error; it has been logged")
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    """Headers of aiohttp's answer worth keeping (405's Allow)."""
+    return {name: exc.headers[name] for name in ("Allow",) if name in exc.headers}
 
 
 async def _metrics(_request: web.Request) -> web.Response:
@@ -71,7 +102,7 @@ async def _metrics(_request: web.Request) -> web.Response:
 
 
 async def _health(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok"}, dumps=dumps_strict)
 
 
 def load_openapi() -> dict:
@@ -80,12 +111,13 @@ def load_openapi() -> dict:
 
 
 async def _openapi(_request: web.Request) -> web.Response:
-    return web.json_response(load_openapi())
+    return web.json_response(load_openapi(), dumps=dumps_strict)
 
 
 def create_app(settings: Settings) -> web.Application:
     """The HTTP application; resources open when it starts and close when it stops."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=2 * 1024 * 1024)
+    app = web.Application(middlewares=[errors_as_json, inflight_limit(settings.max_inflight_requests)],
+                          client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
     app[collector_routes.LIMITS] = Limits.from_settings(settings)
 
@@ -95,7 +127,12 @@ def create_app(settings: Settings) -> web.Application:
         sync_client = redis.Redis.from_url(settings.redis_url)
         ingestor, producer = build_ingestor(settings, client)
         keys = KeyChecker(client, settings.redis_prefix, cache_s=settings.key_cache_s)
+        executor = ThreadPoolExecutor(VALIDATION_THREADS, thread_name_prefix="validate")
         app[REDIS] = client
+        app[collector_routes.EXECUTOR] = executor
+        app[collector_routes.RATE_LIMITER] = RateLimiter(client, settings.redis_prefix,
+                                                         rate_per_s=settings.rate_limit_per_s,
+                                                         burst=settings.rate_limit_burst)
         app[PRODUCER] = producer
         app[collector_routes.KEYS] = keys
         app[collector_routes.INGESTOR] = ingestor
@@ -104,6 +141,7 @@ def create_app(settings: Settings) -> web.Application:
         app[api.PROFILES] = ProfileStore(sync_client, settings.redis_prefix, profile_rules(settings))
         app[api.REGION] = settings.default_phone_region
         yield
+        executor.shutdown(wait=True, cancel_futures=True)
         producer.close()
         await client.aclose()
         sync_client.close()

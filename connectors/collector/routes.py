@@ -1,19 +1,28 @@
-"""Segment Tracking API routes. Each handler: key -> body -> validation -> Ingestor -> answer.
+"""Segment Tracking API routes. Each handler: key -> body -> validation -> rate limit -> Ingestor -> answer.
 
-A 200 means the broker acknowledged every accepted message; a 503 asks the SDK to retry.
+A 200 means the broker acknowledged every accepted message; a 503 asks the SDK to retry, and so
+does a 429 (its Retry-After says when). Parsing and validation run in a small thread pool owned by
+the app, so a 500 KB batch does not stall health checks and small requests on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from connectors.collector.auth import basic_username, unauthorized
-from connectors.collector.body import read_json
+from connectors.collector.body import GZIP, decode_body, read_body
 from connectors.ingest import Ingestor
 from connectors.outcome import Outcome
+from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits, validate_batch, validate_message
 from touchstream import metrics
 from touchstream.keys import ApiKey, KeyChecker
@@ -21,10 +30,19 @@ from touchstream.keys import ApiKey, KeyChecker
 log = logging.getLogger(__name__)
 
 SINGLE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+#: route names the in-flight cap applies to
+COLLECTOR_ROUTES = frozenset({"segment_single", "segment_batch", "segment_import"})
+#: plain bodies up to this size are validated on the loop: a thread hop (~80 µs) costs more
+INLINE_MAX_BYTES = 16 * 1024
 
 INGESTOR = web.AppKey("ingestor", Ingestor)
 KEYS = web.AppKey("keys", KeyChecker)
 LIMITS = web.AppKey("limits", Limits)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+EXECUTOR = web.AppKey("validation_executor", ThreadPoolExecutor)
+
+_T = TypeVar("_T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def write_key(request: web.Request) -> ApiKey:
@@ -39,31 +57,79 @@ async def write_key(request: web.Request) -> ApiKey:
     return key
 
 
+def json_error(status: int, field: str, reason: str, message: str, **headers: str) -> web.Response:
+    """The one error body of the HTTP API: ``{"success": false, "error": {field, reason, message}}``."""
+    body = {"success": False, "error": {"field": field, "reason": reason, "message": message}}
+    return web.json_response(body, status=status, headers=headers or None, dumps=dumps_strict)
+
+
+def dumps_strict(value: Any) -> str:
+    """JSON for answers: NaN and Infinity are refused, never written."""
+    return json.dumps(value, allow_nan=False)
+
+
+async def admit(request: web.Request, key: ApiKey, events: int) -> None:
+    """Take ``events`` from the key's token bucket or answer 429 with Retry-After (nothing produced)."""
+    decision = await request.app[RATE_LIMITER].take(key, events)
+    if decision.allowed:
+        return
+    metrics.RATE_LIMITED.labels(key.name).inc()
+    retry = str(decision.retry_after_s)
+    raise web.HTTPTooManyRequests(
+        text=dumps_strict({"success": False, "error": {
+            "field": "writeKey", "reason": "rate_limited",
+            "message": f"this write key is over its rate limit; retry in {retry}s"}}),
+        content_type="application/json", headers={"Retry-After": retry},
+    )
+
+
+async def off_loop(request: web.Request, raw: bytes, encoding: str, work: Callable[..., _T],
+                   *args: Any) -> _T:
+    """``work(*args)`` in the app's validation pool; on the loop when the body is small and plain."""
+    if encoding not in GZIP and len(raw) <= INLINE_MAX_BYTES:
+        return work(*args)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[EXECUTOR], functools.partial(work, *args))
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _single_record(raw: bytes, encoding: str, type_: str, received: int, source: str,
+                   limits: Limits) -> dict[str, Any]:
+    body, size = decode_body(raw, encoding, limits.max_message_bytes)
+    return validate_message(body, type_=type_, received_at_ms=received, source=source, limits=limits,
+                            raw_size=size)
+
+
+def _batch_records(raw: bytes, encoding: str, received: int, source: str,
+                   limits: Limits) -> tuple[list[dict[str, Any] | None], list[Outcome]]:
+    body, size = decode_body(raw, encoding, limits.max_batch_bytes)
+    return validate_batch(body, received_at_ms=received, source=source, limits=limits, raw_size=size)
+
+
 async def single(request: web.Request) -> web.Response:
-    """POST /v1/{identify,track,page,screen,group,alias}: one message."""
+    """POST /v1/{identify,track,page,screen,group,alias}: one message (one token, taken first)."""
     key = await write_key(request)
     received = _now_ms()
-    limits = request.app[LIMITS]
-    body, size = await read_json(request, limits.max_message_bytes)
-    record = validate_message(body, type_=request.match_info["type"], received_at_ms=received,
-                              source=key.name, limits=limits, raw_size=size)
+    raw, encoding = await read_body(request)
+    await admit(request, key, 1)
+    record = await off_loop(request, raw, encoding, _single_record, raw, encoding,
+                            request.match_info["type"], received, key.name, request.app[LIMITS])
     final = await request.app[INGESTOR].ingest([record], [Outcome(0, True)], source=key.name,
                                                 source_kind="http")
-    return web.json_response({"success": True, "duplicate": final[0].duplicate})
+    return web.json_response({"success": True, "duplicate": final[0].duplicate}, dumps=dumps_strict)
 
 
 async def batch(request: web.Request) -> web.Response:
     """POST /v1/batch and /v1/import: good messages are accepted, each bad one reported."""
     key = await write_key(request)
     received = _now_ms()
-    limits = request.app[LIMITS]
-    body, size = await read_json(request, limits.max_batch_bytes)
-    records, outcomes = validate_batch(body, received_at_ms=received, source=key.name, limits=limits,
-                                       raw_size=size)
+    raw, encoding = await read_body(request)
+    records, outcomes = await off_loop(request, raw, encoding, _batch_records, raw, encoding, received,
+                                       key.name, request.app[LIMITS])
+    await admit(request, key, len(outcomes))
     final = await request.app[INGESTOR].ingest(records, outcomes, source=key.name, source_kind="http")
     rejected = [
         {"index": o.index, "field": o.field, "reason": o.reason, "message": o.message}
@@ -74,8 +140,34 @@ async def batch(request: web.Request) -> web.Response:
     return web.json_response(
         {"success": accepted > 0 or not final, "accepted": accepted,
          "duplicates": sum(1 for o in final if o.duplicate), "rejected": rejected},
-        status=status,
+        status=status, dumps=dumps_strict,
     )
+
+
+def inflight_limit(limit: int) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Middleware: at most ``limit`` collector requests in progress; the next gets a 503 at once.
+
+    A full collector answering fast lets the SDK retry elsewhere or later, instead of every
+    request slowing down until all time out. Other routes (health, metrics, API) are not counted.
+    """
+    inflight = 0
+
+    @web.middleware
+    async def shed_when_full(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal inflight
+        if request.match_info.route.name not in COLLECTOR_ROUTES:
+            return await handler(request)
+        if inflight >= limit:
+            metrics.REQUESTS_SHED.inc()
+            return json_error(503, "collector", "overloaded", "too many requests in progress, retry later",
+                              **{"Retry-After": "1"})
+        inflight += 1
+        try:
+            return await handler(request)
+        finally:
+            inflight -= 1
+
+    return shed_when_full
 
 
 def add_routes(app: web.Application) -> None:

@@ -15,12 +15,18 @@ def build_body(trigger: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON of the trigger with ``values`` parsed into an object.
 
     ``values`` travels as JSON text on Kafka; receivers get it as JSON, not as a string to
-    parse twice. Text that is not JSON raises :class:`PayloadError` (the trigger is dead-lettered).
+    parse twice. Text that is not JSON, or JSON no receiver can read (NaN, Infinity, a lone
+    surrogate), raises :class:`PayloadError` (the trigger is dead-lettered).
     """
     try:
-        values = json.loads(trigger["values"])
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(f"values is not JSON text ({type(exc).__name__})") from None
-    body = {name: trigger[name] for name in FIELDS}
-    body["values"] = values
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        values = json.loads(trigger["values"], parse_constant=_refuse_constant)
+        body = {name: trigger[name] for name in FIELDS}
+        body["values"] = values
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        raise PayloadError(f"values is not JSON text a receiver can read ({type(exc).__name__})") from None
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
