@@ -309,6 +309,8 @@ def dump(client: redis.Redis, prefix: str) -> dict:
             out[key] = client.hgetall(key)
         elif kind == b"set":
             out[key] = client.smembers(key)
+        elif kind == b"zset":
+            out[key] = client.zrange(key, 0, -1, withscores=True)
         else:
             out[key] = kind
     return out

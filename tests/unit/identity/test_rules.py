@@ -140,6 +140,18 @@ def test_script_config_lists_types_in_priority_order():
         ("storage.shards", 4, "storage.shards"),
         ("colour", "red", "colour"),
         ("version", 2, "version"),
+        ("max_members", 0, "max_members"),
+        ("max_members", "lots", "max_members"),
+        ("max_members", True, "max_members"),
+        ("frequency_guard.window_days", 0, "frequency_guard.window_days"),
+        ("frequency_guard.window_days", "90", "frequency_guard.window_days"),
+        ("frequency_guard.window_days", float("inf"), "frequency_guard.window_days"),
+        ("frequency_guard.window_days", float("nan"), "frequency_guard.window_days"),
+        ("types.email.window_days", float("inf"), "types.email.window_days"),
+        ("anonymous_types", "anonymous_id", "anonymous_types"),
+        ("anonymous_types", ["user_id"], "anonymous_types[0]"),
+        ("anonymous_types", ["anonymous_id", "fax"], "anonymous_types[1]"),
+        ("anonymous_types", [7], "anonymous_types[0]"),
     ],
 )
 def test_a_bad_config_raises_config_error_naming_the_key(default_data, path, value, named):
@@ -182,3 +194,27 @@ def test_a_minimal_file_gets_defaults(tmp_path: Path):
     assert rules.rule("email").max_links is None
     assert rules.index_buckets == 4096
     assert rules.default_max_persons == 3
+
+
+def test_bounds_and_anonymous_types_have_defaults(tmp_path: Path):
+    rules = load_rules()
+    assert rules.max_members == 200
+    assert rules.guard_window_ms == 90 * DAY_MS
+    assert rules.anonymous_types == frozenset({"anonymous_id", "device_id"})
+    config = json.loads(rules.script_config)
+    assert (config["mm"], config["fw"], config["an"]) == (200, 90 * DAY_MS, ["anonymous_id", "device_id"])
+    path = tmp_path / "rules.yaml"
+    path.write_text("priority: [user_id, anonymous_id]\ntypes:\n  user_id: {max: 1}\n", encoding="utf-8")
+    minimal = load_rules(path)
+    assert minimal.max_members == 200 and minimal.anonymous_types == frozenset({"anonymous_id"})
+
+
+def test_bounds_and_anonymous_types_can_be_set(default_data):
+    data = with_change(default_data, "max_members", 50)
+    data = with_change(data, "frequency_guard.window_days", 1.5)
+    data = with_change(data, "anonymous_types", ["anonymous_id"])
+    rules = parse_rules(data)
+    assert rules.max_members == 50
+    assert rules.guard_window_ms == int(1.5 * DAY_MS)
+    assert rules.anonymous_types == frozenset({"anonymous_id"})
+    assert parse_rules(with_change(default_data, "anonymous_types", [])).anonymous_types == frozenset()
