@@ -156,9 +156,9 @@ end
 -- event of the same anonymous id simply starts a new profile. A set entry whose profile holds
 -- something stronger (or is gone) is only dropped from the set.
 if op == 'collect' then
-  local cutoff, most = tonumber(ARGV[4]), tonumber(ARGV[5])
   for _, a in ipairs(cjson.decode(ARGV[6])) do ANON_T[a] = true end
-  local idle = call('ZRANGEBYSCORE', ANON, '-inf', '(' .. cutoff, 'LIMIT', 0, most)
+  -- the cutoff as Python wrote it: Lua would print a large number as %.14g
+  local idle = call('ZRANGEBYSCORE', ANON, '-inf', '(' .. ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
   local out = {}
   for _, o in ipairs(idle) do
     call('ZREM', ANON, o)
