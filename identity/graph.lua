@@ -153,7 +153,7 @@ local function attach(o, t, v, tv, anchor, ev, fresh)
   call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')))
   call('HINCRBY', key, '!n:' .. t, 1)
   -- a stronger identifier: the profile is no longer anonymous (never collected from now on)
-  if not ANON_T[t] and o ~= created_now then call('ZREM', ANON, o) end
+  if not ANON_T[t] and o ~= created_now then anon_set(o, false) end
   if t == PK and call('HSETNX', key, '!u', v) == 1 and not fresh then
     known_since = {}
     local members = load_profile(o)
@@ -217,12 +217,13 @@ local function merge(T, o, xtv, anchor, ev, ei, t)
     surv, lose, is, il = o, T, iO, iT
   end
   -- the loser leaves the anonymous set; the survivor stays in it only if both were anonymous
-  local lseen = call('ZSCORE', ANON, lose)
-  if lseen then
-    call('ZREM', ANON, lose)
-    call('ZADD', ANON, 'XX', 'GT', lseen, surv)
+  local lseen = anon_seen(lose)
+  anon_set(lose, false)
+  if not lseen then
+    anon_set(surv, false)
   else
-    call('ZREM', ANON, surv)
+    local sseen = anon_seen(surv)
+    if sseen and lseen > sseen then anon_set(surv, lseen) end
   end
   local om, ometa = load_profile(o)
   local ochanged = reroot(om, xtv, anchor, ev)
@@ -375,16 +376,17 @@ local function refresh_since(T, ids, ts)
 end
 
 -- An event whose identifiers in T are all anonymous moves T's last-seen time up when T is in
--- the anonymous set (XX: a profile holding anything stronger is never added back); a profile
--- this event created from anonymous identifiers only joins the set. One ZADD at most.
+-- the anonymous set (a profile holding anything stronger is never added back); a profile this
+-- event created from anonymous identifiers only joins the set.
 local function seen_anonymous(T, ids, ts)
   for j = 1, #ids, 2 do
     if not ANON_T[ids[j]] and owners[ids[j] .. ':' .. ids[j + 1]] == T then return end
   end
   if T == created_now then
-    call('ZADD', ANON, ts, T)
+    anon_set(T, ts)
   else
-    call('ZADD', ANON, 'XX', 'GT', ts, T)
+    local seen = anon_seen(T)
+    if seen and ts > seen then anon_set(T, ts) end
   end
 end
 
@@ -481,4 +483,5 @@ for ei = 1, #oneids do
   oneids[ei] = o
 end
 
+anon_flush()
 return cjson.encode({o = oneids, m = merges, r = rejections, v = moves})

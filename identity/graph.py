@@ -145,9 +145,9 @@ def _hash(value: object) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _usable_text(value: object) -> bool:
+def _usable_text(value: str) -> bool:
     """A string the graph can store and Avro can carry: bounded and valid UTF-8."""
-    if type(value) is not str or len(value) > MAX_GRAPH_VALUE_CHARS:
+    if len(value) > MAX_GRAPH_VALUE_CHARS:
         return False
     if value.isascii():
         return True
@@ -266,6 +266,8 @@ class IdentityGraph:
 
     def _screen_uncached(self, type_: str, value: str) -> int | str:
         """The rank of a usable identifier, or why it is not used (cached: values repeat a lot)."""
+        if not _usable_text(value):
+            return INVALID_VALUE
         rule = self._rule(type_)
         if rule is None:
             return UNKNOWN_TYPE
@@ -289,7 +291,7 @@ class IdentityGraph:
                 idents = idents[:cap]
             for ident in idents:
                 type_, value = ident["type"], ident["value"]
-                if type(type_) is not str or not _usable_text(value):
+                if type(type_) is not str or type(value) is not str:  # the cached screen needs strings
                     early.append((i, str(type_)[:40], value, INVALID_VALUE))
                     continue
                 rank = screen(type_, value)

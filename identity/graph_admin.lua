@@ -50,13 +50,13 @@ end
 -- After a split: part of an anonymous profile is anonymous (same last-seen); a side of a
 -- stronger one that kept only anonymous identifiers becomes collectable (last seen: now).
 local function split_anonymous(o, kept, new, moved, now)
-  local seen = call('ZSCORE', ANON, o)
+  local seen = anon_seen(o)
   if seen then
-    call('ZADD', ANON, seen, new)
+    anon_set(new, seen)
     return
   end
-  if all_anonymous(kept) then call('ZADD', ANON, 'NX', now, o) end
-  if all_anonymous(moved) then call('ZADD', ANON, 'NX', now, new) end
+  if all_anonymous(kept) then anon_set(o, now) end
+  if all_anonymous(moved) then anon_set(new, now) end
 end
 
 if op == 'unmerge' then
@@ -117,6 +117,7 @@ if op == 'unmerge' then
   call('HSET', nkey, '!c', created, '!nm', o)
   local now = now_ms()
   split_anonymous(o, kept, new, moved, now)
+  anon_flush()
   call('XADD', AUDIT, '*', 'action', 'unmerge', 'actor', actor, 'time', now, 'oneid', o,
     'new_oneid', new, 'type', t, 'value_hash', vhash, 'moved', #moved, 'events', #refs)
   return cjson.encode({oneid = o, new = new, ids = moved, events = refs, time = now})
@@ -146,6 +147,7 @@ if op == 'delete' then
     if sub(f, 1, 3) == '!a:' then aliases = aliases + 1 end
   end
   drop_profile(o, meta)
+  anon_flush()
   call('XADD', AUDIT, '*', 'action', 'delete', 'actor', actor, 'time', now, 'oneid', o,
     'requested', ARGV[4], 'identifiers', #names, 'aliases', aliases)
   return cjson.encode({oneid = o, ids = names, time = now})
@@ -161,7 +163,7 @@ if op == 'collect' then
   local idle = call('ZRANGEBYSCORE', ANON, '-inf', '(' .. ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
   local out = {}
   for _, o in ipairs(idle) do
-    call('ZREM', ANON, o)
+    anon_set(o, false)
     local members, meta, n = load_profile(o)
     if n > 0 and not meta['!u'] and only_anonymous(members) then
       for m in pairs(members) do
@@ -172,6 +174,7 @@ if op == 'collect' then
       out[#out + 1] = o
     end
   end
+  anon_flush()
   if #out > 0 then call('HINCRBY', META, 'collected', #out) end
   return cjson.encode({c = out, n = #idle})
 end

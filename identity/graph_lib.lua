@@ -218,6 +218,32 @@ local function new_id(t, v)
   error('no free OneID for an identifier after 64 probes')
 end
 
+-- The anonymous set, cached for the run: OneID -> last seen (ms), false when not in the set.
+-- Changes stay in the cache until anon_flush(), which each script calls once before it answers:
+-- one ZADD or ZREM per changed profile, however many of its events the batch holds.
+local anon_cache, anon_dirty = {}, {}
+local function anon_seen(o)
+  local s = anon_cache[o]
+  if s == nil then
+    s = tonumber(call('ZSCORE', ANON, o)) or false
+    anon_cache[o] = s
+  end
+  return s
+end
+
+local function anon_set(o, seen)
+  anon_cache[o] = seen
+  anon_dirty[o] = true
+end
+
+local function anon_flush()
+  for o in pairs(anon_dirty) do
+    local s = anon_cache[o]
+    if s then call('ZADD', ANON, s, o) else call('ZREM', ANON, o) end
+  end
+  anon_dirty = {}
+end
+
 local function now_ms()
   local t = call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -229,7 +255,7 @@ local function drop_profile(o, meta)
     if sub(f, 1, 3) == '!a:' then call('HDEL', akey(sub(f, 4)), sub(f, 4)) end
   end
   call('DEL', pkey(o))
-  call('ZREM', ANON, o)
+  anon_set(o, false)
 end
 
 -- True when every member ("type:value" keys of members, except skip) is of an anonymous type.
@@ -267,7 +293,7 @@ local function splice_out(o, tv, pk)
   call('HDEL', pkey(o), tv)
   call('HINCRBY', pkey(o), '!n:' .. t, -1)
   -- losing its last non-anonymous identifier makes the profile collectable (last seen: now)
-  if not ANON_T[t] and only_anonymous(members, tv) then call('ZADD', ANON, 'NX', now_ms(), o) end
+  if not ANON_T[t] and only_anonymous(members, tv) and not anon_seen(o) then anon_set(o, now_ms()) end
   if t == pk and meta['!u'] == v then
     local other = nil
     for m in pairs(members) do
