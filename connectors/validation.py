@@ -55,7 +55,8 @@ REASONS: tuple[str, ...] = (
 )
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
-_STORED_TEXT = ("messageId", "event", "name")
+#: the identifier normaliser's reasons, in this module's vocabulary (REASONS)
+_ID_REASONS = {"not_utf8": "bad_unicode", "empty": "missing"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -310,8 +311,8 @@ def validate_batch(
     """
     if not isinstance(body, dict):
         raise ValidationError("batch", "not_an_object", "the body must be a JSON object with a batch array")
-    size = message_size(body) if raw_size is None else raw_size
-    if size > limits.max_batch_bytes:
+    size = _size_if_writable(body) if raw_size is None else raw_size
+    if size is not None and size > limits.max_batch_bytes:
         raise ValidationError(
             "batch", "too_large", f"the batch is {size} bytes; the limit is {limits.max_batch_bytes}"
         )
@@ -335,7 +336,7 @@ def validate_batch(
             shared[key] = value
     sent_at = body.get("sentAt")
     # No item can be larger than the whole body: skip measuring items of a small batch.
-    measure = size > limits.max_message_bytes
+    measure = size is None or size > limits.max_message_bytes
 
     records: list[dict[str, Any] | None] = []
     outcomes: list[Outcome] = []
@@ -356,6 +357,14 @@ def validate_batch(
         records.append(record)
         outcomes.append(Outcome(index, True))
     return records, outcomes
+
+
+def _size_if_writable(body: dict[str, Any]) -> int | None:
+    """The body's JSON size, or None when a value in it cannot be written (its message says which)."""
+    try:
+        return dumped_size(body)
+    except TypeError:  # orjson.JSONEncodeError
+        return None
 
 
 def _with_batch_values(item: dict[str, Any], shared: Mapping[str, Any], sent_at: object) -> dict[str, Any]:
@@ -403,7 +412,8 @@ def _id_field(value: object, field_name: str) -> str | None:
     try:
         return normalise("user_id", value)
     except InvalidIdentifier as exc:
-        raise ValidationError(field_name, exc.reason, f"{field_name}: {exc.reason}") from None
+        reason = _ID_REASONS.get(exc.reason, exc.reason)
+        raise ValidationError(field_name, reason, f"{field_name}: {reason}") from None
 
 
 def _message_id(value: object, max_chars: int) -> str:

@@ -2,7 +2,7 @@
 
 Parsing is two-speed. orjson reads the normal body (about twice as fast as the stdlib) and refuses
 what no record may carry: lone surrogates, NaN/Infinity, numbers beyond double range, nesting past
-1,024. Only then, or when the body holds a run of 20+ digits (orjson silently reads integer
+1,024. Only then, or when the body holds a run of 19+ digits (orjson silently reads integer
 literals beyond 64 bits as floats), the stdlib parser reads it carefully: such numbers become
 :class:`~connectors.jsonsafe.BadNumber` and bytes that are not UTF-8 lone surrogates, so only the
 message holding them is rejected, by validation, naming the field. A body even that cannot read is
@@ -24,8 +24,9 @@ from touchstream.errors import ValidationError
 GZIP = ("gzip", "x-gzip")
 _IDENTITY = ("", "identity")
 _BOM = b"\xef\xbb\xbf"
-# A 64-bit integer has at most 19 digits (20 for the unsigned ones orjson returns as int).
-_LONG_DIGITS = b"0" * 20
+# orjson reads integers beyond 64 bits as floats, silently: below -2**63 that is already 19 digits.
+# Any run of 19 digits (in a string too: rare, and only slower) takes the careful path.
+_LONG_DIGITS = b"0" * 19
 _DIGITS_AS_ZERO = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from connectors.jsonsafe import BadNumber
 from connectors.validation import REASONS, TYPES, Limits, message_size, validate_batch, validate_message
 from touchstream.errors import ConfigError, ValidationError
 from touchstream.settings import Settings
@@ -358,3 +359,153 @@ def test_empty_batch() -> None:
 def test_message_size_counts_utf8_bytes() -> None:
     assert message_size({"a": "é"}) == len('{"a":"é"}'.encode())
     assert message_size({"a": "b"}) == 9
+
+
+# --- values no record can carry, and caps (issue 10) ----------------------------------------------
+
+
+def nested(depth: int) -> dict:
+    """An object ``depth`` levels deep ({"a": {"a": ... 1}})."""
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("properties", "field"), [
+    ({"revenue": float("nan")}, "properties.revenue"),
+    ({"revenue": float("inf")}, "properties.revenue"),
+    ({"revenue": -float("inf")}, "properties.revenue"),
+    ({"revenue": BadNumber("1e999")}, "properties.revenue"),
+    ({"n": 2**63}, "properties.n"),
+    ({"n": -(2**63) - 1}, "properties.n"),
+    ({"items": [1, {"price": 10**400}]}, "properties.items[1].price"),
+])
+def test_numbers_a_record_cannot_carry_reject_the_message_naming_it(properties: dict, field: str) -> None:
+    message = {"userId": "u", "event": "E", "properties": properties}
+    assert rejection(message, "track") == (field, "bad_number")
+
+
+def test_64_bit_integers_and_finite_floats_are_kept_exactly() -> None:
+    props = {"max": 2**63 - 1, "min": -(2**63), "tiny": 5e-324, "big": 1.7976931348623157e308}
+    record = validate({"userId": "u", "event": "E", "properties": props}, "track")
+    assert json.loads(record["properties"]) == props
+
+
+@pytest.mark.parametrize(("message", "field"), [
+    ({"userId": "u", "event": "E", "properties": {"name": "\ud83d"}}, "properties.name"),
+    ({"userId": "u", "event": "E", "properties": {"\udfff": 1}}, "properties.\\udfff"),
+    ({"userId": "u", "event": "E", "context": {"page": {"title": ["ok", "x\ud800"]}}},
+     "context.page.title[1]"),
+    ({"userId": "u", "event": "\ud83d"}, "event"),
+    ({"userId": "\ud800", "event": "E"}, "userId"),
+    ({"anonymousId": "a", "event": "E", "messageId": "m\udc00"}, "messageId"),
+    ({"userId": "u", "traits": {"email": "\ud800@example.com"}}, "traits.email"),
+])
+def test_lone_surrogates_reject_the_message_naming_the_field(message: dict, field: str) -> None:
+    type_ = "identify" if "traits" in message else "track"
+    assert rejection(message, type_, raw_size=100) == (field, "bad_unicode")
+
+
+def test_a_whole_emoji_is_fine() -> None:
+    record = validate({"userId": "u", "event": "E 😀", "properties": {"😀": "😀"}}, "track")
+    assert record["event"] == "E 😀" and json.loads(record["properties"]) == {"😀": "😀"}
+
+
+def test_depth_at_most_max_depth_levels() -> None:
+    # the message is level 1, so properties may hold 31 levels of objects (levels 2 to 32), not 32
+    assert validate({"userId": "u", "event": "E", "properties": nested(31)}, "track")
+    field, reason = rejection({"userId": "u", "event": "E", "properties": nested(32)}, "track")
+    assert reason == "too_deep" and field.startswith("properties.a.a")
+    deep_list: object = []
+    for _ in range(500):
+        deep_list = [deep_list]
+    assert rejection({"userId": "u", "event": "E", "properties": {"x": deep_list}}, "track")[1] == "too_deep"
+    shallow = Limits(max_depth=3)
+    with pytest.raises(ValidationError) as caught:
+        validate_message({"userId": "u", "event": "E", "properties": {"a": {"b": {"c": 1}}}}, type_="track",
+                         received_at_ms=RECEIVED_MS, source="web", limits=shallow)
+    assert (caught.value.field, caught.value.reason) == ("properties.a.b", "too_deep")
+
+
+def test_trait_count_cap_counts_an_identifys_merged_traits() -> None:
+    limits = Limits(max_traits_per_event=3)
+    ok = {"userId": "u", "traits": {"a": 1, "b": 2}, "context": {"traits": {"b": 3, "c": 4}}}
+    assert validate_message(ok, type_="identify", received_at_ms=RECEIVED_MS, source="web", limits=limits)
+    over = {"userId": "u", "traits": {"a": 1, "b": 2}, "context": {"traits": {"c": 3, "d": 4}}}
+    with pytest.raises(ValidationError) as caught:
+        validate_message(over, type_="identify", received_at_ms=RECEIVED_MS, source="web", limits=limits)
+    assert (caught.value.field, caught.value.reason) == ("traits", "too_many_traits")
+    # a track's context.traits are not the record's traits: not counted
+    track = {"userId": "u", "event": "E", "context": {"traits": {f"t{i}": i for i in range(10)}}}
+    assert validate_message(track, type_="track", received_at_ms=RECEIVED_MS, source="web", limits=limits)
+
+
+def test_trait_name_and_value_length_caps() -> None:
+    limits = Limits(max_trait_key_chars=5, max_trait_value_chars=30)
+
+    def check(traits: dict) -> tuple[str, str] | None:
+        try:
+            validate_message({"userId": "u", "traits": traits}, type_="identify", received_at_ms=RECEIVED_MS,
+                             source="web", limits=limits)
+        except ValidationError as exc:
+            return exc.field, exc.reason
+        return None
+
+    assert check({"abcde": "x" * 28}) is None  # 28 chars + 2 quotes = 30
+    assert check({"abcdef": 1}) == ("traits.abcdef", "too_long")
+    assert check({"a": "x" * 29}) == ("traits.a", "too_long")
+    assert check({"a": "é" * 28}) is None  # characters, not bytes
+    assert check({"a": '"' * 14}) is None  # 14 escaped quotes and 2 quotes: 30 chars
+    assert check({"a": '"' * 15}) == ("traits.a", "too_long")
+    assert check({"a": list(range(20))}) == ("traits.a", "too_long")
+    assert check({"a": 123456789, "b": True, "c": None, "d": 1.5}) is None
+
+
+def test_identifier_cap_names_external_ids() -> None:
+    external = [{"id": f"crm-{i}", "type": "crm_id", "collection": "users", "encoding": "none"}
+                for i in range(19)]
+    assert validate({"userId": "u", "event": "E", "context": {"externalIds": external}}, "track")
+    over = [*external, {"id": "not valid email", "type": "email", "collection": "users", "encoding": "none"},
+            {"id": "x", "type": "crm_id", "collection": "users", "encoding": "none"}]
+    assert rejection({"userId": "u", "event": "E", "context": {"externalIds": over}}, "track") == (
+        "context.externalIds", "too_many_identifiers")
+
+
+def test_limits_from_settings_reads_the_caps() -> None:
+    settings = Settings.from_env({}, max_traits_per_event=7, max_trait_key_chars=8, max_trait_value_chars=9,
+                                 max_identifiers_per_event=10)
+    limits = Limits.from_settings(settings)
+    assert (limits.max_traits_per_event, limits.max_trait_key_chars, limits.max_trait_value_chars,
+            limits.max_identifiers_per_event, limits.max_depth) == (7, 8, 9, 10, 32)
+
+
+def test_in_a_batch_bad_values_reject_only_their_message() -> None:
+    body = {"batch": [
+        {"type": "track", "userId": "u", "event": "Good", "messageId": "m0"},
+        {"type": "page", "anonymousId": "a", "name": "\ud83d"},
+        {"type": "track", "userId": "u", "event": "E", "properties": {"revenue": BadNumber("NaN")}},
+        {"type": "track", "userId": "u", "event": "E", "properties": nested(40)},
+        {"type": "track", "userId": "u", "event": "Good", "messageId": "m4"},
+    ]}
+    records, outcomes = batch_validate(body)
+    assert [o.accepted for o in outcomes] == [True, False, False, False, True]
+    assert [(o.field, o.reason) for o in outcomes[1:4]] == [
+        ("name", "bad_unicode"), ("properties.revenue", "bad_number"), (outcomes[3].field, "too_deep")]
+    assert [r["message_id"] for r in records if r] == ["m0", "m4"]
+
+
+def test_a_bad_value_in_the_batch_context_rejects_each_message_not_the_request() -> None:
+    body = {"batch": [{"type": "track", "userId": "u", "event": "E"}] * 2,
+            "context": {"ip": BadNumber("Infinity")}}
+    _, outcomes = batch_validate(body)
+    assert [(o.field, o.reason) for o in outcomes] == [("context.ip", "bad_number")] * 2
+
+
+def test_message_size_of_an_unwritable_value_is_a_validation_error() -> None:
+    with pytest.raises(ValidationError) as caught:
+        message_size({"a": {"b": "\ud800"}})
+    assert (caught.value.field, caught.value.reason) == ("a.b", "bad_unicode")
+    with pytest.raises(ValidationError) as caught:
+        message_size({"a": 2**64})
+    assert caught.value.reason == "bad_number"
