@@ -176,11 +176,18 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _clean_type(type_: object) -> str:
+    """A type for a rejection record (Avro: valid UTF-8) when it may not be a type name at all."""
+    if not isinstance(type_, str):
+        return "unknown"
+    text = type_[:40]
+    return text if _usable_text(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _type_value(ident: Any) -> tuple[str, Any]:
     """(type, value) of an identifier beyond the cap, however malformed: it is only recorded."""
     if isinstance(ident, Mapping):
-        type_ = ident.get("type")
-        return (type_[:40] if isinstance(type_, str) else "unknown"), ident.get("value")
+        return _clean_type(ident.get("type")), ident.get("value")
     return "unknown", ident
 
 
@@ -292,13 +299,13 @@ class IdentityGraph:
             for ident in idents:
                 type_, value = ident["type"], ident["value"]
                 if type(type_) is not str or type(value) is not str:  # the cached screen needs strings
-                    early.append((i, str(type_)[:40], value, INVALID_VALUE))
+                    early.append((i, _clean_type(type_), value, INVALID_VALUE))
                     continue
                 rank = screen(type_, value)
                 if type(rank) is int:
                     kept.append((rank, type_, value))
                 else:
-                    early.append((i, type_, value, rank))
+                    early.append((i, type_ if rank == BLOCKED else _clean_type(type_), value, rank))
             if len(kept) > 1:
                 kept = sorted(set(kept))
             flat: list[str] = []

@@ -130,11 +130,13 @@ def test_values_that_skipped_the_normaliser_are_rejected_not_crashing(graph):
     result = graph.resolve_batch([
         ev("m1", 1000, ("user_id", "u1"), ("anonymous_id", "\ud800"), ("device_id", "d" * 600)),
         {"message_id": "m2", "timestamp": 1000,
-         "identifiers": [{"type": "user_id", "value": 12345}, {"type": 7, "value": "x"}]},
+         "identifiers": [{"type": "user_id", "value": 12345}, {"type": 7, "value": "x"},
+                         {"type": "\udc00" + "t" * 100, "value": "x"}]},
     ])
     assert result.oneids == [oneid_of("user_id", "u1"), None]
     assert reasons(result) == [("anonymous_id", "invalid_value"), ("device_id", "invalid_value"),
-                               ("user_id", "invalid_value"), ("7", "invalid_value")]
+                               ("user_id", "invalid_value"), ("unknown", "invalid_value"),
+                               ("?" + "t" * 39, "unknown_type")]
     assert all(len(r["value_hash"]) == 64 for r in result.rejections)
 
 
