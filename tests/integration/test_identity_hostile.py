@@ -10,6 +10,8 @@ import uuid
 import pytest
 import redis
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from identity.graph import IdentityGraph, value_hash
 from identity.rules import DAY_MS, DEFAULT_RULES_PATH, load_rules, parse_rules
@@ -138,6 +140,35 @@ def test_values_that_skipped_the_normaliser_are_rejected_not_crashing(graph):
                                ("user_id", "invalid_value"), ("unknown", "invalid_value"),
                                ("?" + "t" * 39, "unknown_type")]
     assert all(len(r["value_hash"]) == 64 for r in result.rejections)
+
+
+identifier_lists = st.lists(
+    st.fixed_dictionaries({
+        "type": st.one_of(st.sampled_from(["user_id", "email", "anonymous_id", "device_id", "loyalty_id"]),
+                          st.text(max_size=50)),
+        "value": st.one_of(st.text(min_size=1, max_size=30), st.text(min_size=500, max_size=700),
+                           st.sampled_from(["\ud800", "a:b:c", "\x00", "*?[]", "undefined"])),
+    }),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(identifier_lists, min_size=1, max_size=5))
+def test_any_identifiers_resolve_without_an_error(graph, batch):
+    events = [{"message_id": f"m{i}", "timestamp": 1000 + i, "identifiers": ids}
+              for i, ids in enumerate(batch)]
+    result = graph.resolve_batch(events)
+    assert len(result.oneids) == len(events)
+    for rejection in result.rejections:
+        rejection["type"].encode("utf-8")
+        assert len(rejection["value_hash"]) == 64 and rejection["reason"]
+    for event, oneid in zip(events, result.oneids, strict=True):
+        if len(event["identifiers"]) > 20:
+            mine = [r for r in result.rejections if r["message_id"] == event["message_id"]]
+            assert sum(r["reason"] == "too_many_identifiers" for r in mine) == len(event["identifiers"]) - 20
+        if oneid is not None:
+            assert sum(len(v) for v in graph.profile_identifiers(oneid).values()) <= 200
 
 
 # ---- 2b. identifiers per profile ----
