@@ -560,6 +560,26 @@ class IdentityGraph:
             log.info("collected %d idle anonymous profile(s)", len(collected))
         return collected
 
+    def backfill_anonymous(self, now_ms: int) -> int:
+        """Put anonymous-only profiles written before the anonymous set existed into it, last seen
+        ``now_ms`` (so they are collected one idle period from now); returns how many joined. A
+        one-off after upgrading: O(graph), in runs of 500 profiles."""
+        added, batch = 0, []
+        pattern = _glob_escape(self.base) + "p:*"
+        start = len(self.base) + 2
+        for key in self.redis.scan_iter(match=pattern, count=1000):
+            batch.append(_text(key)[start:])
+            if len(batch) == 500:
+                added += self._backfill(batch, now_ms)
+                batch = []
+        if batch:
+            added += self._backfill(batch, now_ms)
+        return added
+
+    def _backfill(self, oneids: list[str], now_ms: int) -> int:
+        out = self._admin("backfill", json.dumps(oneids), int(now_ms), self._anonymous_json)
+        return int(out.get("n", 0))
+
     def collected_total(self) -> int:
         """Idle anonymous profiles collected from this graph so far (kept in its meta hash)."""
         return int(self.redis.hget(self.meta_key, "collected") or 0)

@@ -6,6 +6,7 @@
 --   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers
 --   edges    ARGV[4] oneid
 --   collect  ARGV[4] cutoff (ms: last seen before it is idle), ARGV[5] most profiles, ARGV[6] JSON [anonymous types]
+--   backfill ARGV[4] JSON [oneid, ...], ARGV[5] last-seen time to record (ms), ARGV[6] JSON [anonymous types]
 -- Errors are returned as error replies starting with a code: NOT_FOUND, NOT_LINKED, UNMERGE_ALL.
 
 local bad = check_meta()
@@ -177,6 +178,24 @@ if op == 'collect' then
   anon_flush()
   if #out > 0 then call('HINCRBY', META, 'collected', #out) end
   return cjson.encode({c = out, n = #idle})
+end
+
+-- Profiles written before the anonymous set existed join it (last seen: the time given, not their
+-- old link times, which could make an active visitor look idle).
+if op == 'backfill' then
+  for _, a in ipairs(cjson.decode(ARGV[6])) do ANON_T[a] = true end
+  local seen, added = tonumber(ARGV[5]), 0
+  for _, o in ipairs(cjson.decode(ARGV[4])) do
+    if not anon_seen(o) then
+      local members, meta, n = load_profile(o)
+      if n > 0 and not meta['!u'] and only_anonymous(members) then
+        anon_set(o, seen)
+        added = added + 1
+      end
+    end
+  end
+  anon_flush()
+  return cjson.encode({n = added})
 end
 
 if op == 'edges' then

@@ -347,3 +347,15 @@ def test_the_set_tracks_exactly_the_anonymous_profiles_of_a_busy_graph(graph, re
     # frequency-guard splices and moves included: collecting everything leaves a consistent graph
     collected = graph.collect_idle_anonymous(10**13, 0, limit=10_000)
     assert set(collected) == tracked and anonymous_only(graph) == set()
+
+
+def test_profiles_from_before_the_set_can_be_backfilled(graph, redis_client):
+    [old] = graph.resolve_batch([ev("m1", 1000, ("anonymous_id", "old"))]).oneids
+    [known] = graph.resolve_batch([ev("m2", 1000, ("anonymous_id", "k"), ("user_id", "u1"))]).oneids
+    redis_client.delete(graph.anonymous_key)  # as a graph written by the previous release
+    assert graph.backfill_anonymous(now_ms=50_000) == 1
+    assert anonymous_set(redis_client, graph) == {old: 50_000}
+    assert graph.backfill_anonymous(now_ms=60_000) == 0  # already there: unchanged
+    assert graph.collect_idle_anonymous(60_000, 20_000) == []
+    assert graph.collect_idle_anonymous(80_000, 20_000) == [old]
+    assert graph.lookup("user_id", "u1") == known
