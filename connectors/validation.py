@@ -34,6 +34,7 @@ REASONS: tuple[str, ...] = (
     "malformed_json",          # the body is not JSON
     "malformed_gzip",          # Content-Encoding: gzip but the body is not gzip
     "unsupported_encoding",    # a Content-Encoding other than gzip/identity
+    "unreadable_body",         # the HTTP body was cut short or badly chunked
     # raised here
     "not_an_object",           # body / batch item / properties / traits / context / integrations
     "not_a_list",              # batch is not an array

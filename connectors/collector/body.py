@@ -17,6 +17,7 @@ import zlib
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from connectors.jsonsafe import INT64_MAX, INT64_MIN, BadNumber
 from touchstream.errors import ValidationError
@@ -41,6 +42,8 @@ async def read_body(request: web.Request) -> tuple[bytes, str]:
         return await request.read(), encoding
     except web.HTTPRequestEntityTooLarge:
         raise ValidationError("body", "too_large", "the body is larger than the server accepts") from None
+    except RequestPayloadError:  # cut short, bad chunking, or a body the HTTP layer could not inflate
+        raise ValidationError("body", "unreadable_body", "the body could not be read") from None
 
 
 def decode_body(raw: bytes, encoding: str, max_bytes: int) -> tuple[object, int]:
