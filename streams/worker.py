@@ -29,6 +29,7 @@ from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from schemas.exceptions import DecodeError
 from streams.failures import describe
+from streams.idle_profiles import collect_idle_profiles
 from streams.stage_loop import PoisonHandler, StageLoop, consumer_config
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import RawRecord, ResolveStage
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def profile_store(settings: Settings, client: redis.Redis) -> ProfileStore:
+    """The profile store with the configured rules and bounds."""
+    return ProfileStore(client, settings.redis_prefix, profile_rules(settings),
+                        event_time_skew_ms=settings.event_time_skew_s * 1000,
+                        max_traits_per_profile=settings.max_traits_per_profile)
 
 
 def dead_letter_poison(stage: str, producer: BlockingProducer, deadletter_topic: str) -> PoisonHandler:
@@ -59,7 +67,9 @@ def dead_letter_poison(stage: str, producer: BlockingProducer, deadletter_topic:
 def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event) -> StageLoop:
     topics = Topics.of(settings)
     registry = default_registry()
-    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings))
+    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings),
+                          max_identifiers_per_event=settings.max_identifiers_per_event)
+    store = profile_store(settings, client)
     stage = ResolveStage(client=client, graph=graph, registry=registry, prefix=settings.redis_prefix,
                          raw_topic=topics.raw, dedup_window_s=settings.stream_dedup_window_s,
                          event_time_skew_ms=settings.event_time_skew_s * 1000)
@@ -72,22 +82,24 @@ def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event)
         if out.merged_ids:
             stage.merges_acknowledged(out.merged_ids)
 
-    def resend_merges(_partitions: Sequence[int]) -> None:
+    def resend_merges_and_collect(_partitions: Sequence[int]) -> None:
         merged, records = stage.stale_merges(time.time())
         if records:
             producer.send_all({topics.merges: records})
             stage.merges_acknowledged(merged)
+        if settings.anonymous_profile_ttl_s:
+            collect_idle_profiles(graph, store, _now_ms(), settings.anonymous_profile_ttl_s * 1000)
 
     return StageLoop("resolve", consumer_config(settings.broker, settings.app_id, "resolve"), [topics.raw],
                      handle, poison=dead_letter_poison("resolve", producer, topics.deadletter),
                      batch_size=settings.batch_size, within_s=settings.batch_within_ms / 1000,
-                     stop=stop, tick=resend_merges, tick_every_s=5.0)
+                     stop=stop, tick=resend_merges_and_collect, tick_every_s=5.0)
 
 
 def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event) -> list[StageLoop]:
     topics = Topics.of(settings)
     registry = default_registry()
-    store = ProfileStore(client, settings.redis_prefix, profile_rules(settings))
+    store = profile_store(settings, client)
     stage = ProfileStage(client=client, store=store, registry=registry, prefix=settings.redis_prefix,
                          resolved_topic=topics.resolved, dedup_window_s=settings.stream_dedup_window_s)
     producer = BlockingProducer(producer_config(settings.broker))

@@ -37,6 +37,7 @@ from schemas.codec import default_registry
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import RawRecord, ResolveStage
 from streams.topics import Topics, create_topics
+from streams.worker import profile_store
 from touchstream.rules import identity_rules, profile_rules
 from touchstream.settings import Settings
 
@@ -149,13 +150,13 @@ def consume_rate(settings: Settings, count: int) -> float:
 def _stages(settings: Settings, client: redis.Redis) -> tuple[ResolveStage, ProfileStage]:
     registry = default_registry()
     topics = Topics.of(settings)
-    resolve = ResolveStage(client=client, graph=IdentityGraph(client, settings.redis_prefix,
-                                                              identity_rules(settings)),
+    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings),
+                          max_identifiers_per_event=settings.max_identifiers_per_event)
+    resolve = ResolveStage(client=client, graph=graph,
                            registry=registry, prefix=settings.redis_prefix, raw_topic=topics.raw,
                            dedup_window_s=settings.stream_dedup_window_s,
                            event_time_skew_ms=settings.event_time_skew_s * 1000)
-    profile = ProfileStage(client=client, store=ProfileStore(client, settings.redis_prefix,
-                                                             profile_rules(settings)),
+    profile = ProfileStage(client=client, store=profile_store(settings, client),
                            registry=registry, prefix=settings.redis_prefix, resolved_topic=topics.resolved,
                            dedup_window_s=settings.stream_dedup_window_s)
     return resolve, profile
