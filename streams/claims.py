@@ -124,6 +124,20 @@ class Claims:
         decisions = self._script(args=args)
         return [flag == 49 for flag in decisions]  # b"1"
 
+    def release(self, source: str, message_id: str) -> None:
+        """Forget a claim, so the record can be processed again from a new position.
+
+        For a dead letter of a record that failed with a processing error: it was claimed
+        before it failed, and its replay (at a new offset) would otherwise be a "duplicate".
+        """
+        field = claim_field(source, message_id)
+        shard = self._shard(field)
+        now = self._generation()
+        with self._redis.pipeline(transaction=False) as pipe:
+            for generation in range(now, now - GENERATIONS_PER_WINDOW - 1, -1):
+                pipe.hdel(f"{self.base}{generation}:{shard}", field)
+            pipe.execute()
+
     def position(self, source: str, message_id: str) -> str | None:
         """The position that claimed this messageId, if it is still remembered (for audits)."""
         field = claim_field(source, message_id)

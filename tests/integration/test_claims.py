@@ -52,3 +52,11 @@ def test_claims_live_in_few_expiring_hashes(settings: Settings, redis_client: re
     assert 1 <= len(keys) <= 16
     assert sum(redis_client.hlen(k) for k in keys) == 1000
     assert all(400 < redis_client.ttl(k) <= 600 for k in keys)  # window + one generation
+
+
+def test_a_released_claim_lets_the_record_in_again_from_a_new_position(settings, redis_client):
+    claims = _claims(settings, redis_client)
+    assert claims.claim([("web", "poison", "0:7"), ("web", "other", "0:8")]) == [True, True]
+    claims.release("web", "poison")
+    assert claims.claim([("web", "poison", "2:70"), ("web", "other", "2:71")]) == [True, False]
+    assert claims.position("web", "poison") == "2:70"
