@@ -8,9 +8,10 @@ its source topic once the cause is fixed. Nothing bad is dropped silently.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.codec import default_registry
@@ -65,11 +66,13 @@ def read_dead_letters(broker: str, topic: str, *, timeout: float = 10.0) -> Iter
 
 
 def replay(broker: str, topic: str, *, stage: str | None = None, reason: str | None = None,
-           redis_client=None, prefix: str = "") -> int:  # type: ignore[no-untyped-def]
+           redis_client: redis.Redis | None = None, prefix: str = "",
+           before_send: Callable[[dict], None] | None = None) -> int:
     """Put matching dead letters back on their source topic, each at most once; returns how many.
 
     Replayed positions are remembered in Redis (``<prefix>deadletter:replayed``) so a second
-    replay does not send the same record again.
+    replay does not send the same record again. ``before_send`` sees each record first (the CLI
+    releases the stream claim of a record that failed while processing).
     """
     producer = Producer({"bootstrap.servers": broker, "enable.idempotence": True, "acks": "all"})
     done_key = f"{prefix}deadletter:replayed"
@@ -83,6 +86,8 @@ def replay(broker: str, topic: str, *, stage: str | None = None, reason: str | N
         position = f"{stored.partition}:{stored.offset}"
         if redis_client is not None and redis_client.sismember(done_key, position):
             continue
+        if before_send is not None:
+            before_send(record)
         producer.produce(record["source_topic"], record["original"], record["key"])
         if producer.flush(30):
             raise RuntimeError("replay: the broker did not acknowledge")

@@ -294,11 +294,22 @@ def deadletter_replay(settings: Settings, stage: str | None, reason: str | None)
     import redis
 
     from connectors.deadletter import replay
+    from schemas.codec import default_registry
+    from streams.claims import Claims
     from streams.topics import Topics
 
     client = redis.Redis.from_url(settings.redis_url)
+    decode_event = default_registry().decoder("event")
+
+    def release_claim(letter: dict) -> None:
+        """A record that failed while processing was claimed first: forget that claim."""
+        if letter["reason"] == "processing_error" and letter["stage"] in ("resolve", "profile"):
+            event = decode_event(letter["original"])
+            Claims(client, settings.redis_prefix, letter["stage"], settings.stream_dedup_window_s).release(
+                event["source"], event["message_id"])
+
     count = replay(settings.broker, Topics.of(settings).deadletter, stage=stage, reason=reason,
-                   redis_client=client, prefix=settings.redis_prefix)
+                   redis_client=client, prefix=settings.redis_prefix, before_send=release_claim)
     click.echo(f"replayed {count} dead letter(s)")
 
 
