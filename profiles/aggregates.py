@@ -20,11 +20,20 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from profiles import jsonsafe
 from profiles.durations import DAY_MS, HOUR_MS, WEEK_MS
 
 # op in the rules file -> kind stored in Redis (the Lua script knows kinds, not ops)
 OP_KINDS = {"count": "n", "sum": "n", "min": "mn", "max": "mx", "first": "f", "last": "l", "unique": "u"}
 UNIQUE_BITS = 64  # linear counting on a 64-bit map per bucket: within ~10% up to ~100 distinct values
+# Larger amounts are not numbers a client can mean (and sums of them could overflow to inf);
+# below it a double is still exact to the unit, so Lua and Python agree on every sum.
+MAX_AMOUNT = 1e15
+
+
+def is_amount(value: Any) -> bool:
+    """A value sum/min/max may take: an int or finite float (not bool) of at most MAX_AMOUNT."""
+    return jsonsafe.finite(value) and abs(value) <= MAX_AMOUNT
 
 
 def auto_bucket_ms(window_ms: int) -> int:
@@ -75,10 +84,12 @@ def format_number(value: float) -> str:
 
 
 def parse_number(text: str) -> int | float:
+    """A stored number; a non-finite one (never written now) reads as 0 rather than poisoning sums."""
     try:
         return int(text)
     except ValueError:
-        return float(text)
+        value = float(text)
+        return value if math.isfinite(value) else 0
 
 
 _DIGITS36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -108,8 +119,8 @@ def unstamp(text: str) -> tuple[int, str]:
 
 def unique_bit(value: Any) -> int:
     """The bit a value sets in a unique-count map (stable across processes, unlike ``hash``)."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return zlib.crc32(text.encode()) % UNIQUE_BITS
+    text = value if isinstance(value, str) else jsonsafe.dumps(value, sort_keys=True)
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % UNIQUE_BITS
 
 
 def unique_estimate(bitmap: int) -> int:
@@ -140,7 +151,7 @@ def decode(kind: str, text: str) -> Any:
 def contribution(kind: str, value: Any, ts_ms: int) -> Any:
     """What one event adds to a bucket: 1 for count is passed in by the caller as ``value``."""
     if kind in ("f", "l"):
-        return (ts_ms, json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        return (ts_ms, jsonsafe.dumps(value))
     if kind == "u":
         return 1 << unique_bit(value)
     return value
@@ -152,7 +163,9 @@ def combine(kind: str, stored: Any, new: Any) -> Any:
         return new
     if kind == "n":
         total = stored + new
-        return float(format_number(total)) if isinstance(total, float) else total
+        if isinstance(total, float):
+            return float(format_number(total)) if math.isfinite(total) else stored
+        return total
     if kind == "mn":
         return new if new < stored else stored
     if kind == "mx":

@@ -102,7 +102,15 @@ class ConditionError(ValueError):
 
 
 class EvalError(RuntimeError):
-    """An expression failed on one context (missing key, wrong type): the rule counts as not matching."""
+    """An expression failed on one context (missing key, wrong type): the rule counts as not matching.
+
+    The message names the expression and the kind of failure only: the runtime's own message
+    can quote the client's values (PII), so it is kept in ``detail`` and never logged.
+    """
+
+    def __init__(self, source: str, exc: BaseException) -> None:
+        self.detail = str(exc)
+        super().__init__(f"{source!r}: {type(exc).__name__}")
 
 
 Refs = dict[str, frozenset[str] | None]  # member -> sub-keys read (None: the whole member)
@@ -199,8 +207,14 @@ class Condition:
         """Evaluate on a ``cel.Context`` (or dict); failures raise :class:`EvalError`."""
         try:
             return self.program.execute(context)
-        except (LookupError, TypeError, ValueError, RuntimeError, ArithmeticError) as exc:
-            raise EvalError(f"{self.source!r}: {exc}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise EvalError(self.source, exc) from None
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # pyo3: a Rust panic, not an interrupt
+                raise
+            raise EvalError(self.source, exc) from None
 
     def remember(self, key: tuple[Any, ...], value: Any) -> None:
         if len(self.memo) >= MEMO_LIMIT:

@@ -11,6 +11,7 @@ SECOND_MS = _UNITS_MS["s"]
 HOUR_MS = _UNITS_MS["h"]
 DAY_MS = _UNITS_MS["d"]
 WEEK_MS = _UNITS_MS["w"]
+MAX_DURATION_MS = 100 * 365 * DAY_MS
 
 
 def parse_duration(value: object) -> int:
@@ -18,14 +19,30 @@ def parse_duration(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"negative duration: {value!r}")
-        return int(value * 1000)
-    if isinstance(value, str):
+        if not value >= 0:  # also NaN
+            raise ValueError(f"negative duration: {_preview(value)}")
+        return _bounded(value * 1000, value)
+    if isinstance(value, str) and len(value) <= 64:
         match = _PATTERN.match(value)
         if match:
-            return int(float(match.group(1)) * _UNITS_MS[match.group(2)])
-    raise ValueError(f"not a duration (use e.g. 180s, 30m, 1h, 7d, 1w): {value!r}")
+            return _bounded(float(match.group(1)) * _UNITS_MS[match.group(2)], value)
+    raise ValueError(f"not a duration (use e.g. 180s, 30m, 1h, 7d, 1w): {_preview(value)}")
+
+
+def _bounded(ms: float, value: object) -> int:
+    """At most MAX_DURATION_MS: times plus durations stay far inside 64-bit state and JSON."""
+    if not ms <= MAX_DURATION_MS:  # also inf
+        raise ValueError(f"duration too long (at most 100 years): {_preview(value)}")
+    return int(ms)
+
+
+def _preview(value: object) -> str:
+    """A bounded repr for messages (repr of a 5,000-digit int raises)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 64 else text[:61] + "..."
 
 
 def format_duration(ms: int) -> str:

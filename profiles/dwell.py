@@ -28,6 +28,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from profiles import jsonsafe
+
 PAGE_TYPES = frozenset({"page", "screen"})
 LEAVE_EVENTS = ("Page Left",)
 HEARTBEAT_EVENTS = ("Heartbeat",)
@@ -50,16 +52,14 @@ class View:
         return self.open_ms + min(pending) + 1 if pending else None
 
     def to_json(self) -> str:
-        return json.dumps(
+        return jsonsafe.dumps(
             {
                 "o": self.open_ms,
                 "p": self.path,
                 "m": self.message_id,
                 "r": self.rules,
                 "f": sorted(self.fired),
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
@@ -94,7 +94,8 @@ def session_key(
             if raw:
                 break
     raw = raw or event.get("anonymous_id") or event.get("user_id") or "-"
-    return hashlib.blake2b(str(raw).encode(), digest_size=6).hexdigest()
+    text = raw if isinstance(raw, str) else jsonsafe.dumps(raw)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
 def measure(view: View, at_ms: int, *, closed: bool) -> tuple[View, list[DwellHit]]:

@@ -17,7 +17,6 @@ Every change is recorded as an op (see ``state.py``); :mod:`profiles.store` send
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 import cel
 
 from profiles import aggregates as agg
-from profiles import dwell, scoring
+from profiles import dwell, jsonsafe, scoring
 from profiles import triggers as trig
 from profiles.conditions import (
     EVENT_FIELDS,
@@ -45,6 +44,11 @@ log = logging.getLogger(__name__)
 
 _PAGE_FIELDS = ("url", "referrer", "title", "search")
 _MISS = object()
+# top-level members read as text (type, names, ids): anything else, or text with a lone
+# surrogate, is treated as absent / cleaned before the engine or CEL sees it
+_TEXT_FIELDS = ("type", "event", "name", "message_id", "anonymous_id", "user_id", "group_id", "source")
+MAX_EVENT_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z; later (or negative) is invalid
+MAX_MEMO_KEY_CHARS = 2048  # longer member values are evaluated, not memoized (memos are bounded by count)
 
 
 @dataclass
@@ -62,18 +66,62 @@ class BatchResult:
     rule_errors: int = 0
     stale_timers: int = 0
     skipped_invalid: int = 0
+    traits_dropped: int = 0
 
 
 def _object(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
-    if not text or text == "{}":
-        return {}
+    return jsonsafe.loads_object(text)
+
+
+def _normalized(event: dict[str, Any]) -> dict[str, Any]:
+    """The event itself when its text members are text (the common case), else a cleaned copy."""
+    bad = [k for k in _TEXT_FIELDS if (v := event.get(k)) is not None and not _clean_text(v)]
+    if not bad:
+        return event
+    out = dict(event)
+    for k in bad:
+        v = out[k]
+        out[k] = jsonsafe.fix_text(v) if isinstance(v, str) else None
+    return out
+
+
+def _clean_text(value: Any) -> bool:
+    return type(value) is str and (value.isascii() or jsonsafe.fix_text(value) is value)
+
+
+def _valid_time(value: Any) -> int | None:
+    """An epoch-ms int in range, else None (bools, floats, text, negative or absurd times)."""
+    if type(value) is not int or not 0 <= value <= MAX_EVENT_TIME_MS:
+        return None
+    return value
+
+
+def event_time(event: dict[str, Any], skew_ms: int) -> int | None:
+    """The time the engine files an event under: its timestamp, but never later than receipt + skew.
+
+    A client clock (or a hostile client) dating one event a day ahead would otherwise make the
+    person's real events "late" for a day. None: no valid timestamp (the event is skipped).
+    """
+    ts = _valid_time(event.get("timestamp"))
+    if ts is None:
+        return None
+    received = _valid_time(event.get("received_at"))
+    if received is not None and ts > received + skew_ms:
+        return received + skew_ms
+    return ts
+
+
+def safe_context(variables: dict[str, Any]) -> Any:
+    """A CEL context that never raises: values CEL cannot convert are cleaned, else left out."""
     try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+        return cel.Context(variables)
+    except Exception as exc:  # the runtime raises ValueError/TypeError/...: all mean "clean it"
+        log.debug("CEL context needs cleaning: %s", type(exc).__name__)
+    try:
+        return cel.Context(jsonsafe.clean(variables))
+    except Exception:
+        log.debug("CEL context unusable even cleaned; conditions on it count as failed")
+        return cel.Context({})
 
 
 class EventView:
@@ -117,7 +165,7 @@ class EventView:
                 k: source.get(k) if isinstance(source.get(k), str) else "" for k in ("path", *_PAGE_FIELDS)
             }
             if not page["path"] and page["url"]:
-                page["path"] = urlsplit(page["url"]).path
+                page["path"] = _url_path(page["url"])
             self._page = page
         return self._page
 
@@ -131,18 +179,22 @@ class EventView:
         context = self.context if isinstance(raw_context, str) and "ession" in raw_context else None
         return dwell.session_key(self.raw, context, self.properties)
 
-    def memo_key(self, members: tuple[str, ...]) -> tuple[Any, ...]:
-        """The values a memoizable condition reads (segments come from the path)."""
-        found = self._keys.get(members)
-        if found is not None:
+    def memo_key(self, members: tuple[str, ...]) -> tuple[Any, ...] | None:
+        """The values a memoizable condition reads (segments come from the path); None when they
+        are too long to keep as a memo key (the condition is then simply evaluated)."""
+        found = self._keys.get(members, _MISS)
+        if found is not _MISS:
             return found
         out = []
+        size = 0
         for name in members:
             if name == "path" or name == "segments" or name in _PAGE_FIELDS:
-                out.append(self.page()["path" if name == "segments" else name])
+                value = self.page()["path" if name == "segments" else name]
             else:
-                out.append(self.raw.get(name))
-        found = self._keys[members] = tuple(out)
+                value = self.raw.get(name)
+            size += len(value) if isinstance(value, str) else 0
+            out.append(value)
+        found = self._keys[members] = tuple(out) if size <= MAX_MEMO_KEY_CHARS else None
         return found
 
     def build(self, needs: Refs | None) -> dict[str, Any]:
@@ -161,8 +213,16 @@ class EventView:
             elif name == "session":
                 out[name] = self.session()
             else:
-                out[name] = self.raw.get(name)
+                out[name] = jsonsafe.clean(self.raw.get(name))
         return out
+
+
+def _url_path(url: str) -> str:
+    """The path of a URL; an unparsable one (``http://[``) has none."""
+    try:
+        return urlsplit(url).path
+    except ValueError:
+        return ""
 
 
 class _Lazy:
@@ -176,8 +236,8 @@ class _Lazy:
         self._ctx: Any = None
         self.results: dict[int, Any] | None = None
         members = cands.memo_members
-        if members is not None:
-            key = view.memo_key(members)
+        key = view.memo_key(members) if members is not None else None
+        if key is not None:
             results = cands.memo.get(key)
             if results is None:
                 ctx = self.event_ctx()
@@ -186,7 +246,7 @@ class _Lazy:
                     try:
                         results[id(condition)] = condition(ctx)
                     except EvalError as exc:
-                        log.debug("%s", exc)
+                        log.debug("condition failed: %s", exc)
                         results[id(condition)] = FAILED
                 if len(cands.memo) >= MEMO_LIMIT:
                     cands.memo.clear()
@@ -195,17 +255,26 @@ class _Lazy:
 
     def event_ctx(self) -> Any:
         if self._ctx is None:
-            self._ctx = cel.Context({"event": self.view.build(self.needs)})
+            self._ctx = safe_context({"event": self.view.build(self.needs)})
         return self._ctx
 
 
 class Engine:
     """Evaluates one batch (or one sweep) against one compiled :class:`Rules`."""
 
-    def __init__(self, rules: Rules, now_ms: int) -> None:
+    def __init__(
+        self,
+        rules: Rules,
+        now_ms: int,
+        *,
+        event_time_skew_ms: int = 300_000,
+        max_traits_per_profile: int = 500,
+    ) -> None:
         self.rules = rules
         self.options = rules.options
         self.now_ms = now_ms
+        self.event_time_skew_ms = event_time_skew_ms
+        self.max_traits_per_profile = max_traits_per_profile
         self.result = BatchResult()
         self.pending: list[dict[str, Any]] = []  # triggers sent to Redis, by op index
         self._interacted: set[str] = set()
@@ -218,7 +287,7 @@ class Engine:
         except EvalError as exc:
             self.rules.count_error(rule)
             self.result.rule_errors += 1
-            log.debug("rule %s: %s", rule, exc)
+            log.debug("rule %s failed: %s", rule, exc)
             return None
 
     def _test(self, condition: Condition | None, ctx: Any, rule: str) -> bool:
@@ -235,15 +304,15 @@ class Engine:
                     return None
                 return value
         members = condition.memo_keys
-        if members is None:
+        key = lazy.view.memo_key(members) if members is not None else None
+        if key is None:
             return self._eval(condition, lazy.event_ctx(), rule)
-        key = lazy.view.memo_key(members)
         value = condition.memo.get(key, _MISS)
         if value is _MISS:
             try:
                 value = condition(lazy.event_ctx())
             except EvalError as exc:
-                log.debug("rule %s: %s", rule, exc)
+                log.debug("rule %s failed: %s", rule, exc)
                 value = FAILED
             condition.remember(key, value)
         if value is FAILED:
@@ -279,13 +348,14 @@ class Engine:
                 if names is None
                 else {n: st.trait(n) for n in names if st.trait_text(n) is not None}
             )
-            ctx = cel.Context({"profile": {"traits": traits}})
+            ctx = safe_context({"profile": {"traits": traits}})
             cached = sum(
                 a.points for a in score.attributes if self._test(a.when, ctx, f"score.attributes.{a.rule}")
             )
             if len(cache) >= 4096:
                 cache.clear()
-            cache[key] = cached
+            if _key_chars(key) <= MAX_MEMO_KEY_CHARS:
+                cache[key] = cached
         st.attribute_points = (st.traits_version, cached)
         return cached
 
@@ -409,14 +479,22 @@ class Engine:
 
     # -- events ------------------------------------------------------------------------------
     def on_event(self, st: ProfileState, partition: int, offset: int, event: dict[str, Any]) -> None:
+        """Apply one event (see the module doc); an event without a valid time is counted, skipped."""
+        ts = event_time(event, self.event_time_skew_ms)
+        if ts is None:
+            self.result.skipped_invalid += 1
+            log.warning("profile batch: event at offset %s has no valid timestamp; skipped", offset)
+            return
+        event = _normalized(event)
         stamped = event.get("oneid")
+        if not isinstance(stamped, str):
+            stamped = None
         guard = str(partition) if stamped in (None, st.oneid) else f"{partition}:{stamped}"
         if offset <= st.offset(guard):
             self.result.skipped_replayed += 1
             return
         st.advance(guard, offset)
         st.begin(offset, guard)
-        ts = int(event["timestamp"])
         options = self.options
         if st.last_seen is not None and ts < st.last_seen - options.allowed_lateness_ms:
             self.result.skipped_late += 1
@@ -453,7 +531,7 @@ class Engine:
                 value: Any = 1
             else:
                 value = self._on_event(a.value, lazy, rule) if a.value else None
-                if value is None or (a.kind in ("n", "mn", "mx") and not _is_number(value)):
+                if value is None or (a.kind in ("n", "mn", "mx") and not agg.is_amount(value)):
                     continue
             st.add(
                 a.name, a.sid, a.kind, agg.bucket_index(ts, a.bucket_ms), agg.contribution(a.kind, value, ts)
@@ -492,11 +570,16 @@ class Engine:
                     self.fire(st, rule, ref=message_id, event_time=ts, message_id=message_id, values=values)
 
     def _traits(self, st: ProfileState, view: EventView, ts: int) -> None:
+        """Identify traits, latest event time wins; new keys past the per-profile cap are dropped."""
         keep = self.options.keep_traits
+        cap = self.max_traits_per_profile
         for key, value in view.traits.items():
             if keep is not None and key not in keep:
                 continue
-            st.set_trait(key, ts, json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
+            if key not in st.traits and len(st.traits) >= cap:
+                self.result.traits_dropped += 1
+                continue
+            st.set_trait(key, ts, jsonsafe.dumps(value))
 
     def _profile_rules(self, st: ProfileState, lazy: _Lazy, cands: Any, ts: int, message_id: str) -> None:
         full: Any = None
@@ -507,7 +590,7 @@ class Engine:
                 variables = {"profile": self.profile(st, cands.profile_needs, ts)}
                 if cands.profile_rules_read_event:
                     variables["event"] = lazy.view.build(cands.event_needs)
-                full = cel.Context(variables)
+                full = safe_context(variables)
             return full
 
         for t in cands.tags:
@@ -536,9 +619,22 @@ class Engine:
                 tid = trig.timer_id(g.name, message_id)
                 if tid not in st.delayed:
                     due = ts + g.delay_ms
+                    if self._cooled_timer(st, g, due):
+                        continue
                     st.schedule(tid, {"r": g.name, "m": message_id, "t": ts, "due": due, "v": values}, due)
             else:
                 self.fire(st, g, ref=message_id, event_time=ts, message_id=message_id, values=values)
+
+    def _cooled_timer(self, st: ProfileState, rule: TriggerRule, due: int) -> bool:
+        """A delayed trigger due within its cooldown of one already waiting would be suppressed
+        when it fires: not scheduling it keeps a burst of orders from filling the profile with timers."""
+        if not rule.cooldown_ms:
+            return False
+        for waiting in st.delayed.values():
+            if waiting.get("r") == rule.name and abs(due - waiting.get("due", 0)) < rule.cooldown_ms:
+                self.result.suppressed_cooldown += 1
+                return True
+        return False
 
     def _dwell(
         self,
@@ -598,7 +694,7 @@ class Engine:
             "closed": hit.closed,
         }
         if rule.values or rule.when is not None:
-            ctx = cel.Context({"profile": self.profile(st, None, hit.event_time)})
+            ctx = safe_context({"profile": self.profile(st, None, hit.event_time)})
             if rule.when is not None and not self._test(rule.when, ctx, f"triggers.{rule.name}"):
                 return
             values.update(self._values(rule, ctx))
@@ -667,7 +763,7 @@ class Engine:
     ) -> bool:
         if rule.when is None and not rule.values:
             return True
-        ctx = cel.Context({"profile": self.profile(st, None, as_of)})
+        ctx = safe_context({"profile": self.profile(st, None, as_of)})
         if rule.when is not None and not self._test(rule.when, ctx, f"triggers.{rule.name}"):
             return False
         values.update(self._values(rule, ctx))
@@ -736,7 +832,7 @@ class Engine:
             ref=payload["m"],
             event_time=int(payload["due"]),
             message_id=payload["m"],
-            values=dict(payload.get("v") or {}),
+            values=v if isinstance(v := payload.get("v"), dict) else {},
             fired_at=watermark,
         )
 
@@ -770,5 +866,10 @@ class Engine:
         st.inactivity(None, expect=due)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _key_chars(key: tuple[Any, ...]) -> int:
+    """Characters of text in a cache key (flat, or of (name, text) pairs)."""
+    total = 0
+    for part in key:
+        for item in part if isinstance(part, tuple) else (part,):
+            total += len(item) if isinstance(item, str) else 0
+    return total

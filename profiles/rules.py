@@ -39,6 +39,8 @@ TRIGGER_KINDS = frozenset({"event", "delayed", "dwell", "score_crossed", "tier_u
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _SECTIONS = ("version", "options", "aggregates", "tags", "score", "tier", "triggers")
 _INDEX_CACHE_LIMIT = 4096
+_INDEX_NAME_CHARS = 256  # longer event names are looked up, not cached (the cache is bounded by count)
+MAX_RULE_NUMBER = 1e12  # points, caps, score thresholds and tier amounts
 
 EventKey = tuple[str, str | None]
 
@@ -205,9 +207,11 @@ class Rules:
         key = (event_type, name)
         found = self._index.get(key)
         if found is None:
-            if len(self._index) >= _INDEX_CACHE_LIMIT:
-                self._index.clear()
-            found = self._index[key] = self._select(event_type, name)
+            found = self._select(event_type, name)
+            if len(event_type) + len(name or "") <= _INDEX_NAME_CHARS:
+                if len(self._index) >= _INDEX_CACHE_LIMIT:
+                    self._index.clear()
+                self._index[key] = found
         return found
 
     def _select(self, event_type: str, name: str | None) -> Candidates:
@@ -317,14 +321,15 @@ def load_rules(
     """
     try:
         raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{source}: not valid YAML: {_one_line(exc)}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # PyYAML raises ValueError for dates like 2001-13-45, RecursionError for deep nesting
+        raise RulesError(f"{source}: not valid YAML: {_one_line(exc)[:300]}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise RulesError(f"{source}: the rules file must be a mapping of sections")
     if raw.get("version", 1) != 1:
-        raise RulesError(f"{source}: unsupported rules version {raw.get('version')!r} (expected 1)")
+        raise RulesError(f"{source}: unsupported rules version {_short(raw.get('version'))} (expected 1)")
     rules = _Compiler(raw, source).compile()
     if previous is not None and rules.issues:
         patched = copy.deepcopy(raw)
@@ -354,6 +359,8 @@ def load_rules_file(path: str | os.PathLike[str], **kwargs: Any) -> Rules:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path}: the rules file is not UTF-8 text: {exc.reason}") from None
     return load_rules(text, source=str(path), **kwargs)
 
 
@@ -434,12 +441,10 @@ class _Compiler:
 
     @staticmethod
     def _keys(spec: dict[str, Any], allowed: Iterable[str], required: Iterable[str] = ()) -> None:
-        unknown = sorted(set(spec) - set(allowed))
+        unknown = sorted(map(str, set(spec) - set(allowed)))
         if unknown:
-            raise _Reject(
-                f"unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(allowed))}"
-            )
-        missing = [k for k in required if k not in spec]
+            raise _Reject(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        missing = [k for k in required if spec.get(k) is None]
         if missing:
             raise _Reject(f"missing {', '.join(missing)}")
 
@@ -464,10 +469,13 @@ class _Compiler:
             raise _Reject(f"{key}: {exc}") from None
 
     @staticmethod
-    def _number(spec: dict[str, Any], key: str) -> float:
+    def _number(spec: dict[str, Any], key: Any) -> float:
+        """A finite number of sensible size: points, caps and thresholds feed scores and state."""
         value = spec.get(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Reject(f"{key} must be a number, got {value!r}")
+            raise _Reject(f"{key} must be a number, got {_short(value)}")
+        if value != value or abs(value) > MAX_RULE_NUMBER:  # NaN, infinities, absurd sizes
+            raise _Reject(f"{key} must be a finite number up to {MAX_RULE_NUMBER:g}, got {_short(value)}")
         return value
 
     @staticmethod
@@ -481,12 +489,12 @@ class _Compiler:
         keys: list[EventKey] = []
         for item in items:
             if not isinstance(item, str) or not item.strip():
-                raise _Reject(f"on: not an event selector: {item!r}")
+                raise _Reject(f"on: not an event selector: {_short(item)}")
             kind, _, name = item.partition(":")
             kind = kind.strip()
             if kind != "*" and kind not in EVENT_TYPES:
                 raise _Reject(
-                    f"on: unknown event type {kind!r}; use one of {', '.join(sorted(EVENT_TYPES))} or *"
+                    f"on: unknown event type {_short(kind)}; use one of {', '.join(sorted(EVENT_TYPES))} or *"
                 )
             keys.append((kind, name.strip() or None))
         return tuple(keys)
@@ -526,8 +534,8 @@ class _Compiler:
             spec, ("on", "where", "op", "value", "window", "bucket", "id", "description"), ("on", "op")
         )
         op = spec["op"]
-        if op not in agg.OP_KINDS:
-            raise _Reject(f"op must be one of {', '.join(agg.OP_KINDS)}, got {op!r}")
+        if not isinstance(op, str) or op not in agg.OP_KINDS:
+            raise _Reject(f"op must be one of {', '.join(agg.OP_KINDS)}, got {_short(op)}")
         value = self._cel(spec, "value", profile=False)
         if op != "count" and value is None:
             raise _Reject(f"op {op} needs a value expression")
@@ -613,8 +621,8 @@ class _Compiler:
                 ("aggregate", "levels", "inactive_after", "downgrade_steps", "description"),
                 ("aggregate", "levels"),
             )
-            if spec["aggregate"] not in known:
-                raise _Reject(f"aggregate {spec['aggregate']!r} is not a (valid) aggregate")
+            if not isinstance(spec["aggregate"], str) or spec["aggregate"] not in known:
+                raise _Reject(f"aggregate {_short(spec['aggregate'])} is not a (valid) aggregate")
             levels = spec["levels"]
             if not isinstance(levels, dict) or not levels:
                 raise _Reject("levels must map tier names to the amount they are strictly above")
@@ -633,8 +641,8 @@ class _Compiler:
         self, name: str, spec: dict[str, Any], known: frozenset[str], tier: TierSpec | None
     ) -> TriggerRule:
         kind = spec.get("kind", "event")
-        if kind not in TRIGGER_KINDS:
-            raise _Reject(f"kind must be one of {', '.join(sorted(TRIGGER_KINDS))}, got {kind!r}")
+        if not isinstance(kind, str) or kind not in TRIGGER_KINDS:
+            raise _Reject(f"kind must be one of {', '.join(sorted(TRIGGER_KINDS))}, got {_short(kind)}")
         common = ("kind", "marketing", "cooldown", "values", "if", "description")
         allowed = {
             "event": (*common, "on", "where"),
@@ -664,7 +672,8 @@ class _Compiler:
         values = []
         for key, expr in values_spec.items():
             condition = self._cel({str(key): expr}, str(key), profile=True, known=known)
-            assert condition is not None
+            if condition is None:
+                raise _Reject(f"values.{key}: needs a CEL expression")
             if not event_time and (condition.needs.event is None or condition.needs.event):
                 raise _Reject(f"values.{key}: a {kind} trigger fires without an event; read only `profile`")
             values.append((str(key), condition))
@@ -694,9 +703,18 @@ class _Compiler:
         )
 
 
+def _short(value: Any) -> str:
+    """repr of a bad value for a message, bounded (a rules file can hold anything)."""
+    try:
+        text = repr(value)
+    except Exception:  # repr of a huge int raises ValueError; any object's repr may fail
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"must be a non-empty string, got {value!r}")
+        raise ValueError(f"must be a non-empty string, got {_short(value)}")
     return value
 
 
@@ -715,7 +733,7 @@ def _event_types(value: Any) -> list[str]:
 
 def _positive_int(value: Any, limit: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
-        raise ValueError(f"must be a whole number from 1 to {limit}, got {value!r}")
+        raise ValueError(f"must be a whole number from 1 to {limit}, got {_short(value)}")
     return value
 
 

@@ -29,6 +29,25 @@ local function rkey(id) return P .. 'p:{' .. id .. '}:r' end
 local function dkey(p) return P .. 'pdue:' .. p end
 local DSET = P .. 'pdue'
 
+-- Lua's unpack fails past ~8,000 values, and how many fields a batch touches is up to the
+-- clients (traits, tags, fired keys): every variadic command goes through call_chunked.
+local CHUNK = 1000
+
+-- redis.call(cmd, [key,] list[i..i+CHUNK-1]) for each slice of list; the replies, in order.
+-- Lists of field/value pairs stay aligned because CHUNK is even.
+local function call_chunked(cmd, key, list)
+  local replies = {}
+  for i = 1, #list, CHUNK do
+    local last = math.min(i + CHUNK - 1, #list)
+    if key then
+      replies[#replies + 1] = redis.call(cmd, key, unpack(list, i, last))
+    else
+      replies[#replies + 1] = redis.call(cmd, unpack(list, i, last))
+    end
+  end
+  return replies
+end
+
 local function fmt(x)
   if x == math.floor(x) and math.abs(x) < 1e15 then return string.format('%d', x) end
   return string.format('%.15g', x)
@@ -56,10 +75,11 @@ end
 -- a hash of which only the named fields are loaded
 local function load_fields(key, fields)
   local h = {}
-  if #fields > 0 then
-    local values = redis.call('HMGET', key, unpack(fields))
-    for i, f in ipairs(fields) do
-      if values[i] then h[f] = values[i] end
+  local n = 0
+  for _, values in ipairs(call_chunked('HMGET', key, fields)) do
+    for j = 1, #values do
+      n = n + 1
+      if values[j] then h[fields[n]] = values[j] end
     end
   end
   return {key = key, h = h, set = {}, del = {}, flat = {}}
@@ -71,15 +91,11 @@ local function flush(o)
   for f in pairs(o.set) do
     args[#args + 1] = f
     args[#args + 1] = o.h[f]
-    if #args >= 1000 then redis.call('HSET', o.key, unpack(args)); args = {} end
   end
-  if #args > 0 then redis.call('HSET', o.key, unpack(args)) end
+  call_chunked('HSET', o.key, args)
   local dels = {}
-  for f in pairs(o.del) do
-    dels[#dels + 1] = f
-    if #dels >= 1000 then redis.call('HDEL', o.key, unpack(dels)); dels = {} end
-  end
-  if #dels > 0 then redis.call('HDEL', o.key, unpack(dels)) end
+  for f in pairs(o.del) do dels[#dels + 1] = f end
+  call_chunked('HDEL', o.key, dels)
   o.set = {}; o.del = {}
 end
 
@@ -94,7 +110,12 @@ end
 -- the same fold per kind as profiles/aggregates.py combine()
 local function combine(kind, cur, val)
   if cur == nil then return val end
-  if kind == 'n' then return fmt(tonumber(cur) + tonumber(val)) end
+  if kind == 'n' then
+    local total = (tonumber(cur) or 0) + (tonumber(val) or 0)
+    -- never store a non-finite sum (inf - inf is nan, nan ~= nan): keep what was there
+    if total ~= total or total == math.huge or total == -math.huge then return cur end
+    return fmt(total)
+  end
   if kind == 'mn' then if tonumber(val) < tonumber(cur) then return val end return cur end
   if kind == 'mx' then if tonumber(val) > tonumber(cur) then return val end return cur end
   if kind == 'f' then if msof(val) < msof(cur) then return val end return cur end
@@ -485,7 +506,9 @@ if cmd == 'delete' then
   for f in pairs(o.h) do
     if f:sub(1, 2) == 'r:' then keys[#keys + 1] = rkey(f:sub(3)) end
   end
-  return redis.call('DEL', unpack(keys))
+  local deleted = 0
+  for _, n in ipairs(call_chunked('DEL', nil, keys)) do deleted = deleted + n end
+  return deleted
 end
 
 return redis.error_reply('unknown command ' .. tostring(cmd))

@@ -30,7 +30,7 @@ import json
 from typing import Any
 
 from profiles import aggregates as agg
-from profiles import scoring
+from profiles import jsonsafe, scoring
 from profiles.dwell import View
 
 Op = list[Any]
@@ -221,7 +221,10 @@ class ProfileState:
         if name in self._decoded_traits:
             return self._decoded_traits[name]
         text = self.trait_text(name)
-        value = json.loads(text) if text is not None else None
+        try:
+            value = json.loads(text) if text is not None else None
+        except ValueError:  # not written by this engine: treat as absent
+            value = None
         self._decoded_traits[name] = value
         return value
 
@@ -325,7 +328,7 @@ class ProfileState:
 
     def schedule(self, timer_id: str, payload: dict[str, Any], due: int) -> None:
         self.delayed[timer_id] = payload
-        self._op(["D", timer_id, json.dumps(payload, ensure_ascii=False, separators=(",", ":")), due])
+        self._op(["D", timer_id, jsonsafe.dumps(payload), due])
 
     def unschedule(self, timer_id: str) -> None:
         self.delayed.pop(timer_id, None)

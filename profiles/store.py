@@ -39,10 +39,12 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError
 
+from profiles import jsonsafe
 from profiles import triggers as trig
 from profiles.engine import BatchResult, Engine
 from profiles.rules import Rules, RuleSet
 from profiles.state import ProfileState
+from touchstream import metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _oneid(event: Any) -> str | None:
+    """The event's OneID when it is usable as a key (the resolve stage's own text), else None."""
+    oneid = event.get("oneid") if isinstance(event, dict) else None
+    if not isinstance(oneid, str) or not oneid or jsonsafe.fix_text(oneid) is not oneid:
+        return None
+    return oneid
+
+
 def parse_member(member: str) -> tuple[str, str, str | None]:
     """A timer member -> (kind, oneid, ref): ``v|id|sid``, ``d|id|tid``, ``i|id``."""
     kind, rest = member[0], member[2:]
@@ -69,12 +79,22 @@ def parse_member(member: str) -> tuple[str, str, str | None]:
 class _Core:
     """Every operation as steps: yields ``(method, *args)`` requests, receives the replies."""
 
-    def __init__(self, prefix: str, ruleset: RuleSet | Rules | None, due_limit: int) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        ruleset: RuleSet | Rules | None,
+        due_limit: int,
+        *,
+        event_time_skew_ms: int = 300_000,
+        max_traits_per_profile: int = 500,
+    ) -> None:
         if ruleset is None:
             ruleset = RuleSet()
         self.prefix = prefix
         self.ruleset = ruleset if isinstance(ruleset, RuleSet) else RuleSet.static(ruleset)
         self.due_limit = due_limit
+        self.event_time_skew_ms = event_time_skew_ms
+        self.max_traits_per_profile = max_traits_per_profile
         self.stats: dict[str, int] = {}
         self._meta: tuple[int, str] | None = None
 
@@ -90,6 +110,14 @@ class _Core:
     def rules(self) -> Rules:
         return self.ruleset.current()
 
+    def engine(self, rules: Rules, now_ms: int) -> Engine:
+        return Engine(
+            rules,
+            now_ms,
+            event_time_skew_ms=self.event_time_skew_ms,
+            max_traits_per_profile=self.max_traits_per_profile,
+        )
+
     def _meta_json(self, rules: Rules) -> str:
         if self._meta is None or self._meta[0] != id(rules):
             options = rules.options
@@ -99,7 +127,7 @@ class _Core:
                 "history": options.trigger_history,
                 "max_tags": options.max_tags,
             }
-            self._meta = (id(rules), json.dumps(meta, separators=(",", ":")))
+            self._meta = (id(rules), json.dumps(meta, separators=(",", ":"), allow_nan=False))
         return self._meta[1]
 
     def _count(self, result: BatchResult) -> None:
@@ -113,9 +141,12 @@ class _Core:
             "rule_errors",
             "stale_timers",
             "skipped_invalid",
+            "traits_dropped",
         ):
             self.stats[name] = self.stats.get(name, 0) + getattr(result, name)
         self.stats["triggers"] = self.stats.get("triggers", 0) + len(result.triggers)
+        if result.traits_dropped:
+            metrics.PROFILE_TRAITS_DROPPED.inc(result.traits_dropped)
 
     @staticmethod
     def _states(rules: Rules, rows: Sequence[Any]) -> tuple[dict[str, str], dict[str, ProfileState]]:
@@ -144,17 +175,15 @@ class _Core:
     # -- operations ----------------------------------------------------------------------------
     def apply_batch(self, partition: int, events: Sequence[tuple[int, dict[str, Any]]], now_ms: int) -> Steps:
         rules = self.rules()
-        ids = list(dict.fromkeys(ev["oneid"] for _, ev in events if ev.get("oneid")))
-        engine = Engine(rules, now_ms)
-        if not ids:
-            return self._finish(engine, None)
-        rows = yield ("script", "read", *ids)
+        ids = list(dict.fromkeys(oneid for _, ev in events if (oneid := _oneid(ev))))
+        engine = self.engine(rules, now_ms)
+        rows = (yield ("script", "read", *ids)) if ids else []
         alias, states = self._states(rules, rows)
         for offset, event in events:
-            oneid = event.get("oneid")
-            if not oneid or not isinstance(event.get("timestamp"), int):
+            oneid = _oneid(event)
+            if oneid is None:
                 engine.result.skipped_invalid += 1
-                log.warning("profile batch: event at offset %s has no oneid or timestamp; skipped", offset)
+                log.warning("profile batch: event at offset %s has no oneid; skipped", offset)
                 continue
             engine.on_event(states[alias[oneid]], partition, offset, event)
         entries = []
@@ -176,7 +205,7 @@ class _Core:
         rules = self.rules()
         parts = [str(p) for p in partitions] if partitions is not None else []
         items, rows = yield ("script", "due", str(int(watermark_ms)), str(self.due_limit), *parts)
-        engine = Engine(rules, watermark_ms)
+        engine = self.engine(rules, watermark_ms)
         if not items:
             return self._finish(engine, None)
         kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
@@ -212,7 +241,7 @@ class _Core:
             "history": rules.options.trigger_history,
             "redirect_ttl": rules.options.redirect_ttl_ms,
         }
-        return json.dumps(meta, separators=(",", ":"))
+        return json.dumps(meta, separators=(",", ":"), allow_nan=False)
 
     @staticmethod
     def merge_outcome(reply: Any) -> dict[str, Any]:
@@ -265,10 +294,26 @@ class ProfileStore:
     """Profiles, rules and triggers on a synchronous ``redis.Redis`` client."""
 
     def __init__(
-        self, redis_client: Any, prefix: str, ruleset: RuleSet | Rules | None = None, *, due_limit: int = 1000
+        self,
+        redis_client: Any,
+        prefix: str,
+        ruleset: RuleSet | Rules | None = None,
+        *,
+        due_limit: int = 1000,
+        event_time_skew_ms: int = 300_000,
+        max_traits_per_profile: int = 500,
     ) -> None:
+        """``event_time_skew_ms``: event times ahead of receipt count as receipt + this for
+        lateness, ordering and windows (settings.event_time_skew_s * 1000);
+        ``max_traits_per_profile``: new trait keys past it are dropped and counted."""
         self.redis = redis_client
-        self._core = _Core(prefix, ruleset, due_limit)
+        self._core = _Core(
+            prefix,
+            ruleset,
+            due_limit,
+            event_time_skew_ms=event_time_skew_ms,
+            max_traits_per_profile=max_traits_per_profile,
+        )
 
     @property
     def stats(self) -> dict[str, int]:

@@ -13,11 +13,13 @@ import hashlib
 import json
 from typing import Any
 
+from profiles import jsonsafe
+
 TRUE_TEXT = frozenset({"true", "yes", "1"})
 
 
 def _digest(text: str, size: int) -> str:
-    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).hexdigest()
 
 
 def idempotency_key(rule: str, ref: str) -> str:
@@ -67,13 +69,13 @@ def build(
 
 
 def _values_text(values: Any) -> str:
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str, sort_keys=True)
+    return jsonsafe.dumps(values, sort_keys=True)
 
 
 def history_entry(trigger: dict[str, Any]) -> str:
     """Compact stored form, one line: the OneID (the owner) and the key's rule prefix are implied,
     and ``values`` is embedded as JSON rather than as an escaped string."""
-    head = json.dumps(
+    head = jsonsafe.dumps(
         [
             trigger["rule"],
             trigger["idempotency_key"].rpartition(":")[2],
@@ -81,9 +83,7 @@ def history_entry(trigger: dict[str, Any]) -> str:
             trigger["fired_at"],
             trigger["message_id"],
             1 if trigger["marketing"] else 0,
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
+        ]
     )
     return f"{head[:-1]},{trigger['values']}]"
 
