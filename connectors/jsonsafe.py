@@ -70,7 +70,7 @@ def scan(container: dict | list, max_depth: int) -> bool:
 
 
 def _scan(container: Any, room: int) -> bool:
-    items = container.values() if type(container) is dict else container
+    items = container.values() if type(container) is dict or isinstance(container, dict) else container
     for item in items:
         kind = type(item)
         if kind is str or item is None or kind is bool:

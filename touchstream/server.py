@@ -53,7 +53,6 @@ PRODUCER = web.AppKey("producer", AsyncProducer)
 VALIDATION_THREADS = 2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_error = json_error  # one error body for every route
 
 #: aiohttp's own plain-text 4xx answers, as (field, reason) of the JSON error body
 _HTTP_ERRORS = {
@@ -72,24 +71,24 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ValidationError as exc:
         metrics.EVENTS_REJECTED.labels("http", exc.reason).inc()
-        return _error(400, exc.field, exc.reason, str(exc))
+        return json_error(400, exc.field, exc.reason, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         field, reason = _HTTP_ERRORS.get(exc.status, ("request", "rejected"))
-        return _error(exc.status, field, reason, exc.reason, **_kept_headers(exc))
+        return json_error(exc.status, field, reason, exc.reason, **_kept_headers(exc))
     except KafkaException:
         log.exception("Kafka did not acknowledge; answering 503 so the client retries")
-        return _error(503, "kafka", "unavailable", "the event log is unavailable, retry later",
-                      **{"Retry-After": "1"})
+        return json_error(503, "kafka", "unavailable", "the event log is unavailable, retry later",
+                          **{"Retry-After": "1"})
     except RedisError:
         log.exception("Redis unavailable; answering 503 so the client retries")
-        return _error(503, "redis", "unavailable", "state store unavailable, retry later",
-                      **{"Retry-After": "1"})
+        return json_error(503, "redis", "unavailable", "state store unavailable, retry later",
+                          **{"Retry-After": "1"})
     except Exception:
         # A client's mistake is a 4xx raised on purpose; reaching here is a bug to fix.
         log.exception("unexpected error answering %s %s", request.method, request.match_info.route.name)
-        return _error(500, "server", "internal_error", "unexpected error; it has been logged")
+        return json_error(500, "server", "internal_error", "unexpected error; it has been logged")
 
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:

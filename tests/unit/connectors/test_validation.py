@@ -470,6 +470,18 @@ def test_identifier_cap_names_external_ids() -> None:
             {"id": "x", "type": "crm_id", "collection": "users", "encoding": "none"}]
     assert rejection({"userId": "u", "event": "E", "context": {"externalIds": over}}, "track") == (
         "context.externalIds", "too_many_identifiers")
+    # more entries than the cap are refused before any is normalised, even repeated ones
+    repeated = [{"id": "+8613912345678", "type": "phone", "collection": "users", "encoding": "none"}] * 21
+    assert rejection({"userId": "u", "event": "E", "context": {"externalIds": repeated}}, "track") == (
+        "context.externalIds", "too_many_identifiers")
+
+
+def test_dict_subclasses_are_scanned_by_their_values() -> None:
+    from collections import OrderedDict
+
+    props = OrderedDict(revenue=float("nan"))
+    assert rejection({"userId": "u", "event": "E", "properties": props}, "track") == (
+        "properties.revenue", "bad_number")
 
 
 def test_limits_from_settings_reads_the_caps() -> None:
