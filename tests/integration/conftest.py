@@ -124,7 +124,9 @@ def cli(settings: Settings, *args: str) -> str:
 
 @pytest.fixture(scope="session")
 def write_key(settings: Settings) -> str:
-    return cli(settings, "keys", "create", "--scope", "write", "--name", "web").strip()
+    # one key for every test of the run: its rate must not be what a test measures
+    return cli(settings, "keys", "create", "--scope", "write", "--name", "web", "--rate", "1000000",
+               "--burst", "1000000").strip()
 
 
 @pytest.fixture(scope="session")
