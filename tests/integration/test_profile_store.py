@@ -173,7 +173,8 @@ def test_a_trigger_fires_once_under_replay_and_sdk_retry(store):
     fired = store.apply_batch(0, numbered([consent(who), demo]), T0).triggers
     assert [t["rule"] for t in fired] == ["demo_requested"]
     assert store.apply_batch(0, numbered([consent(who), demo]), T0).triggers == []  # Kafka replay
-    retry = store.apply_batch(0, [(7, dict(demo, timestamp=T0 + S))], T0)  # SDK retry, new offset
+    # an SDK retry with a new offset, sent after demo_requested's 1 h cooldown: the key stops it
+    retry = store.apply_batch(0, [(7, dict(demo, timestamp=T0 + 2 * H, received_at=T0 + 2 * H))], T0)
     assert retry.triggers == [] and retry.duplicates == 1
     assert [t["rule"] for t in store.list_triggers(who)] == ["demo_requested"]
     # an order retried by the SDK schedules its post-purchase care once
@@ -394,8 +395,9 @@ def test_merge_combines_two_profiles(store, redis_client):
     # the merged OneID's batch replayed: redirected, skipped by offset, its trigger not fired again
     replay = store.apply_batch(1, numbered([b_order], start=2), T0)
     assert replay.triggers == [] and replay.skipped_replayed == 1
-    # an SDK retry of b's demo request (a new offset): the survivor kept b's idempotency key
-    retry = store.apply_batch(1, [(9, dict(b_demo, timestamp=T0 + 6 * S))], T0)
+    # an SDK retry of b's demo request (a new offset, after the 1 h cooldown): the survivor kept
+    # b's idempotency key
+    retry = store.apply_batch(1, [(9, dict(b_demo, timestamp=T0 + 2 * H, received_at=T0 + 2 * H))], T0)
     assert "demo_requested" not in [t["rule"] for t in retry.triggers] and retry.duplicates == 1
     # a new event still stamped with the merged OneID lands on the survivor
     store.apply_batch(1, numbered([page("/", T0 + 2 * H, b)], start=10), T0)

@@ -176,10 +176,10 @@ def test_mql_fires_once_when_the_score_crosses():
 def test_tier_upgrade_fires_when_a_threshold_is_crossed():
     events = [
         identify({"marketing_consent": True}, T0),
-        order(T0 + S, 15_000),
-        order(T0 + 2 * S, 10_000),
-        order(T0 + 3 * S, 1_000),
-        order(T0 + 4 * S, 90_000),
+        order(T0 + H, 15_000),  # an hour apart: tier_upgraded has a 1 m cooldown
+        order(T0 + 2 * H, 10_000),
+        order(T0 + 3 * H, 1_000),
+        order(T0 + 4 * H, 90_000),
     ]
     engine, states = run(DEFAULTS, events)
     ups = [json.loads(t["values"]) for t in engine.pending if t["rule"] == "tier_upgraded"]
