@@ -540,3 +540,74 @@ def test_offset_guards_stay_per_stamped_oneid_across_a_merge(store):
     result = store.apply_batch(0, redirected, T0)
     assert result.skipped_replayed == 1 and result.applied == 1
     assert store.get_profile(survivor)["aggregates"]["page_views_30d"] == 4
+
+
+# -- hostile input -----------------------------------------------------------------------------
+
+
+def test_a_batch_touching_more_than_10000_fields_succeeds(redis_client, settings):
+    """Lua's unpack fails past ~8,000 values: every variadic call in state.lua is chunked."""
+    store = ProfileStore(redis_client, own_prefix(settings), RULES, max_traits_per_profile=20_000)
+    who = new_id()
+    batch = [identify({f"k{m}_{i}": i for i in range(200)}, T0 + m * S, who) for m in range(60)]
+    first = store.apply_batch(0, numbered(batch), T0)  # 12,000 new fields: HMGET, HSET
+    assert first.applied == 60 and first.traits_dropped == 0
+    again = [identify({f"k{m}_{i}": -i for i in range(200)}, T0 + H + m * S, who) for m in range(60)]
+    assert store.apply_batch(0, numbered(again, start=60), T0).applied == 60  # reads 12,000 fields
+    profile = store.get_profile(who)
+    assert len(profile["traits"]) == 12_000 and profile["traits"]["k59_199"] == -199
+    other = new_id()
+    store.apply_batch(0, numbered([page("/", T0, other)], start=120), T0)
+    assert store.merge_profiles(other, who)["fields_moved"] > 12_000
+    assert len(store.get_profile(other)["traits"]) == 12_000
+    assert store.delete_profile(other) >= 1 and store.get_profile(other) is None
+
+
+def test_traits_per_profile_are_capped_and_counted(redis_client, settings):
+    from touchstream import metrics
+
+    store = ProfileStore(redis_client, own_prefix(settings), RULES, max_traits_per_profile=10)
+    who = new_id()
+    before = metrics.PROFILE_TRAITS_DROPPED._value.get()
+    first = store.apply_batch(0, numbered([identify({f"t{i}": i for i in range(15)}, T0, who)]), T0)
+    assert first.traits_dropped == 5
+    second = store.apply_batch(0, [(1, identify({"t0": "updated", "new": 1}, T0 + S, who))], T0)
+    assert second.traits_dropped == 1
+    traits = store.get_profile(who)["traits"]
+    assert len(traits) == 10 and traits["t0"] == "updated" and "new" not in traits
+    assert metrics.PROFILE_TRAITS_DROPPED._value.get() - before == 6
+    assert store.stats["traits_dropped"] == 6
+
+
+def test_hostile_values_neither_fail_the_batch_nor_poison_state(store, redis_client):
+    who = new_id()
+    hostile = [
+        order(T0, who, 1_000),
+        dict(order(T0 + S, who, 0), properties='{"revenue": NaN}'),
+        dict(order(T0 + 2 * S, who, 0), properties='{"revenue": 1e999}'),
+        dict(order(T0 + 3 * S, who, 0), properties='{"revenue": "Infinity", "order_id": "\\ud800"}'),
+        dict(page("/", T0 + 4 * S, who), properties='{"url": "http://["}'),
+        dict(identify({}, T0 + 5 * S, who), traits='{"\\udc00name": "\\ud800"}'),
+        dict(identify({}, T0 + 5 * S, who), traits='{"deep": ' + "[" * 3000 + "]" * 3000 + "}"),
+        dict(track("Ping", T0 + 6 * S, who), timestamp=-5),
+    ]
+    result = store.apply_batch(0, numbered(hostile), T0)
+    assert result.applied == 7 and result.skipped_invalid == 1
+    profile = store.get_profile(who)
+    assert profile["aggregates"]["revenue_365d"] == 1_000 and profile["tier"] == "C"
+    assert profile["traits"] == {"\ufffdname": "\ufffd"}  # too deep: that traits object is unusable
+    assert profile["aggregates"]["last_order_id"] == "\ufffd"
+    for key, value in redis_client.hgetall(store.profile_keys(who)[0]).items():
+        assert b"inf" not in value.lower() and b"nan" not in value.lower(), key
+    for trigger in store.list_triggers(who):
+        json.loads(trigger["values"], parse_constant=lambda c: pytest.fail(f"{c} in trigger values"))
+
+
+def test_a_future_dated_event_does_not_hold_back_the_real_ones(store):
+    who = new_id()
+    future = dict(track("Demo Requested", T0 + 23 * H, who), received_at=T0)
+    real = [order(T0 + i * 60 * S, who, 10, order_id=f"o{i}") for i in range(1, 5)]
+    result = store.apply_batch(0, numbered([consent(who), future, *real]), T0)
+    assert result.skipped_late == 0
+    assert store.get_profile(who)["aggregates"]["orders_90d"] == 4
+    assert store.get_profile(who)["last_seen"] == T0 + 300 * S  # receipt + the 5 min skew
