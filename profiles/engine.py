@@ -75,7 +75,14 @@ def _object(text: Any) -> dict[str, Any]:
 
 def _normalized(event: dict[str, Any]) -> dict[str, Any]:
     """The event itself when its text members are text (the common case), else a cleaned copy."""
-    bad = [k for k in _TEXT_FIELDS if (v := event.get(k)) is not None and not _clean_text(v)]
+    get = event.get
+    for k in _TEXT_FIELDS:
+        v = get(k)
+        if v is not None and not (type(v) is str and v.isascii()):
+            break
+    else:
+        return event  # hot path: every member absent or ASCII text
+    bad = [k for k in _TEXT_FIELDS if (v := get(k)) is not None and not _clean_text(v)]
     if not bad:
         return event
     out = dict(event)

@@ -54,6 +54,11 @@ def _int(text: str) -> int | None:
     return int(text) if len(text) < 4000 else None
 
 
+# built once: json.loads(text, parse_float=...) would build a decoder per call
+_DECODER = json.JSONDecoder(parse_float=_float, parse_constant=_constant)
+_BOUNDED_INT_DECODER = json.JSONDecoder(parse_float=_float, parse_constant=_constant, parse_int=_int)
+
+
 def clean(value: Any, depth: int = 0) -> Any:
     """A JSON-safe copy: str keys, no lone surrogates, finite floats, bounded ints and depth.
 
@@ -126,12 +131,12 @@ def _risky(text: str) -> bool:
 def loads(text: str) -> Any:
     """Parse client JSON text; non-finite numbers are null. Raises ValueError if it is not JSON."""
     try:
-        return json.loads(text, parse_float=_float, parse_constant=_constant)
+        return _DECODER.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deep") from None
     except ValueError:
         try:  # only an int longer than Python converts (4,300 digits) fails here and not above
-            return json.loads(text, parse_float=_float, parse_constant=_constant, parse_int=_int)
+            return _BOUNDED_INT_DECODER.decode(text)
         except RecursionError:
             raise ValueError("JSON nested too deep") from None
 
