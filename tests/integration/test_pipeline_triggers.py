@@ -109,8 +109,11 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
     # stays within the allowed lateness, so every event must count.
     first, last = events[0]["timestamp"], events[-1]["timestamp"]
     start = NOW() - 20 * 60_000
-    squeezed = [{**e, "timestamp": start + (e["timestamp"] - first) * 20 * 60_000 // max(1, last - first)}
-                for e in events]
+    # received_at moves with the timestamp: it is the collector's clock, and an event dated after
+    # its receipt (plus the allowed skew) is filed under its receipt time.
+    span = max(1, last - first)
+    squeezed = [{**e, "timestamp": (ts := start + (e["timestamp"] - first) * 20 * 60_000 // span),
+                 "received_at": ts + 150} for e in events]
     # plus 60 visitors who stay on /pricing for 200 s: 60 dwell triggers to fire exactly once
     for i in range(60):
         for n, (path, at) in enumerate((("/pricing", 0), ("/docs", 200_000))):
@@ -118,7 +121,8 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
             squeezed.append({**events[0], "message_id": f"{anon}-{n}", "type": "page", "event": None,
                              "name": path, "properties": json.dumps({"path": path}), "user_id": None,
                              "anonymous_id": anon, "identifiers": [{"type": "anonymous_id", "value": anon}],
-                             "traits": "{}", "timestamp": start + i * 10_000 + at})
+                             "traits": "{}", "timestamp": start + i * 10_000 + at,
+                             "received_at": start + i * 10_000 + at + 150})
     producer = Producer({"bootstrap.servers": own.broker, "linger.ms": 5})
     for event in squeezed:
         producer.produce(Topics.of(own).raw, registry.encode("event", event), partition_key(event))
