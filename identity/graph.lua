@@ -7,6 +7,8 @@
 -- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, [type, value, ...], [sha256, ...]], ...]
 --          identifiers already normalised, unblocked, de-duplicated and sorted by priority;
 --          partition/offset -1 when unknown
+-- ARGV[6]  receipt time (ms): last-seen time of anonymous-only profiles (idle is judged by arrival,
+--          not by event time, so imported history is not collected the moment it lands)
 -- Returns JSON {"o": [oneid or "" per event], "m": merges, "r": rejections, "v": moves}, or
 -- {"need_hashes": true} when suppression entries exist and ARGV[4] is not "1".
 
@@ -26,6 +28,7 @@ local MAX_MEMBERS = cfg.mm
 local GUARD_MS = cfg.fw
 local use_sup = ARGV[4] == '1'
 local REFRESH_MS = 300000
+local SEEN_MS = tonumber(ARGV[6])
 
 local bad = check_meta()
 if bad then return redis.error_reply(bad) end
@@ -375,10 +378,11 @@ local function refresh_since(T, ids, ts)
   end
 end
 
--- An event whose identifiers in T are all anonymous moves T's last-seen time up when T is in
+-- An event whose identifiers in T are all anonymous moves T's last-seen (receipt) time up when T is in
 -- the anonymous set (a profile holding anything stronger is never added back); a profile this
 -- event created from anonymous identifiers only joins the set.
-local function seen_anonymous(T, ids, ts)
+local function seen_anonymous(T, ids)
+  local ts = SEEN_MS
   for j = 1, #ids, 2 do
     if not ANON_T[ids[j]] and owners[ids[j] .. ':' .. ids[j + 1]] == T then return end
   end
@@ -442,7 +446,7 @@ local function resolve_event(ei, ev, ids)
   for _, k in ipairs(st.fill) do moves[k][5] = st.T end
   if st.T then
     refresh_since(st.T, ids, ev.ts)
-    seen_anonymous(st.T, ids, ev.ts)
+    seen_anonymous(st.T, ids)
   end
   return st.T
 end

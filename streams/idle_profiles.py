@@ -1,10 +1,11 @@
 """Garbage collection of anonymous-only profiles: every new anonymousId must not live forever.
 
-A visitor who never identified and has been idle for ``anonymous_profile_ttl_s`` (by event
-time; 90 days by default) is removed from the identity graph, then their profile state. It is
-not an erasure: nothing is suppressed, and the same anonymousId coming back starts a new
-profile. A crash between the two steps leaves state without identity (invisible, and small); the
-graph step is atomic per profile, so several workers can collect at once without overlap.
+A visitor who never identified and sent nothing for ``anonymous_profile_ttl_s`` (90 days by
+default; judged by receipt time, so imported history is not collected the moment it lands) is
+removed from the identity graph, then their profile state. It is not an erasure: nothing is
+suppressed, and the same anonymousId coming back starts a new profile. A crash between the two
+steps leaves state without identity (invisible, and small); the graph step is atomic per profile,
+so several workers can collect at once without overlap.
 """
 
 from __future__ import annotations

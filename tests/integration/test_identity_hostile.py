@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import time
 import uuid
 
 import pytest
@@ -24,6 +25,11 @@ DAY = DAY_MS
 def ev(message_id: str, ts: int, *ids: tuple[str, str]) -> dict:
     identifiers = [{"type": t, "value": v} for t, v in ids]
     return {"message_id": message_id, "timestamp": ts, "identifiers": identifiers}
+
+
+def seen(graph: IdentityGraph, event: dict):  # type: ignore[no-untyped-def]
+    """Resolve one event as if it arrived at its own timestamp (the anonymous set's clock)."""
+    return graph.resolve_batch([event], now_ms=event["timestamp"])
 
 
 def oneid_of(type_: str, value: str) -> str:
@@ -260,13 +266,13 @@ def anonymous_only(graph: IdentityGraph) -> set[str]:
 
 def test_an_idle_anonymous_profile_is_collected_and_nothing_else(graph, redis_client):
     now = 400 * DAY
-    [idle] = graph.resolve_batch([ev("m1", now - 100 * DAY, ("anonymous_id", "idle"))]).oneids
-    [device] = graph.resolve_batch([ev("m2", now - 95 * DAY, ("device_id", "dev-1"))]).oneids
+    [idle] = seen(graph, ev("m1", now - 100 * DAY, ("anonymous_id", "idle"))).oneids
+    [device] = seen(graph, ev("m2", now - 95 * DAY, ("device_id", "dev-1"))).oneids
     with_email = ev("m3", now - 100 * DAY, ("anonymous_id", "k"), ("email", "k@qq.com"))
-    [known] = graph.resolve_batch([with_email]).oneids
-    [user] = graph.resolve_batch([ev("m4", now - 100 * DAY, ("user_id", "u1"), ("anonymous_id", "u"))]).oneids
-    [recent] = graph.resolve_batch([ev("m5", now - 100 * DAY, ("anonymous_id", "recent"))]).oneids
-    graph.resolve_batch([ev("m6", now - 10 * DAY, ("anonymous_id", "recent"))])  # seen again lately
+    [known] = seen(graph, with_email).oneids
+    [user] = seen(graph, ev("m4", now - 100 * DAY, ("user_id", "u1"), ("anonymous_id", "u"))).oneids
+    [recent] = seen(graph, ev("m5", now - 100 * DAY, ("anonymous_id", "recent"))).oneids
+    seen(graph, ev("m6", now - 10 * DAY, ("anonymous_id", "recent")))  # seen again lately
     assert anonymous_set(redis_client, graph) == {idle: now - 100 * DAY, device: now - 95 * DAY,
                                                   recent: now - 10 * DAY}
     collected = graph.collect_idle_anonymous(now, 90 * DAY)
@@ -281,40 +287,51 @@ def test_an_idle_anonymous_profile_is_collected_and_nothing_else(graph, redis_cl
     assert graph.collected_total() == 2
     assert graph.collect_idle_anonymous(now, 90 * DAY) == []
     # the anonymous id comes back: a fresh profile, with only the new event in it
-    back = graph.resolve_batch([ev("m7", now + 1, ("anonymous_id", "idle"))])
+    back = seen(graph, ev("m7", now + 1, ("anonymous_id", "idle")))
     assert back.oneids[0] is not None and back.rejections == []
     [edge] = graph.edges(back.oneids[0])
     assert edge.event.message_id == "m7"
     assert anonymous_set(redis_client, graph)[back.oneids[0]] == now + 1
 
 
+def test_history_arriving_now_is_not_idle(graph, redis_client):
+    """Idle is judged by arrival: a year-old event imported today starts a year-old profile that
+    lives a full idle period from today."""
+    now = int(time.time() * 1000)
+    [imported] = graph.resolve_batch([ev("m1", now - 400 * DAY, ("anonymous_id", "imported"))]).oneids
+    assert now <= anonymous_set(redis_client, graph)[imported] <= int(time.time() * 1000)
+    assert graph.collect_idle_anonymous(int(time.time() * 1000), 90 * DAY) == []
+    assert graph.lookup("anonymous_id", "imported") == imported
+    assert graph.collect_idle_anonymous(int(time.time() * 1000) + 91 * DAY, 90 * DAY) == [imported]
+
+
 def test_linking_a_stronger_identifier_leaves_the_set_for_good(graph, redis_client):
-    [a] = graph.resolve_batch([ev("m1", 1000, ("anonymous_id", "a1"))]).oneids
+    [a] = seen(graph, ev("m1", 1000, ("anonymous_id", "a1"))).oneids
     assert a in anonymous_set(redis_client, graph)
-    graph.resolve_batch([ev("m2", 2000, ("anonymous_id", "a1"), ("email", "x@qq.com"))])
+    seen(graph, ev("m2", 2000, ("anonymous_id", "a1"), ("email", "x@qq.com")))
     assert anonymous_set(redis_client, graph) == {}
-    graph.resolve_batch([ev("m3", 3000, ("anonymous_id", "a1"))])  # anonymous traffic does not put it back
+    seen(graph, ev("m3", 3000, ("anonymous_id", "a1")))  # anonymous traffic does not put it back
     assert anonymous_set(redis_client, graph) == {}
     assert graph.collect_idle_anonymous(10**13, 0) == []
 
 
 def test_merges_and_deletes_keep_the_set_right(graph, redis_client):
-    [a] = graph.resolve_batch([ev("m1", 1000, ("anonymous_id", "a1"))]).oneids
-    [d] = graph.resolve_batch([ev("m2", 5000, ("device_id", "d1"))]).oneids
-    merged = graph.resolve_batch([ev("m3", 3000, ("device_id", "d1"), ("anonymous_id", "a1"))])
+    [a] = seen(graph, ev("m1", 1000, ("anonymous_id", "a1"))).oneids
+    [d] = seen(graph, ev("m2", 5000, ("device_id", "d1"))).oneids
+    merged = seen(graph, ev("m3", 3000, ("device_id", "d1"), ("anonymous_id", "a1")))
     [m] = merged.merges
     assert (m["survivor"], m["merged"]) == (a, d)
     assert anonymous_set(redis_client, graph) == {a: 5000}  # the later last-seen of the two
     # collecting the survivor removes the alias of the merged one too
     assert graph.collect_idle_anonymous(10_000, 1000) == [a]
     assert graph.resolve_alias(d) == d and graph.lookup("device_id", "d1") is None
-    [b] = graph.resolve_batch([ev("m4", 1000, ("anonymous_id", "b1"))]).oneids
+    [b] = seen(graph, ev("m4", 1000, ("anonymous_id", "b1"))).oneids
     graph.delete_profile(b, actor="dpo")
     assert anonymous_set(redis_client, graph) == {}
 
 
 def test_collection_takes_the_oldest_first_up_to_the_limit(graph, redis_client):
-    oneids = [graph.resolve_batch([ev(f"m{i}", 1000 + i, ("anonymous_id", f"a{i}"))]).oneids[0]
+    oneids = [seen(graph, ev(f"m{i}", 1000 + i, ("anonymous_id", f"a{i}"))).oneids[0]
               for i in range(5)]
     assert graph.collect_idle_anonymous(10_000, 0, limit=2) == oneids[:2]
     assert graph.collect_idle_anonymous(10_000, 0, limit=0) == []
@@ -325,10 +342,10 @@ def test_collection_takes_the_oldest_first_up_to_the_limit(graph, redis_client):
 
 
 def test_a_split_off_anonymous_part_becomes_collectable(graph, redis_client):
-    graph.resolve_batch([ev("m1", 1000, ("user_id", "u1"))])
-    graph.resolve_batch([ev("m2", 2000, ("anonymous_id", "a2"))])
-    graph.resolve_batch([ev("m3", 3000, ("anonymous_id", "a2"), ("device_id", "d2"))])
-    graph.resolve_batch([ev("bad", 4000, ("user_id", "u1"), ("anonymous_id", "a2"))])
+    seen(graph, ev("m1", 1000, ("user_id", "u1")))
+    seen(graph, ev("m2", 2000, ("anonymous_id", "a2")))
+    seen(graph, ev("m3", 3000, ("anonymous_id", "a2"), ("device_id", "d2")))
+    seen(graph, ev("bad", 4000, ("user_id", "u1"), ("anonymous_id", "a2")))
     assert anonymous_set(redis_client, graph) == {}
     split = graph.unmerge(oneid_of("user_id", "u1"), "anonymous_id", "a2", actor="ops")
     assert set(anonymous_set(redis_client, graph)) == {split.new_oneid}
@@ -350,8 +367,8 @@ def test_the_set_tracks_exactly_the_anonymous_profiles_of_a_busy_graph(graph, re
 
 
 def test_profiles_from_before_the_set_can_be_backfilled(graph, redis_client):
-    [old] = graph.resolve_batch([ev("m1", 1000, ("anonymous_id", "old"))]).oneids
-    [known] = graph.resolve_batch([ev("m2", 1000, ("anonymous_id", "k"), ("user_id", "u1"))]).oneids
+    [old] = seen(graph, ev("m1", 1000, ("anonymous_id", "old"))).oneids
+    [known] = seen(graph, ev("m2", 1000, ("anonymous_id", "k"), ("user_id", "u1"))).oneids
     redis_client.delete(graph.anonymous_key)  # as a graph written by the previous release
     assert graph.backfill_anonymous(now_ms=50_000) == 1
     assert anonymous_set(redis_client, graph) == {old: 50_000}
