@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from touchstream.text import is_utf8
+
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 _DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
@@ -35,17 +37,6 @@ class BadNumber:
 
     def __repr__(self) -> str:
         return f"BadNumber({self.text!r})"
-
-
-def valid_text(text: str) -> bool:
-    """True unless ``text`` holds a lone surrogate (which UTF-8, hence Avro and Kafka, cannot carry)."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def dumps(value: object) -> str:
@@ -110,7 +101,7 @@ def find_bad(value: object, max_depth: int, field: str = "body", level: int = 1)
     (``properties``, ``body``); children are named ``properties.revenue``, ``items[3]``.
     """
     if isinstance(value, str):
-        return None if valid_text(value) else (field, "bad_unicode")
+        return None if is_utf8(value) else (field, "bad_unicode")
     if isinstance(value, BadNumber):
         return field, "bad_number"
     if isinstance(value, bool) or value is None:
@@ -125,7 +116,7 @@ def find_bad(value: object, max_depth: int, field: str = "body", level: int = 1)
         if isinstance(value, dict):
             for key, item in value.items():
                 name = child_field(field, key)
-                if isinstance(key, str) and not valid_text(key):
+                if isinstance(key, str) and not is_utf8(key):
                     return name, "bad_unicode"
                 found = find_bad(item, max_depth, name, level + 1)
                 if found:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from connectors.jsonsafe import child_field, dumped_size, dumps, find_bad, scan, valid_text
+from connectors.jsonsafe import child_field, dumped_size, dumps, find_bad, scan
 from connectors.outcome import Outcome
 from identity.identifiers import (
     CORE_TYPES,
@@ -25,6 +25,7 @@ from identity.identifiers import (
 )
 from touchstream.errors import ConfigError, ValidationError
 from touchstream.settings import Settings
+from touchstream.text import is_utf8
 
 TYPES: frozenset[str] = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 
@@ -205,7 +206,7 @@ def validate_message(
     for field_name, value in (("messageId", message_id), ("event", event), ("name", name),
                               ("userId", user_id), ("anonymousId", anonymous_id), ("groupId", group_id),
                               ("previousId", previous_id)):
-        if value is not None and not valid_text(value):
+        if value is not None and not is_utf8(value):
             raise ValidationError(field_name, "bad_unicode", f"{field_name}: {_EXPLAIN['bad_unicode']}")
 
     objects: dict[str, Any] = {}

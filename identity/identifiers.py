@@ -18,6 +18,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from touchstream.errors import ValidationError
+from touchstream.text import is_utf8
 
 CORE_TYPES: tuple[str, ...] = ("user_id", "anonymous_id", "email", "phone", "device_id")
 DEFAULT_CUSTOM_TYPES: tuple[str, ...] = ("wechat_openid", "wechat_unionid", "crm_id")
@@ -103,7 +104,7 @@ def _normalise(type_: str, value: object, region: str) -> tuple[str | None, str 
     text = text.strip()
     if not text:
         return None, "empty"
-    if not _is_utf8(text):
+    if not is_utf8(text):
         return None, "not_utf8"
     if type_ == "email":
         return _email(text)
@@ -119,17 +120,6 @@ def _is_huge_int(value: object) -> bool:
     and raises past 4,300 digits, so it is measured in bits instead."""
     # 851 bits > 256 decimal digits; the exact cut is made by the length check on the text.
     return type(value) is int and value.bit_length() > 851
-
-
-def _is_utf8(text: str) -> bool:
-    """False for a lone surrogate ("\ud800" from a JSON escape): Redis, Avro and Kafka need UTF-8."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _as_text(value: object) -> str | None:
@@ -200,7 +190,7 @@ def _shown(value: object, limit: int = MAX_INVALID_VALUE_CHARS) -> str:
         except (RecursionError, ValueError, TypeError):  # nested too deep, huge ints inside
             text = f"<{type(value).__name__}>"
     text = text[:limit]
-    if not _is_utf8(text):
+    if not is_utf8(text):
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
 

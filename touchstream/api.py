@@ -20,13 +20,13 @@ from aiohttp import web
 from connectors.collector.auth import bearer_token
 from connectors.collector.body import read_json
 from connectors.collector.routes import dumps_strict
-from connectors.jsonsafe import valid_text
 from identity.exceptions import IdentityError, NotLinkedError, ProfileNotFoundError
 from identity.graph import IdentityGraph
 from identity.identifiers import InvalidIdentifier, known_types, normalise
 from touchstream import metrics
 from touchstream.errors import ValidationError
 from touchstream.keys import ApiKey, KeyChecker
+from touchstream.text import is_utf8
 
 GRAPH = web.AppKey("graph", IdentityGraph)
 API_KEYS = web.AppKey("api_keys", KeyChecker)
@@ -124,7 +124,7 @@ async def unmerge(request: web.Request) -> web.Response:
         raise ValidationError("body", "missing_identifier", 'body must be {"type": ..., "value": ...}')
     if body["type"] not in known_types():
         raise ValidationError("type", "unknown_type", "unknown identifier type")
-    if isinstance(body["value"], str) and not valid_text(body["value"]):
+    if isinstance(body["value"], str) and not is_utf8(body["value"]):
         raise ValidationError("value", "bad_unicode", "value must be valid Unicode (no lone surrogates)")
     try:
         value = normalise(body["type"], body["value"], default_region=request.app[REGION])

@@ -71,6 +71,10 @@ STAGE_RETRIES = Counter(
 PROFILE_TRAITS_DROPPED = Counter(
     "touchstream_profile_traits_dropped_total", "New traits not kept because a profile holds its cap"
 )
+RULE_ERRORS = Counter(
+    "touchstream_rule_errors_total",
+    "Rule conditions or expressions that failed on an event's data and counted as false (event kept)",
+)
 PROFILES_COLLECTED = Counter(
     "touchstream_profiles_collected_total", "Anonymous-only profiles removed after their idle period"
 )

@@ -81,6 +81,8 @@ class ProfileStage:
             metrics.PROFILE_EVENTS.labels("applied").inc(result.applied)
             metrics.PROFILE_EVENTS.labels("replayed").inc(result.skipped_replayed)
             metrics.PROFILE_EVENTS.labels("late").inc(result.skipped_late)
+            metrics.PROFILE_EVENTS.labels("invalid_time").inc(result.skipped_invalid)
+            metrics.RULE_ERRORS.inc(result.rule_errors)
             metrics.MARKETING_SUPPRESSED.inc(result.suppressed_marketing)
         return out
 
