@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-server up down status topics test test-unit demo lint bench profile chaos clean
+.PHONY: help install redis-server up down status topics test test-unit demo lint bench hotspots chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,9 +57,9 @@ BENCH_GROWTH ?= 10000,100000,1000000
 bench: install up ## Throughput, latency, memory vs baselines (BENCH_EVENTS=N, BENCH_GROWTH=sizes); writes bench-results.json
 	$(BIN)/touchstream bench --events $(BENCH_EVENTS) --growth "$(BENCH_GROWTH)"
 
-PROFILE_EVENTS ?= 100000
-profile: install up ## py-spy samples of one worker draining PROFILE_EVENTS synthetic events; top frames
-	$(BIN)/touchstream profile --events $(PROFILE_EVENTS)
+HOTSPOT_EVENTS ?= 100000
+hotspots: install up ## py-spy samples of one worker draining HOTSPOT_EVENTS synthetic events; top frames
+	$(BIN)/touchstream hotspots --events $(HOTSPOT_EVENTS)
 
 chaos: install up ## Kill the worker 3x, restart Redis and Kafka mid-stream; verify nothing lost or repeated
 	$(BIN)/pytest tests/chaos -s -p no:cacheprovider

@@ -98,7 +98,7 @@ def collector(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
     env = settings_env(settings)
     env["TOUCHSTREAM_KEY_CACHE_S"] = "0"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "serve"], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "serve"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     base = f"http://{settings.http_host}:{settings.http_port}"
     try:
@@ -116,7 +116,7 @@ def collector(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def cli(settings: Settings, *args: str) -> str:
     """Run the `touchstream` CLI with these settings; stdout."""
-    result = subprocess.run([sys.executable, "-m", "touchstream.cli", *args], env=settings_env(settings),
+    result = subprocess.run([sys.executable, "-m", "apps.cli", *args], env=settings_env(settings),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -144,7 +144,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"],
                                          env=self.settings.child_env(), stdout=out, stderr=subprocess.STDOUT)
         return self
 

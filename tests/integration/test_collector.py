@@ -228,7 +228,7 @@ def test_openapi_is_served_and_documents_every_route(collector):
     spec = json.loads(urllib.request.urlopen(collector + "/openapi.json", timeout=10).read())
     from aiohttp import web
 
-    from touchstream.server import create_app
+    from apps.server import create_app
     from touchstream.settings import Settings
 
     app: web.Application = create_app(Settings.from_env({}))

@@ -25,7 +25,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from touchstream.server import load_openapi
+from apps.server import load_openapi
 
 API_PREFIXES = ("/v1/identities", "/v1/profiles")
 

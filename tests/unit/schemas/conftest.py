@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas.bench import sample_event
+from bench.codec import sample_event
 
 STEMS = {"Event": "event", "DeadLetter": "deadletter", "IdentityMerge": "identity_merge",
          "IdentityRejection": "identity_rejection", "Trigger": "trigger"}

@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+from bench.pipeline import committed_all, forget, produce, start_worker, synthetic_events
 from streams.topics import Topics, create_topics
-from touchstream.bench.pipeline import _committed_all, _produce, _start_worker, forget, synthetic_events
 from touchstream.settings import Settings
 
 
@@ -48,15 +48,15 @@ def run(settings: Settings, events: int, log_dir: Path, rate_hz: int = 200) -> P
                   redis_prefix=f"prof:{run_id}:")
     topics = Topics.of(own)
     create_topics(own)
-    _produce(own, topics.raw, synthetic_events(events))
+    produce(own, topics.raw, synthetic_events(events))
     out = log_dir / "profile-worker.txt"
-    worker = _start_worker(own, log_dir / "profile-worker.log")
+    worker = start_worker(own, log_dir / "profile-worker.log")
     sampler = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--format", "raw", "--output",
                                 str(out), "--rate", str(rate_hz), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = time.monotonic()
     try:
-        while not _committed_all(own, [topics.raw, topics.resolved]):
+        while not committed_all(own, [topics.raw, topics.resolved]):
             time.sleep(0.25)
         seconds = time.monotonic() - started
     finally:

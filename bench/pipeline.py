@@ -29,6 +29,7 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from apps.factory import identity_rules, profile_rules, profile_store
 from connectors.ingest import partition_key
 from identity.graph import IdentityGraph
 from identity.synthetic import generate
@@ -37,8 +38,6 @@ from schemas.codec import default_registry
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import RawRecord, ResolveStage
 from streams.topics import Topics, create_topics
-from streams.worker import profile_store
-from touchstream.rules import identity_rules, profile_rules
 from touchstream.settings import Settings
 
 
@@ -53,7 +52,7 @@ def synthetic_events(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
     return [{**e, "timestamp": start + (e["timestamp"] - first) * 3_600_000 // span} for e in events]
 
 
-def _produce(settings: Settings, topic: str, events: Iterable[dict[str, Any]],
+def produce(settings: Settings, topic: str, events: Iterable[dict[str, Any]],
              timeout_s: float = 120) -> None:
     encode = default_registry().encoder("event")
     producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 20, "compression.type": "lz4",
@@ -68,7 +67,7 @@ def _produce(settings: Settings, topic: str, events: Iterable[dict[str, Any]],
     producer.flush(timeout_s)
 
 
-def _committed_all(settings: Settings, topics: list[str]) -> bool:
+def committed_all(settings: Settings, topics: list[str]) -> bool:
     consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": settings.app_id,
                          "enable.auto.commit": False})
     try:
@@ -84,9 +83,9 @@ def _committed_all(settings: Settings, topics: list[str]) -> bool:
         consumer.close()
 
 
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"],
+        return subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"],
                                 env=settings.child_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -110,14 +109,14 @@ def pipeline_rate(settings: Settings, events: list[dict[str, Any]], log_dir: Pat
     """Events/s of ``workers`` worker processes in one consumer group over pre-loaded events."""
     topics = Topics.of(settings)
     create_topics(settings)
-    _produce(settings, topics.raw, events)
-    procs = [_start_worker(replace(settings, worker_web_port=settings.worker_web_port + i),
+    produce(settings, topics.raw, events)
+    procs = [start_worker(replace(settings, worker_web_port=settings.worker_web_port + i),
                            log_dir / f"bench-worker-{i}.log") for i in range(workers)]
     try:
         if workers > 1:
             time.sleep(3)  # all join before the clock starts, so the partitions are shared
         started = _first_record(settings, topics.resolved)
-        while not _committed_all(settings, [topics.raw, topics.resolved]):
+        while not committed_all(settings, [topics.raw, topics.resolved]):
             time.sleep(0.25)
         seconds = time.monotonic() - started
     finally:
@@ -188,7 +187,7 @@ def trigger_latency(settings: Settings, rate: float, seconds: float, log_dir: Pa
     """
     topics = Topics.of(settings)
     create_topics(settings)
-    worker = _start_worker(settings, log_dir / "bench-latency-worker.log")
+    worker = start_worker(settings, log_dir / "bench-latency-worker.log")
     encode = default_registry().encoder("event")
     background = [(encode(e), partition_key(e)) for e in synthetic_events(int(rate * seconds), seed=13)]
     producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 1,

@@ -24,10 +24,10 @@ from typing import Any
 import redis
 from confluent_kafka import Producer
 
+from bench.pipeline import committed_all, forget, memory_per_profile, produce, start_worker
 from connectors.ingest import partition_key
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
-from touchstream.bench.pipeline import _committed_all, _produce, _start_worker, forget, memory_per_profile
 from touchstream.settings import Settings
 
 SIZES = (10_000, 100_000, 1_000_000)
@@ -68,7 +68,7 @@ def _produce_encoded(settings: Settings, topic: str, records: list[tuple[bytes, 
 
 def _wait(settings: Settings, topics: list[str], timeout: float) -> float:
     started = time.monotonic()
-    while not _committed_all(settings, topics):
+    while not committed_all(settings, topics):
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"worker did not catch up within {timeout:.0f}s")
         time.sleep(0.25)
@@ -85,14 +85,14 @@ def run(settings: Settings, log_dir: Path, sizes: Sequence[int] = SIZES, measure
     client = redis.Redis.from_url(own.redis_url)
     baseline_memory = int(client.info("memory")["used_memory"])
     rng = random.Random(11)
-    worker = _start_worker(own, log_dir / "bench-growth-worker.log")
+    worker = start_worker(own, log_dir / "bench-growth-worker.log")
     rows: list[dict[str, Any]] = []
     loaded = 0
     try:
         for size in sizes:
             now = time.time_ns() // 1_000_000
             load_started = time.monotonic()
-            _produce(own, topics.raw, (_person_event(i, now, "identify", rng) for i in range(loaded, size)),
+            produce(own, topics.raw, (_person_event(i, now, "identify", rng) for i in range(loaded, size)),
                      timeout_s=300)
             _wait(own, [topics.raw, topics.resolved], timeout=3600)
             load_seconds = time.monotonic() - load_started

@@ -1,6 +1,6 @@
 """Webhook sink benchmark: deliveries per second from the triggers topic to a local receiver.
 
-``python -m connectors.webhook.bench [triggers] [endpoints]`` produces Avro triggers to topics of
+``python -m bench.webhook [triggers] [endpoints]`` produces Avro triggers to topics of
 its own (``bench-<run>.*``), runs :func:`run_webhook_sink` until idle against an aiohttp
 receiver on 127.0.0.1 (separate processes, so the receiver does not share the sink's CPU) and
 prints the figures as JSON. It deletes its topics and Redis keys afterwards.
@@ -65,7 +65,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _produce(settings: Settings, count: int) -> None:
+def produce(settings: Settings, count: int) -> None:
     encode = default_registry().encoder("trigger")
     producer = Producer({"bootstrap.servers": settings.broker, "enable.idempotence": True, "acks": "all",
                          "linger.ms": 5})
@@ -113,7 +113,7 @@ def bench_webhooks(settings: Settings, triggers: int = 20_000, endpoints: int = 
         os.chmod(path, 0o600)
         try:
             create_topics(settings)
-            _produce(settings, triggers)
+            produce(settings, triggers)
             cpu = time.process_time()
             stats = run_webhook_sink(settings, path, stop_after_idle_s=2.0)
             cpu = time.process_time() - cpu

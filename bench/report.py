@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from touchstream.bench import collector, growth, pipeline
+from bench import collector, growth, pipeline
 from touchstream.settings import Settings
 
 
@@ -25,12 +25,12 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
         results.update(growth.run(settings, log_dir, growth_sizes))
     results.update(collector.run(replace(settings, topic_prefix="bench-collector",
                                          redis_prefix="bench:collector:"), min(events, 200_000)))
-    from schemas.bench import bench_codec
+    from bench.codec import bench_codec
 
     codec = bench_codec(50_000)
     results["codec_encode_per_s"] = round(codec["encode_per_s"])
     results["codec_decode_per_s"] = round(codec["decode_per_s"])
-    from identity.bench import bench_identity
+    from bench.identity import bench_identity
 
     quality = bench_identity(max(1000, min(20_000, events // 50)), settings=replace(
         settings, redis_prefix="bench:identity:"))

@@ -53,7 +53,7 @@ def worker(settings: Settings) -> None:
 @click.pass_obj
 def serve(settings: Settings) -> None:
     """Run the HTTP collector and API (Segment Tracking API on /v1/*)."""
-    from touchstream.server import serve as run_server
+    from apps.server import serve as run_server
 
     click.echo(f"touchstream: serving on http://{settings.http_host}:{settings.http_port}", err=True)
     run_server(settings)
@@ -65,11 +65,9 @@ def keys() -> None:
 
 
 def _key_store(settings: Settings):  # type: ignore[no-untyped-def]
-    import redis
+    from apps import factory
 
-    from touchstream.keys import KeyStore
-
-    return KeyStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    return factory.key_store(settings, factory.redis_client(settings))
 
 
 @keys.command("create")
@@ -116,9 +114,9 @@ def keys_list(settings: Settings) -> None:
 def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], source: str | None,
             no_progress: bool) -> None:
     """Import CRM contacts, orders or events from CSV, JSONL or Parquet through the same validation."""
+    from apps import factory
     from connectors.importers import import_file, parse_mapping
     from connectors.ingest import BlockingIngest
-    from connectors.validation import Limits
 
     try:
         mapping = parse_mapping(maps)
@@ -127,7 +125,7 @@ def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], so
     ingest = BlockingIngest(settings, source=source or f"import-{kind}")
     try:
         summary = import_file(file, kind=kind, mapping=mapping, submit=ingest.submit,
-                              progress=not no_progress, limits=Limits.from_settings(settings))
+                              progress=not no_progress, limits=factory.limits(settings))
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -141,11 +139,10 @@ def identity() -> None:
 
 
 def _graph(settings: Settings):  # type: ignore[no-untyped-def]
-    import redis
+    """The graph with the configured identity rules (custom types and buckets included)."""
+    from apps import factory
 
-    from identity.graph import IdentityGraph
-
-    return IdentityGraph(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    return factory.identity_graph(settings, factory.redis_client(settings))
 
 
 def _identifier(settings: Settings, spec: str) -> tuple[str, str]:
@@ -291,14 +288,13 @@ def deadletter_list(settings: Settings, limit: int) -> None:
 @click.pass_obj
 def deadletter_replay(settings: Settings, stage: str | None, reason: str | None) -> None:
     """Put dead letters back on their source topic (each at most once)."""
-    import redis
-
+    from apps import factory
     from connectors.deadletter import replay
     from schemas.codec import default_registry
     from streams.claims import Claims
     from streams.topics import Topics
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = factory.redis_client(settings)
     decode_event = default_registry().decoder("event")
 
     def release_claim(letter: dict) -> None:
@@ -321,23 +317,34 @@ def deadletter_replay(settings: Settings, stage: str | None, reason: str | None)
 @click.pass_obj
 def bench(settings: Settings, events: int, out: Path, growth_sizes: str) -> None:
     """Measure throughput, latency and memory on the real stack beside baselines from the same run."""
-    from touchstream.bench.report import run_all
-
+    run_all = _bench_module("report").run_all
     try:
         sizes = tuple(sorted(int(s) for s in growth_sizes.split(",") if s.strip()))
     except ValueError:
         raise click.BadParameter("comma-separated whole numbers", param_hint="--growth") from None
-    run_all(settings, events, out, Path(".local"), sizes)
+    logs_dir = Path(".local")
+    logs_dir.mkdir(exist_ok=True)
+    run_all(settings, events, out, logs_dir, sizes)
+
+
+def _bench_module(name: str):  # type: ignore[no-untyped-def]
+    """A module of the top-level ``bench/`` folder, which a source checkout has and the wheel not."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError:
+        raise click.ClickException("benchmarks run from a source checkout: bench/ is not installed") from None
 
 
 @cli.command()
 @click.option("--events", default=100_000, show_default=True, help="Synthetic events the worker drains.")
 @click.pass_obj
-def profile(settings: Settings, events: int) -> None:
+def hotspots(settings: Settings, events: int) -> None:
     """Sample one worker with py-spy while it drains synthetic events; print the top frames."""
-    from touchstream.bench.profile import run
-
-    out = run(settings, events, Path(".local"))
+    logs_dir = Path(".local")
+    logs_dir.mkdir(exist_ok=True)
+    out = _bench_module("hotspots").run(settings, events, logs_dir)
     click.echo(f"raw samples: {out}")
 
 
@@ -347,7 +354,7 @@ def profile(settings: Settings, events: int) -> None:
 @click.pass_obj
 def demo(settings: Settings, events: int, timeout: float) -> None:
     """Run the main job end to end on the local stack and print a summary."""
-    from touchstream.demo import run_demo
+    from apps.demo import run_demo
 
     summary = run_demo(settings, events=events, timeout=timeout)
     click.echo(summary.render())

@@ -18,17 +18,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from apps import factory
+from apps.procs import wait_http
 from connectors.samples import sample_events
-from identity.graph import IdentityGraph
-from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
-from touchstream.keys import KeyStore
-from touchstream.procs import wait_http
-from touchstream.rules import profile_rules
 from touchstream.settings import Settings
 
 
@@ -117,9 +113,9 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
              log_dir: Path = Path(".local")) -> DemoSummary:
     topics = Topics.of(settings)
     create_topics(settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = factory.redis_client(settings)
     # the demo sends its whole history at once: its own key is not held to the default rate
-    key = KeyStore(client, settings.redis_prefix).create("write", "demo", rate=1_000_000, burst=1_000_000)
+    key = factory.key_store(settings, client).create("write", "demo", rate=1_000_000, burst=1_000_000)
     run_id = uuid.uuid4().hex[:12]
     consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"demo-{run_id}",
                          "enable.auto.commit": False})
@@ -132,9 +128,9 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
     started = time.monotonic()
     env = settings.child_env()
     with open(log_dir / "demo-worker.log", "ab") as wlog, open(log_dir / "demo-serve.log", "ab") as slog:
-        worker = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "worker"], env=env,
+        worker = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"], env=env,
                                   stdout=wlog, stderr=subprocess.STDOUT)
-        server = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "serve"], env=env,
+        server = subprocess.Popen([sys.executable, "-m", "apps.cli", "serve"], env=env,
                                   stdout=slog, stderr=subprocess.STDOUT)
     try:
         base = f"http://{settings.http_host}:{settings.http_port}"
@@ -156,11 +152,11 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
             if record["message_id"].startswith(run_id):
                 resolved += 1
                 oneids.add(record["oneid"])
-        graph = IdentityGraph(client, settings.redis_prefix)
+        graph = factory.identity_graph(settings, client)
         survivors = {graph.resolve_alias(o) for o in oneids}
         seconds = time.monotonic() - started
         fired = _triggers_for(trigger_consumer, survivors, settle_s=3.0)
-        store = ProfileStore(client, settings.redis_prefix, profile_rules(settings))
+        store = factory.profile_store(settings, client)
         profiles = [p for p in (store.get_profile(o) for o in sorted(survivors)) if p]
         example = max(profiles, key=lambda p: p["aggregates"].get("revenue_365d") or 0, default=None)
         return DemoSummary(len(sample), accepted, resolved, people, len(survivors), seconds, fired, example)

@@ -19,12 +19,12 @@ from typing import Any
 import aiohttp
 from confluent_kafka import Producer
 
+from apps.procs import wait_http
+from bench.codec import sample_event
 from connectors.producer import producer_config
-from schemas.bench import sample_event
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from touchstream.keys import KeyStore
-from touchstream.procs import wait_http
 from touchstream.settings import Settings
 
 
@@ -89,7 +89,7 @@ def collector_rate(settings: Settings, events: int, *, batch: int = 100, concurr
     # The bench measures throughput, not the rate limit: its key may send a million events a second.
     key = KeyStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix).create(
         "write", "bench", rate=1_000_000, burst=1_000_000)
-    proc = subprocess.Popen([sys.executable, "-m", "touchstream.cli", "serve"], env=settings.child_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "serve"], env=settings.child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://{settings.http_host}:{settings.http_port}"
     try:

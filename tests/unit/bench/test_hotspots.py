@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from touchstream.bench.profile import summarize
+from bench.hotspots import summarize
 
 
 def test_own_and_inclusive_samples_per_frame(tmp_path: Path) -> None:

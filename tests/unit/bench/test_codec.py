@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.bench import bench_codec, sample_event
+from bench.codec import bench_codec, sample_event
 from schemas.codec import EVENT, default_registry
 
 

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import redis
 import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
@@ -26,19 +25,13 @@ from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from apps import api, factory
 from connectors.collector import routes as collector_routes
 from connectors.collector.routes import dumps_strict, inflight_limit, json_error
-from connectors.ingest import build_ingestor
 from connectors.producer import AsyncProducer
-from connectors.ratelimit import RateLimiter
-from connectors.validation import Limits
-from identity.graph import IdentityGraph
 from identity.identifiers import warm_up
-from profiles.store import ProfileStore
-from touchstream import api, metrics
+from touchstream import metrics
 from touchstream.errors import ValidationError
-from touchstream.keys import KeyChecker
-from touchstream.rules import identity_rules, profile_rules
 from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,26 +111,24 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors_as_json, inflight_limit(settings.max_inflight_requests)],
                           client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
-    app[collector_routes.LIMITS] = Limits.from_settings(settings)
+    app[collector_routes.LIMITS] = factory.limits(settings)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         warm_up(settings.default_phone_region)
-        client = aioredis.Redis.from_url(settings.redis_url)
-        sync_client = redis.Redis.from_url(settings.redis_url)
-        ingestor, producer = build_ingestor(settings, client)
-        keys = KeyChecker(client, settings.redis_prefix, cache_s=settings.key_cache_s)
+        client = factory.async_redis_client(settings)
+        sync_client = factory.redis_client(settings)
+        ingestor, producer = factory.ingestor(settings, client)
+        keys = factory.key_checker(settings, client)
         executor = ThreadPoolExecutor(VALIDATION_THREADS, thread_name_prefix="validate")
         app[REDIS] = client
         app[collector_routes.EXECUTOR] = executor
-        app[collector_routes.RATE_LIMITER] = RateLimiter(client, settings.redis_prefix,
-                                                         rate_per_s=settings.rate_limit_per_s,
-                                                         burst=settings.rate_limit_burst)
+        app[collector_routes.RATE_LIMITER] = factory.rate_limiter(settings, client)
         app[PRODUCER] = producer
         app[collector_routes.KEYS] = keys
         app[collector_routes.INGESTOR] = ingestor
         app[api.API_KEYS] = keys
-        app[api.GRAPH] = IdentityGraph(sync_client, settings.redis_prefix, identity_rules(settings))
-        app[api.PROFILES] = ProfileStore(sync_client, settings.redis_prefix, profile_rules(settings))
+        app[api.GRAPH] = factory.identity_graph(settings, sync_client)
+        app[api.PROFILES] = factory.profile_store(settings, sync_client)
         app[api.REGION] = settings.default_phone_region
         yield
         executor.shutdown(wait=True, cancel_futures=True)

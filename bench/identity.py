@@ -1,6 +1,6 @@
 """Identity benchmark: resolve throughput, quality on a large population, memory per profile.
 
-``python -m identity.bench [persons]`` prints the figures as JSON; ``bench_identity`` returns
+``python -m bench.identity [persons]`` prints the figures as JSON; ``bench_identity`` returns
 them for ``make bench``. It writes under ``<redis_prefix>bench:<run>:`` and removes it after.
 """
 
