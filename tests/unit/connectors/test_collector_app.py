@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, web
 
+from apps import server
 from connectors.collector import routes
 from connectors.outcome import Outcome
 from connectors.ratelimit import Decision
 from connectors.validation import Limits
-from touchstream import metrics, server
+from touchstream import metrics
 from touchstream.keys import ApiKey
 
 GOOD = "good-key"
