@@ -23,6 +23,7 @@ from connectors.collector.routes import dumps_strict
 from identity.exceptions import IdentityError, NotLinkedError, ProfileNotFoundError
 from identity.graph import IdentityGraph
 from identity.identifiers import InvalidIdentifier, known_types, normalise
+from profiles.store import ProfileStore
 from touchstream import metrics
 from touchstream.errors import ValidationError
 from touchstream.keys import ApiKey, KeyChecker
@@ -31,7 +32,7 @@ from touchstream.text import is_utf8
 GRAPH = web.AppKey("graph", IdentityGraph)
 API_KEYS = web.AppKey("api_keys", KeyChecker)
 REGION = web.AppKey("phone_region", str)
-PROFILES = web.AppKey("profiles", object)  # profiles.store.ProfileStore, when the worker has one
+PROFILES = web.AppKey("profiles", ProfileStore)
 _MAX_UNMERGE_BYTES = 64 * 1024
 
 

@@ -102,7 +102,10 @@ def _triggers_for(consumer: Consumer, oneids: set[str], settle_s: float) -> dict
         msg = consumer.poll(0.2)
         if msg is None or msg.error():
             continue
-        trigger = decode(msg.value())
+        value = msg.value()
+        if value is None:
+            continue
+        trigger = decode(value)
         if trigger["oneid"] in oneids:
             counts[trigger["rule"]] = counts.get(trigger["rule"], 0) + 1
             quiet_until = time.monotonic() + settle_s
@@ -148,7 +151,10 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            record = decode(msg.value())
+            value = msg.value()
+            if value is None:
+                continue
+            record = decode(value)
             if record["message_id"].startswith(run_id):
                 resolved += 1
                 oneids.add(record["oneid"])

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from connectors.collector.auth import basic_username, unauthorized
 from connectors.collector.body import GZIP, decode_body, read_body
@@ -144,7 +145,7 @@ async def batch(request: web.Request) -> web.Response:
     )
 
 
-def inflight_limit(limit: int) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def inflight_limit(limit: int) -> Middleware:
     """Middleware: at most ``limit`` collector requests in progress; the next gets a 503 at once.
 
     A full collector answering fast lets the SDK retry elsewhere or later, instead of every

@@ -174,7 +174,7 @@ class RowMapper:
         self.custom_types = custom_types
         self.default_region = default_region
         self.derive_anonymous_id = derive_anonymous_id
-        self._targets: dict[str, str | None] = {}
+        self._targets: dict[tuple[str, bool], str | None] = {}
 
     def check_columns(self, columns: Iterable[str] | None) -> None:
         """A ``--map`` column that the file does not have is a typo: say so before importing."""

@@ -17,7 +17,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pyarrow.parquet as pq
 
@@ -88,8 +88,10 @@ class _TextReader(RowReader):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.total = path.stat().st_size
-        self._raw: BinaryIO = path.open("rb")
-        stream: BinaryIO = gzip.GzipFile(fileobj=self._raw) if path.suffix.lower() == ".gz" else self._raw
+        self._raw = path.open("rb")
+        gzipped = path.suffix.lower() == ".gz"
+        # GzipFile reads like the raw file; typeshed does not say so for TextIOWrapper
+        stream = cast(BinaryIO, gzip.GzipFile(fileobj=self._raw)) if gzipped else self._raw
         # utf-8-sig: spreadsheets put a BOM in front of the first column's name; a stray bad byte
         # becomes U+FFFD in its row rather than ending a long import.
         self._text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
