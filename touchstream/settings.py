@@ -25,7 +25,8 @@ class Settings:
     """Runtime settings; build with :meth:`from_env`. Field ``x`` is read from ``TOUCHSTREAM_X``."""
 
     broker: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers (host:port[,host:port])")
-    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL for identity, profiles, keys, dedup")
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis URL for identity, profiles, keys, dedup",
+                              secret=True)  # may hold a password: redis://:secret@host
     topic_prefix: str = _setting("touchstream", "Prefix of every Kafka topic name")
     partitions: int = _setting(6, "Partitions of the event topics when the project creates them")
     app_id: str = _setting("touchstream", "Consumer group of the workers")

@@ -53,3 +53,10 @@ def test_nothing_else_reads_the_environment():
             if "os.environ" in text or "os.getenv" in text:
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_the_redis_url_is_never_printed():
+    """It may carry a password (redis://:secret@host): reprs, logs and test reports show ***."""
+    settings = Settings.from_env({"TOUCHSTREAM_REDIS_URL": "redis://:hunter2@cache.internal:6379/0"})
+    assert settings.redis_url.endswith("@cache.internal:6379/0")
+    assert "hunter2" not in repr(settings) and "redis_url='***'" in repr(settings)
