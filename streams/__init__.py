@@ -1,5 +1,9 @@
-"""The stream engine: the Faust app, its agents and timers, and the topics they connect.
+"""The stream runtime: checkpointed loops that drive plain stages and sinks.
 
-Agents only loop and delegate; the logic they call lives in ``identity`` and ``profiles``
-as plain functions.
+Engine-neutral core: ``records`` (the one record type), ``intake`` (decode -> claim -> dead
+letter), ``stages/`` (resolve, profile, merges: records in, outputs out), ``ports`` (what stages
+need of Redis, as Protocols; ``testing`` has fakes), ``observer`` (every stage metric),
+``outbox``, ``deadletters``, ``sinks`` (the sink contract). The confluent-kafka engine:
+``consumer``, ``producers``, ``stage_loop`` (consume, process, commit), ``handlers`` (outputs to
+topics), ``worker`` (the process). The logic stages call lives in ``identity`` and ``profiles``.
 """

@@ -35,41 +35,29 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from streams.consumer import MAX_POLL_INTERVAL_MS, consumer_config
 from streams.failures import describe, is_infrastructure
-from streams.stages.resolve import RawRecord
+from streams.records import Record
 from touchstream import metrics
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[Sequence[RawRecord]], None]
+BatchHandler = Callable[[Sequence[Record]], None]
 Tick = Callable[[Sequence[int]], None]
 #: Dead-letters one record that failed alone with a data error; returns once Kafka acknowledged.
-PoisonHandler = Callable[[RawRecord, BaseException], None]
+PoisonHandler = Callable[[Record, BaseException], None]
 
-#: A loop that has not polled for this long is hung (one that waits out an outage still polls).
-MAX_POLL_INTERVAL_MS = 120_000
-
-
-class _Stopped(Exception):
-    """The worker was stopped while a batch waited: it is not committed, the next owner replays."""
+__all__ = ["MAX_POLL_INTERVAL_MS", "BatchHandler", "PoisonHandler", "StageLoop", "Stopped", "Tick",
+           "consumer_config"]
 
 
-def consumer_config(broker: str, group: str, client_id: str) -> dict[str, object]:
-    """Manual commits, from the earliest offset, and a dead member's partitions move in ~10 s."""
-    return {
-        "bootstrap.servers": broker,
-        "group.id": group,
-        "client.id": client_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 3_000,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "fetch.wait.max.ms": 50,
-        "queued.max.messages.kbytes": 32_768,
-        "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
-    }
+class Stopped(Exception):
+    """The worker was stopped while a batch waited: it is not committed, the next owner replays.
+
+    A handler raises it too when a stop request left its batch unfinished (a sink abandoning
+    deliveries): the loop ends without committing the batch.
+    """
+
 
 
 class StageLoop:
@@ -170,8 +158,8 @@ class StageLoop:
         except KafkaException as exc:
             log.info("%s: final commit not taken (%s); the next owner replays", self.name, exc)
 
-    def _records(self, messages: list) -> tuple[list[RawRecord], list[TopicPartition]]:  # type: ignore[type-arg]
-        batch: list[RawRecord] = []
+    def _records(self, messages: list) -> tuple[list[Record], list[TopicPartition]]:  # type: ignore[type-arg]
+        batch: list[Record] = []
         ends: dict[tuple[str, int], int] = {}
         for message in messages:
             error = message.error()
@@ -181,12 +169,12 @@ class StageLoop:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s: consumer error: %s", self.name, error)
                 continue
-            batch.append(RawRecord(message.partition(), message.offset(), message.key(), message.value(),
+            batch.append(Record(message.partition(), message.offset(), message.key(), message.value(),
                                    message.topic()))
             ends[(message.topic(), message.partition())] = message.offset() + 1
         return batch, [TopicPartition(t, p, o) for (t, p), o in ends.items()]
 
-    def _process_until_done(self, batch: list[RawRecord]) -> bool:
+    def _process_until_done(self, batch: list[Record]) -> bool:
         """True once every record was processed or dead-lettered; False if stopped first.
 
         A data error splits the failing part in two, left half first, so records keep their
@@ -194,7 +182,7 @@ class StageLoop:
         succeeded are kept; a part that fails is replayed, which every stage's effects absorb.
         """
         started = time.perf_counter()
-        parts: deque[list[RawRecord]] = deque([batch])
+        parts: deque[list[Record]] = deque([batch])
         try:
             while parts:
                 part = parts.popleft()
@@ -212,20 +200,20 @@ class StageLoop:
                 failure = self._attempt(functools.partial(self._dead_letter, error=error), part)
                 if failure is not None:
                     raise RuntimeError(f"{self.name}: a dead letter could not be written") from failure
-        except _Stopped:
+        except Stopped:
             return False
         finally:
             self._resume()
         metrics.STAGE_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return True
 
-    def _dead_letter(self, part: Sequence[RawRecord], error: Exception) -> None:
+    def _dead_letter(self, part: Sequence[Record], error: Exception) -> None:
         self._poison(part[0], error)
 
-    def _attempt(self, handle: BatchHandler, part: list[RawRecord]) -> Exception | None:
+    def _attempt(self, handle: BatchHandler, part: list[Record]) -> Exception | None:
         """None once ``handle`` succeeded; the exception if it is a data error.
 
-        Infrastructure errors are retried with backoff (raises ``_Stopped`` if the worker
+        Infrastructure errors are retried with backoff (raises ``Stopped`` if the worker
         stops meanwhile).
         """
         attempt = 0
@@ -233,6 +221,8 @@ class StageLoop:
             try:
                 handle(part)
                 return None
+            except Stopped:
+                raise
             except Exception as exc:
                 if not is_infrastructure(exc):
                     return exc
@@ -242,7 +232,7 @@ class StageLoop:
                 log.warning("%s: batch of %s failed (attempt %s: %s); retrying in %.2fs",
                             self.name, len(part), attempt, describe(exc)[:300], delay)
                 if not self._wait_in_group(delay):
-                    raise _Stopped from None
+                    raise Stopped from None
 
     def _wait_in_group(self, seconds: float) -> bool:
         """Sleep ``seconds`` while polling with every partition paused: the group keeps us.

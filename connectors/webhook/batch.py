@@ -1,7 +1,7 @@
 """One batch of trigger records: decode, fan out to matching endpoints, deliver, dead-letter.
 
-Kafka-free so it can be tested alone: the sink hands it positions and bytes and gets back the
-dead letters to produce before it commits. Pairs already in the done store are skipped (one
+Kafka-free so it can be tested alone: the sink hands it records (one partition's, or any) and
+gets back the dead letters to produce before it commits. Pairs already in the done store are skipped (one
 MGET per batch); the same pair twice in one batch is delivered once.
 """
 
@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from connectors.deadletter import dead_letter
 from connectors.webhook import metrics
 from connectors.webhook.config import WebhookConfig
 from connectors.webhook.delivery import ABANDONED, ALREADY_DONE, DELIVERED, Deliverer, Delivery
@@ -21,6 +20,8 @@ from connectors.webhook.exceptions import DoneStoreError, PayloadError
 from connectors.webhook.payload import build_body
 from schemas.codec import SchemaRegistry
 from schemas.exceptions import DecodeError
+from streams.deadletters import DeadLetter
+from streams.records import Record
 from touchstream import metrics as metrics_root
 
 log = logging.getLogger(__name__)
@@ -28,20 +29,13 @@ log = logging.getLogger(__name__)
 STAGE = "webhook"
 
 
-@dataclass(frozen=True)
-class TriggerMessage:
-    """What the batch needs of one Kafka message."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
+#: What the batch needs of one Kafka message: the record every loop and sink shares.
+TriggerMessage = Record
 
 
 @dataclass
 class BatchResult:
-    """Counts of one batch, and the dead letters (key, DeadLetter bytes) to produce before commit."""
+    """Counts of one batch, and the dead letters to produce before commit."""
 
     triggers: int = 0
     deliveries: int = 0
@@ -49,7 +43,7 @@ class BatchResult:
     already_done: int = 0
     abandoned: int = 0
     marks_saved: bool = True
-    deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -66,13 +60,6 @@ class BatchDelivery:
         self._deliverer = deliverer
         self._done = done
         self._decode = registry.decoder("trigger")
-        self._encode_deadletter = registry.encoder("deadletter")
-
-    def _dead_letter(self, msg: TriggerMessage, reason: str, error: str,
-                     attempts: int) -> tuple[bytes | None, bytes]:
-        record = dead_letter(STAGE, reason, error, original=msg.value, topic=msg.topic,
-                             partition=msg.partition, offset=msg.offset, key=msg.key, attempts=attempts)
-        return msg.key, self._encode_deadletter(record)
 
     async def process(self, messages: Sequence[TriggerMessage]) -> BatchResult:
         """Deliver every trigger of the batch to every matching endpoint, within the batch deadline."""
@@ -140,5 +127,6 @@ class BatchDelivery:
             log.exception("webhook: delivered marks of the batch are not in Redis yet")
             result.marks_saved = False  # the sink retries DoneStore.flush before it commits
         if result.complete:  # else nothing is committed and the batch is retried whole on restart
-            result.deadletters = [self._dead_letter(*item) for item in dead]
+            result.deadletters = [DeadLetter(STAGE, reason, error, msg, attempts=attempts)
+                                  for msg, reason, error, attempts in dead]
         return result

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -31,6 +31,19 @@ DELIVERED = "delivered"
 ALREADY_DONE = "already_done"
 DELIVERY_FAILED = "delivery_failed"
 ABANDONED = "abandoned"
+
+
+#: Waits up to ``seconds`` for ``stop``; True if it was set. Tests pass one that does not sleep.
+Waiter = Callable[[asyncio.Event, float], Awaitable[bool]]
+
+
+async def wait_for_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """The real waiter: sleep ``seconds`` unless ``stop`` is set first."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 @dataclass(eq=False)
@@ -59,12 +72,14 @@ class Deliverer:
     """Sends deliveries over one aiohttp session and records 2xx answers in the done store."""
 
     def __init__(self, session: aiohttp.ClientSession, done: DoneStore, *, stop: asyncio.Event | None = None,
-                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic,
+                 waiter: Waiter = wait_for_stop) -> None:
         self._session = session
         self._done = done
         self._stop = stop or asyncio.Event()
         self._rng = rng or random.Random()
         self._clock = clock
+        self._wait = waiter
         self._slots: dict[str, asyncio.Semaphore] = {}
 
     def now(self) -> float:
@@ -105,10 +120,7 @@ class Deliverer:
             if self._clock() + delay > deadline:
                 delivery.detail += "; next retry would pass the batch deadline"
                 return self._finish(delivery, DELIVERY_FAILED)
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                continue  # waited the full delay: try again
+            await self._wait(self._stop, delay)  # then try again, or give up if stopped meanwhile
 
     def _finish(self, delivery: Delivery, outcome: str) -> Delivery:
         delivery.outcome = outcome

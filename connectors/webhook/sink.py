@@ -1,7 +1,8 @@
 """The webhook sink process: triggers topic -> HTTP receivers, offsets committed after the effect.
 
-A batch's offsets are committed only after each of its triggers was delivered, found already
-delivered, or dead-lettered (and the dead letters acknowledged by Kafka). With the done marks
+An :class:`~streams.sinks.AsyncSink` on the shared checkpointed loop (``streams/stage_loop.py``):
+a partition's records are flushed (delivered, found already delivered, or dead-lettered) and the
+dead letters acknowledged by Kafka before its offsets are committed. With the done marks
 written as 2xx answers arrive, a crash re-sends at most the deliveries that were in flight;
 receivers can drop those too with the ``X-Touchstream-Idempotency-Key`` header.
 """
@@ -13,8 +14,8 @@ import logging
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +23,24 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
-from connectors.producer import AsyncProducer, producer_config
 from connectors.webhook import metrics
-from connectors.webhook.batch import BatchDelivery, BatchResult, TriggerMessage
+from connectors.webhook.batch import STAGE, BatchDelivery, BatchResult
 from connectors.webhook.config import WebhookConfig, load_config
-from connectors.webhook.delivery import Deliverer
+from connectors.webhook.delivery import Deliverer, Waiter, wait_for_stop
 from connectors.webhook.done import DoneStore
 from connectors.webhook.exceptions import DoneStoreError, WebhookError
 from schemas.codec import default_registry
+from streams.consumer import consumer_config as loop_consumer_config
+from streams.deadletters import DeadLetter
+from streams.handlers import dead_letter_poison
+from streams.observer import StageObserver
+from streams.producers import BlockingProducer, producer_config
+from streams.records import Record
+from streams.sinks import AsyncSinkDriver
+from streams.stage_loop import StageLoop, Stopped
 from streams.topics import Topics
 from touchstream.errors import ConfigError
 from touchstream.settings import Settings
@@ -83,15 +92,11 @@ def batch_bound_s(config: WebhookConfig) -> float:
 
 
 def consumer_config(settings: Settings, config: WebhookConfig) -> dict[str, Any]:
-    """Manual commits from the earliest offset; the poll interval outlasts the longest batch, so
-    a slow batch never costs the sink its partitions."""
-    return {
-        "bootstrap.servers": settings.broker,
-        "group.id": group_id(settings),
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "max.poll.interval.ms": max(MIN_POLL_INTERVAL_MS, int(batch_bound_s(config) * 1000)),
-    }
+    """The stage loops' consumer settings; the poll interval outlasts the longest batch, so a slow
+    batch never costs the sink its partitions."""
+    poll_interval_ms = max(MIN_POLL_INTERVAL_MS, int(batch_bound_s(config) * 1000))
+    return loop_consumer_config(settings.broker, group_id(settings), "webhook",
+                                max_poll_interval_ms=poll_interval_ms)
 
 
 def run_webhook_sink(settings: Settings, config_path: str | Path, *, stop_after_idle_s: float | None = None,
@@ -111,145 +116,154 @@ def run_webhook_sink(settings: Settings, config_path: str | Path, *, stop_after_
             raise ConfigError(f"webhook metrics port {settings.http_host}:{metrics_port} cannot be bound "
                               f"({exc.strerror}); set TOUCHSTREAM_WEBHOOK_METRICS_PORT") from None
     try:
-        return asyncio.run(WebhookSink(settings, config).run(stop_after_idle_s=stop_after_idle_s))
+        return _run(settings, config, stop_after_idle_s)
     finally:
         if server is not None:
             server.shutdown()
             server.server_close()
 
 
-class WebhookSink:
-    """The consume -> deliver -> dead-letter -> commit loop."""
+def _run(settings: Settings, config: WebhookConfig, stop_after_idle_s: float | None) -> SinkStats:
+    topics = Topics.of(settings)
+    _require_topic(settings.broker, topics.triggers)
+    started = time.monotonic()
+    stop = threading.Event()
+    producer = BlockingProducer(producer_config(settings.broker))
+    observer = StageObserver()
+    sink = WebhookSink(settings, config)
+    driver = AsyncSinkDriver(sink, producer, topics.deadletter, observer)
+    idle = _IdleStop(stop, stop_after_idle_s, sink)
+    loop = StageLoop(STAGE, consumer_config(settings, config), [topics.triggers], driver,
+                     poison=dead_letter_poison(STAGE, producer, topics.deadletter, observer),
+                     batch_size=settings.batch_size, within_s=POLL_S, stop=stop,
+                     tick=idle if stop_after_idle_s is not None else None, tick_every_s=POLL_S)
 
-    def __init__(self, settings: Settings, config: WebhookConfig) -> None:
+    def request_stop() -> None:
+        stop.set()
+        driver.stop()
+
+    restore = _install_stop_signals(request_stop)
+    try:
+        with driver:
+            log.info("webhook sink: %s endpoint(s), group %s, topic %s", len(config.endpoints),
+                     group_id(settings), topics.triggers)
+            loop.run()
+    finally:
+        restore()
+    sink.stats.seconds = time.monotonic() - started
+    log.info("webhook sink: %s", sink.stats.render())
+    return sink.stats
+
+
+class _IdleStop:
+    """A tick: stop once the sink held partitions and took no batch for ``idle_s``."""
+
+    def __init__(self, stop: threading.Event, idle_s: float | None, sink: WebhookSink) -> None:
+        self._stop = stop
+        self._idle_s = idle_s or 0.0
+        self._sink = sink
+        self._since = time.monotonic()
+
+    def __call__(self, partitions: Sequence[int]) -> None:
+        now = time.monotonic()
+        last = max(self._since, self._sink.last_batch_done)
+        if not partitions:
+            self._since = now  # not in the group yet: joining is not idleness
+        elif now - last >= self._idle_s:
+            log.info("webhook sink: idle for %.1fs, stopping", self._idle_s)
+            self._stop.set()
+
+
+class WebhookSink:
+    """Deliver each partition's triggers in ``flush``; the loop produces dead letters and commits."""
+
+    def __init__(self, settings: Settings, config: WebhookConfig, *, waiter: Waiter = wait_for_stop) -> None:
         self.settings = settings
         self.config = config
-        self.topics = Topics.of(settings)
         self.stats = SinkStats()
-        self._assigned = threading.Event()
+        self.stopping = asyncio.Event()
+        self.last_batch_done = 0.0
+        self._first_batch: float | None = None
+        self._waiter = waiter
+        self._buffers: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        self._stack: AsyncExitStack | None = None
+        self._done: DoneStore | None = None
+        self._batches: BatchDelivery | None = None
 
-    async def run(self, *, stop_after_idle_s: float | None = None) -> SinkStats:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        async with AsyncExitStack() as stack:
-            stack.callback(_install_stop_signals(stop))
-            kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-consumer")
-            stack.callback(kafka.shutdown)
-            producer = AsyncProducer(producer_config(self.settings.broker))
-            stack.callback(producer.close)
-            consumer = Consumer(consumer_config(self.settings, self.config))
-            stack.push_async_callback(loop.run_in_executor, kafka, consumer.close)
-            client = aioredis.Redis.from_url(self.settings.redis_url)
-            stack.push_async_callback(client.aclose)
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
-                headers={"User-Agent": USER_AGENT},
-            )
-            stack.push_async_callback(session.close)
-            done = DoneStore(client, self.settings.redis_prefix, self.config.done_ttl_s)
-            deliverer = Deliverer(session, done, stop=stop)
-            batches = BatchDelivery(self.config, deliverer, done, default_registry())
+    async def open(self) -> None:
+        stack = self._stack = AsyncExitStack()
+        client = aioredis.Redis.from_url(self.settings.redis_url)
+        stack.push_async_callback(client.aclose)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
+            headers={"User-Agent": USER_AGENT},
+        )
+        stack.push_async_callback(session.close)
+        self._done = DoneStore(client, self.settings.redis_prefix, self.config.done_ttl_s)
+        deliverer = Deliverer(session, self._done, stop=self.stopping, waiter=self._waiter)
+        self._batches = BatchDelivery(self.config, deliverer, self._done, default_registry())
 
-            await loop.run_in_executor(kafka, _require_topic, consumer, self.topics.triggers)
-            consumer.subscribe([self.topics.triggers], on_assign=self._on_assign)
-            log.info("webhook sink: %s endpoint(s), group %s, topic %s", len(self.config.endpoints),
-                     group_id(self.settings), self.topics.triggers)
-            idle_since = time.monotonic()
-            first_batch: float | None = None
-            while not stop.is_set():
-                messages = await loop.run_in_executor(kafka, self._poll, consumer)
-                if not messages:
-                    if not self._assigned.is_set():
-                        idle_since = time.monotonic()
-                    elif stop_after_idle_s is not None and time.monotonic() - idle_since >= stop_after_idle_s:
-                        log.info("webhook sink: idle for %.1fs, stopping", stop_after_idle_s)
-                        break
-                    continue
-                first_batch = first_batch or time.monotonic()
-                if not await self._handle(messages, batches, done, producer, consumer, kafka, stop):
-                    break
-                idle_since = time.monotonic()
-                self.stats.active_seconds = idle_since - first_batch
-        self.stats.seconds = time.monotonic() - started
-        log.info("webhook sink: %s", self.stats.render())
-        return self.stats
+    async def close(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned.set()
-        log.info("webhook sink: assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+    def add(self, record: Record) -> None:
+        if self._first_batch is None:
+            self._first_batch = time.monotonic()
+        self._buffers[(record.topic, record.partition)].append(record)
 
-    def _poll(self, consumer: Consumer) -> list[TriggerMessage]:
-        out: list[TriggerMessage] = []
-        for msg in consumer.consume(self.settings.batch_size, POLL_S):
-            error = msg.error()
-            if error is not None:
-                log.warning("webhook sink: consumer error %s", error)
-                continue
-            out.append(TriggerMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(),
-                                      msg.value() or b""))
-        return out
+    def drop(self) -> None:
+        self._buffers.clear()
 
-    async def _handle(self, messages: list[TriggerMessage], batches: BatchDelivery, done: DoneStore,
-                      producer: AsyncProducer, consumer: Consumer, kafka: ThreadPoolExecutor,
-                      stop: asyncio.Event) -> bool:
-        """Process one batch and commit it; False when stopping left it unfinished (not committed)."""
+    async def flush(self, topic: str, partition: int) -> Sequence[DeadLetter]:
+        """Deliver this partition's triggers; raises ``Stopped`` when a stop left some unfinished."""
+        assert self._batches is not None and self._done is not None
+        messages = self._buffers.pop((topic, partition), [])
+        if not messages:
+            return []
         started = time.perf_counter()
-        result = await batches.process(messages)
+        result = await self._batches.process(messages)
         while not result.marks_saved:  # the marks must be in Redis before the offsets move on
-            if stop.is_set():
-                return False
-            await asyncio.sleep(1.0)
+            if self.stopping.is_set():
+                raise Stopped("stopping with delivered marks not saved; the batch is not committed")
+            await self._waiter(self.stopping, 1.0)
             try:
-                await done.flush()
+                await self._done.flush()
                 result.marks_saved = True
             except DoneStoreError as exc:
                 log.error("webhook sink: delivered marks still not saved (%s); not committing", exc)
         if not result.complete:
             log.info("webhook sink: stopping with %s delivery(ies) unfinished; the batch is not committed",
                      result.abandoned)
-            return False
-        await producer.send_all(self.topics.deadletter, result.deadletters)
-        await asyncio.get_running_loop().run_in_executor(kafka, _commit, consumer, messages)
+            raise Stopped(f"{result.abandoned} delivery(ies) abandoned")
         self.stats.add(result)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        return True
+        self.last_batch_done = time.monotonic()
+        self.stats.active_seconds = self.last_batch_done - (self._first_batch or self.last_batch_done)
+        return result.deadletters
 
 
-def _require_topic(consumer: Consumer, topic: str, timeout: float = 10.0) -> None:
+def _require_topic(broker: str, topic: str, timeout: float = 10.0) -> None:
     """Fail fast and say why when the triggers topic is missing (the project creates its topics)."""
     try:
-        found = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        admin = AdminClient({"bootstrap.servers": broker})
+        found = admin.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
         raise WebhookError(f"Kafka did not answer for topic {topic}: {exc}") from None
     if found is None or found.error is not None:
         raise WebhookError(f"topic {topic} does not exist: run `touchstream topics create` first")
 
 
-def _commit(consumer: Consumer, messages: Sequence[TriggerMessage]) -> None:
-    """Commit past the last message of each partition of the batch (synchronously)."""
-    ends: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        position = (msg.topic, msg.partition)
-        ends[position] = max(ends.get(position, -1), msg.offset + 1)
-    try:
-        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False)
-    except KafkaException as exc:  # e.g. a rebalance took the partitions: the done marks cover replays
-        log.warning("webhook sink: commit failed (%s); the next owner re-reads, done marks skip", exc)
-
-
-def _install_stop_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGTERM/SIGINT set ``stop`` (main thread only); returns a function that restores the old handlers."""
+def _install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
+    """SIGTERM/SIGINT call ``stop`` (main thread only); returns a function that restores the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     for sig in previous:
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, lambda *_: stop())
 
     def restore() -> None:
         for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
             signal.signal(sig, handler)
 
     return restore

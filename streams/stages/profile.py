@@ -5,7 +5,7 @@
 - ``ProfileStore.apply_batch`` per partition: state updates carry (partition, offset) and the
   script skips what is already applied; triggers are confirmed with their idempotency key and
   put in a Redis outbox in the same atomic script.
-- The agent produces the confirmed triggers, waits for Kafka's ack, then ``sent`` removes them
+- The loop produces the confirmed triggers, waits for Kafka's ack, then ``sent`` removes them
   from the outbox. ``resend_stale`` (the sweep) re-produces outbox entries older than a grace
   period: what a crash left between the script and the ack. A trigger is therefore never lost;
   a crash after the ack and before the removal can repeat one on the topic, with the same
@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,68 +21,52 @@ from typing import Any
 
 import redis
 
-from connectors.deadletter import dead_letter
-from profiles.store import ProfileStore
-from profiles.triggers import from_history, history_entry
+from profiles.engine import BatchResult
 from schemas.codec import SchemaRegistry
-from schemas.exceptions import DecodeError
 from streams.claims import Claims
-from streams.stages.resolve import RawRecord
-from touchstream import metrics
-
-log = logging.getLogger(__name__)
+from streams.deadletters import DeadLetter
+from streams.intake import Decoder
+from streams.outbox import Outbox, TriggerOutbox
+from streams.ports import ClaimLedger, ProfileApplier
+from streams.records import Record
 
 
 @dataclass
 class ProfileOutput:
+    """Confirmed triggers to produce, dead letters, and what the store did (for the observer)."""
+
     triggers: list[dict[str, Any]] = field(default_factory=list)
-    deadletters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    deadletters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
+    applied: list[BatchResult] = field(default_factory=list)
 
 
 class ProfileStage:
-    def __init__(self, *, client: redis.Redis, store: ProfileStore, registry: SchemaRegistry, prefix: str,
-                 resolved_topic: str, dedup_window_s: int) -> None:
-        self._redis = client
-        self.store = store
-        self._outbox = f"{prefix}outbox"
-        self._topic = resolved_topic
-        self._claims = Claims(client, prefix, "profile", dedup_window_s)
-        self._decode = registry.decoder("event")
-        self._encode_trigger = registry.encoder("trigger")
-        self._encode_deadletter = registry.encoder("deadletter")
+    """``claims`` and ``outbox`` default to the Redis ones under ``prefix`` (``client``)."""
 
-    def process(self, batch: Sequence[RawRecord], now_ms: int) -> ProfileOutput:
-        out = ProfileOutput()
-        decoded: list[tuple[RawRecord, dict]] = []
-        for raw in batch:
-            try:
-                decoded.append((raw, self._decode(raw.value)))
-            except DecodeError as exc:
-                letter = dead_letter("profile", "avro_decode", str(exc), original=raw.value,
-                                     topic=self._topic, partition=raw.partition, offset=raw.offset,
-                                     key=raw.key)
-                out.deadletters.append((raw.key, self._encode_deadletter(letter)))
-        claims = self._claims.claim(
-            [(e["source"], e["message_id"], f"{r.partition}:{r.offset}") for r, e in decoded],
-        )
-        by_partition: dict[int, list[tuple[int, dict]]] = defaultdict(list)
-        for (raw, event), keep in zip(decoded, claims, strict=True):
-            if keep:
-                by_partition[raw.partition].append((raw.offset, event))
-            else:
-                out.duplicates += 1
-        if out.duplicates:
-            metrics.EVENTS_DUPLICATE.labels("profile").inc(out.duplicates)
+    def __init__(self, *, store: ProfileApplier, registry: SchemaRegistry, resolved_topic: str,
+                 claims: ClaimLedger | None = None, outbox: Outbox[dict[str, Any]] | None = None,
+                 client: redis.Redis | None = None, prefix: str = "", dedup_window_s: int = 0) -> None:
+        if claims is None or outbox is None:
+            if client is None:
+                raise TypeError("ProfileStage needs claims and an outbox, or a Redis client")
+            claims = claims or Claims(client, prefix, "profile", dedup_window_s)
+            outbox = outbox or TriggerOutbox(client, prefix)
+        self.store = store
+        self._outbox = outbox
+        self._intake = Decoder("profile", resolved_topic, registry.decoder("event"), claims)
+        self._encode_trigger = registry.encoder("trigger")
+
+    def process(self, batch: Sequence[Record], now_ms: int) -> ProfileOutput:
+        intake = self._intake(batch)
+        out = ProfileOutput(deadletters=intake.deadletters, duplicates=intake.duplicates)
+        by_partition: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for raw, event in intake.fresh:
+            by_partition[raw.partition].append((raw.offset, event))
         for partition, events in by_partition.items():
             result = self.store.apply_batch(partition, events, now_ms)
             out.triggers.extend(result.triggers)
-            metrics.PROFILE_EVENTS.labels("applied").inc(result.applied)
-            metrics.PROFILE_EVENTS.labels("replayed").inc(result.skipped_replayed)
-            metrics.PROFILE_EVENTS.labels("late").inc(result.skipped_late)
-            metrics.PROFILE_EVENTS.labels("invalid_time").inc(result.skipped_invalid)
-            metrics.RULE_ERRORS.inc(result.rule_errors)
-            metrics.MARKETING_SUPPRESSED.inc(result.suppressed_marketing)
+            out.applied.append(result)
         return out
 
     def sweep(self, now_ms: int, partitions: Sequence[int] | None) -> list[dict[str, Any]]:
@@ -95,19 +78,8 @@ class ProfileStage:
 
     def sent(self, triggers: Sequence[dict[str, Any]]) -> None:
         """Kafka acknowledged these: they leave the outbox."""
-        if triggers:
-            self._redis.hdel(self._outbox, *(f"{t['oneid']}\t{history_entry(t)}" for t in triggers))
-            for trigger in triggers:
-                metrics.TRIGGERS.labels(trigger["rule"]).inc()
+        self._outbox.acknowledge(triggers)
 
     def resend_stale(self, now_ms: int, grace_ms: int = 30_000) -> list[dict[str, Any]]:
         """Outbox entries older than ``grace_ms``: fired, but never acknowledged by Kafka."""
-        stale = []
-        for field_ in self._redis.hkeys(self._outbox):
-            oneid, _, entry = field_.decode().partition("\t")
-            trigger = from_history(oneid, entry)
-            if trigger["fired_at"] < now_ms - grace_ms:
-                stale.append(trigger)
-        if stale:
-            log.warning("re-sending %s trigger(s) left unacknowledged by an earlier crash", len(stale))
-        return stale
+        return self._outbox.stale(now_ms, grace_ms)

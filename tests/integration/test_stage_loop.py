@@ -15,8 +15,8 @@ import redis.exceptions
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.records import Record
 from streams.stage_loop import StageLoop, consumer_config
-from streams.stages.resolve import RawRecord
 
 
 def _topic(settings, partitions: int = 3) -> str:  # type: ignore[no-untyped-def]
@@ -68,7 +68,7 @@ class Recorder:
             for r in batch:
                 self.applied[r.partition].append(r.value.decode())
 
-    def poison(self, record: RawRecord, error: BaseException) -> None:
+    def poison(self, record: Record, error: BaseException) -> None:
         self.dead.append((record.value.decode(), type(error).__name__))
 
     def count(self) -> int:

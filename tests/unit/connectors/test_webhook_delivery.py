@@ -1,8 +1,11 @@
-"""Deliverer + BatchDelivery against an in-process aiohttp receiver on 127.0.0.1 (no Kafka, no Redis)."""
+"""Deliverer + BatchDelivery against an in-process aiohttp receiver on 127.0.0.1 (no Kafka, no Redis).
+
+Time is fake: backoff waits and the batch deadline run on :class:`FakeTime`, so no test sleeps
+through a retry delay (only the HTTP timeout test waits, for a real socket timeout of 50 ms).
+"""
 
 import asyncio
 import json
-import time
 from collections import defaultdict
 
 import aiohttp
@@ -10,13 +13,15 @@ import pytest
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from connectors.webhook.batch import BatchDelivery, TriggerMessage
+from connectors.webhook.batch import BatchDelivery
 from connectors.webhook.config import parse_config
 from connectors.webhook.delivery import Deliverer
 from connectors.webhook.done import DoneStore
 from connectors.webhook.exceptions import DoneStoreError
 from connectors.webhook.signing import verify_signature
 from schemas.codec import default_registry
+from streams.deadletters import encode_dead_letters
+from streams.records import Record
 
 SECRET = "unit-test-secret-0123456789"
 REGISTRY = default_registry()
@@ -30,8 +35,41 @@ def trigger(n: int, rule: str = "high_intent", values: str = '{"score": 7}') -> 
             "message_id": f"m-{n}", "marketing": n % 2 == 0, "values": values}
 
 
-def message(n: int, value: bytes) -> TriggerMessage:
-    return TriggerMessage("t.triggers", n % 3, 100 + n, f"oid-{n}".encode(), value)
+def message(n: int, value: bytes) -> Record:
+    return Record(n % 3, 100 + n, f"oid-{n}".encode(), value, "t.triggers")
+
+
+def letters(result) -> list[tuple[bytes | None, dict]]:
+    """The batch's dead letters as they go on the wire: (key, decoded DeadLetter)."""
+    return [(key, DECODE_DL(value)) for key, value in encode_dead_letters(result.deadletters)]
+
+
+class FakeTime:
+    """The deliverer's clock and waiter: a wait returns at once and moves the clock on.
+
+    ``on_wait`` runs when a wait starts (a stop request arriving mid-backoff); ``gate``, when
+    set, holds every wait until it opens (proves others progress while one endpoint backs off).
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+        self.on_wait = None
+        self.gate: asyncio.Event | None = None
+
+    def clock(self) -> float:
+        return self.now
+
+    async def wait(self, stop: asyncio.Event, seconds: float) -> bool:
+        self.waits.append(seconds)
+        if self.on_wait is not None:
+            self.on_wait()
+        if self.gate is not None:
+            await self.gate.wait()
+        if stop.is_set():
+            return True
+        self.now += seconds
+        return False
 
 
 class MemoryDone:
@@ -58,26 +96,35 @@ class MemoryDone:
 class Receiver:
     """Answers each path with a script of statuses (the last one repeats); records every request."""
 
-    def __init__(self, scripts: dict[str, list], delay_s: float = 0.0):
+    def __init__(self, scripts: dict[str, list], fake: FakeTime):
         self.scripts = scripts
-        self.delay_s = delay_s
-        self.requests = defaultdict(list)  # path -> [(headers, body, monotonic time)]
+        self.fake = fake
+        self.requests = defaultdict(list)  # path -> [(headers, body, fake time)]
+        self.arrived: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.expect: dict[str, int] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         seen = self.requests[request.path]
-        seen.append((dict(request.headers), body, time.monotonic()))
+        seen.append((dict(request.headers), body, self.fake.now))
+        if len(seen) >= self.expect.get(request.path, 1 << 30):
+            self.arrived[request.path].set()
         script = self.scripts[request.path]
         step = script[min(len(seen), len(script)) - 1]
-        if step == "slow":
-            await asyncio.sleep(0.6)
+        if step == "slow":  # an answer that takes 0.6 s of the batch's (fake) time
+            self.fake.now += 0.6
+            step = 200
+        elif step == "hang":  # longer than the client's 50 ms timeout: a real socket timeout
+            await asyncio.sleep(0.15)
             step = 200
         status, headers = (step, {}) if isinstance(step, int) else step
         return web.Response(status=status, headers=headers)
 
 
-async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0, stop=None):
-    receiver = Receiver(scripts)
+async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0, stop=None, fake=None,
+                    receiver=None):
+    fake = fake or FakeTime()
+    receiver = receiver or Receiver(scripts, fake)
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", receiver.handle)
     runner = web.AppRunner(app)
@@ -92,7 +139,7 @@ async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0,
     done = done or MemoryDone()
     try:
         async with aiohttp.ClientSession() as session:
-            deliverer = Deliverer(session, done, stop=stop)
+            deliverer = Deliverer(session, done, stop=stop, clock=fake.clock, waiter=fake.wait)
             result = await BatchDelivery(config, deliverer, done, REGISTRY).process(messages)
     finally:
         await runner.cleanup()
@@ -144,8 +191,7 @@ def test_4xx_is_final_and_dead_lettered_with_the_original_bytes():
         [message(5, raw)]))
     assert len(receiver.requests["/gone"]) == 1
     assert done.marked == []
-    [(key, value)] = result.deadletters
-    letter = DECODE_DL(value)
+    [(key, letter)] = letters(result)
     assert key == b"oid-5"
     assert (letter["stage"], letter["reason"], letter["attempts"]) == ("webhook", "rejected_4xx", 1)
     assert letter["original"] == raw
@@ -160,7 +206,7 @@ def test_retryable_statuses_stop_at_max_attempts(status):
         [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"], "max_attempts": 3, "backoff": FAST}],
         [message(1, ENCODE(trigger(1)))]))
     assert len(receiver.requests["/x"]) == 3
-    letter = DECODE_DL(result.deadletters[0][1])
+    [(_, letter)] = letters(result)
     assert (letter["reason"], letter["attempts"]) == ("delivery_failed", 3)
 
 
@@ -176,57 +222,64 @@ def test_retry_after_is_honoured():
 
 def test_timeouts_and_network_errors_are_retried():
     result, receiver, _ = asyncio.run(run_batch(
-        {"/slow": ["slow", 200]},
-        [{"name": "slow", "url": "http://127.0.0.1:PORT/slow", "rules": ["*"], "timeout_s": 0.2,
+        {"/slow": ["hang", 200]},
+        [{"name": "slow", "url": "http://127.0.0.1:PORT/slow", "rules": ["*"], "timeout_s": 0.05,
           "backoff": FAST},
          {"name": "closed", "url": "http://127.0.0.1:1/nothing-listens", "rules": ["*"], "max_attempts": 2,
           "backoff": FAST}],
         [message(1, ENCODE(trigger(1)))]))
     assert len(receiver.requests["/slow"]) == 2
     assert result.delivered == 1
-    letter = DECODE_DL(result.deadletters[0][1])
+    [(_, letter)] = letters(result)
     assert letter["reason"] == "delivery_failed" and letter["attempts"] == 2
     assert "closed" in letter["error"] and "network error" in letter["error"]
 
 
 def test_batch_deadline_cuts_retries_short():
-    started = time.monotonic()
+    fake = FakeTime()
     result, receiver, _ = asyncio.run(run_batch(
         {"/x": [503]},
         [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"],
           "backoff": {"base_s": 5, "max_s": 5}}],
-        [message(1, ENCODE(trigger(1)))], deadline_s=1.0))
-    assert time.monotonic() - started < 2
+        [message(1, ENCODE(trigger(1)))], deadline_s=1.0, fake=fake))
+    assert fake.waits == []  # a retry that would pass the deadline is not waited for
     assert len(receiver.requests["/x"]) == 1
-    letter = DECODE_DL(result.deadletters[0][1])
+    [(_, letter)] = letters(result)
     assert letter["reason"] == "delivery_failed" and "deadline" in letter["error"]
 
 
 def test_no_attempt_starts_after_the_deadline_so_a_slow_endpoint_cannot_stall_the_batch():
-    started = time.monotonic()
+    fake = FakeTime()
     result, receiver, _ = asyncio.run(run_batch(
         {"/slow": ["slow"]},  # 0.6 s per answer, one connection: only 2 of 6 can start within 1 s
         [{"name": "slow", "url": "http://127.0.0.1:PORT/slow", "rules": ["*"], "max_in_flight": 1}],
-        [message(n, ENCODE(trigger(n))) for n in range(6)], deadline_s=1.0))
-    assert time.monotonic() - started < 1.0 + 0.6 + 0.5  # deadline + one answer + slack
+        [message(n, ENCODE(trigger(n))) for n in range(6)], deadline_s=1.0, fake=fake))
+    assert fake.now == pytest.approx(1.2)  # deadline + at most one answer
     assert len(receiver.requests["/slow"]) == result.delivered == 2
-    letters = [DECODE_DL(v) for _, v in result.deadletters]
-    assert len(letters) == 4
-    assert all(x["attempts"] == 0 and "waiting for a free connection" in x["error"] for x in letters)
+    dead = [x for _, x in letters(result)]
+    assert len(dead) == 4
+    assert all(x["attempts"] == 0 and "waiting for a free connection" in x["error"] for x in dead)
 
 
 def test_a_failing_endpoint_does_not_delay_a_healthy_one():
-    msgs = [message(n, ENCODE(trigger(n))) for n in range(20)]
-    result, receiver, _ = asyncio.run(run_batch(
-        {"/ok": [200], "/bad": [503]},
-        [{"name": "ok", "url": "http://127.0.0.1:PORT/ok", "rules": ["*"]},
-         {"name": "bad", "url": "http://127.0.0.1:PORT/bad", "rules": ["*"], "max_attempts": 4,
-          "backoff": {"base_s": 0.2, "max_s": 0.2}}],
-        msgs))
-    ok_times = [t for _, _, t in receiver.requests["/ok"]]
-    bad_times = [t for _, _, t in receiver.requests["/bad"]]
-    assert len(ok_times) == 20 and len(bad_times) == 80
-    assert max(ok_times) < min(bad_times) + 0.1  # all healthy deliveries happen while bad is still retrying
+    """Every backoff of the failing endpoint is held until all 20 healthy deliveries arrived: the
+    batch can only finish (not time out) if the healthy ones never waited for the failing ones."""
+
+    async def scenario():
+        fake = FakeTime()
+        fake.gate = asyncio.Event()
+        receiver = Receiver({"/ok": [200], "/bad": [503]}, fake)
+        receiver.expect["/ok"] = 20
+        receiver.arrived["/ok"] = fake.gate
+        return await asyncio.wait_for(run_batch(
+            receiver.scripts,
+            [{"name": "ok", "url": "http://127.0.0.1:PORT/ok", "rules": ["*"]},
+             {"name": "bad", "url": "http://127.0.0.1:PORT/bad", "rules": ["*"], "max_attempts": 4,
+              "backoff": {"base_s": 0.2, "max_s": 0.2}}],
+            [message(n, ENCODE(trigger(n))) for n in range(20)], fake=fake, receiver=receiver), 10)
+
+    result, receiver, _ = asyncio.run(scenario())
+    assert len(receiver.requests["/ok"]) == 20 and len(receiver.requests["/bad"]) == 80
     assert result.delivered == 20 and len(result.deadletters) == 20
 
 
@@ -235,25 +288,23 @@ def test_undecodable_bytes_and_bad_values_are_dead_lettered():
     result, receiver, _ = asyncio.run(run_batch(
         {"/a": [200]}, [{"name": "a", "url": "http://127.0.0.1:PORT/a", "rules": ["*"]}],
         [message(1, b"not avro at all"), message(2, bad_values), message(3, ENCODE(trigger(3)))]))
-    reasons = sorted(DECODE_DL(v)["reason"] for _, v in result.deadletters)
+    reasons = sorted(x["reason"] for _, x in letters(result))
     assert reasons == ["avro_decode", "invalid_values"]
-    assert {DECODE_DL(v)["original"] for _, v in result.deadletters} == {b"not avro at all", bad_values}
+    assert {x["original"] for _, x in letters(result)} == {b"not avro at all", bad_values}
     assert len(receiver.requests["/a"]) == 1 and result.delivered == 1
 
 
 def test_stop_abandons_waiting_retries_and_leaves_the_batch_uncommitted():
     async def scenario():
-        stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(0.3, stop.set)
+        stop, fake = asyncio.Event(), FakeTime()
+        fake.on_wait = stop.set  # SIGTERM arrives while the retry waits
         return await run_batch(
             {"/x": [503]},
             [{"name": "x", "url": "http://127.0.0.1:PORT/x", "rules": ["*"],
               "backoff": {"base_s": 10, "max_s": 10}}],
-            [message(1, ENCODE(trigger(1)))], stop=stop)
+            [message(1, ENCODE(trigger(1)))], stop=stop, fake=fake)
 
-    started = time.monotonic()
     result, receiver, _ = asyncio.run(scenario())
-    assert time.monotonic() - started < 2
     assert len(receiver.requests["/x"]) == 1
     assert result.abandoned == 1 and not result.complete and result.deadletters == []
 
@@ -296,7 +347,7 @@ class FlakyRedis:
 def test_done_store_group_commits_and_never_drops_marks_redis_refused():
     async def scenario():
         client = FlakyRedis()
-        store = DoneStore(client, "p:", ttl_s=60, write_tries=2, retry_s=0.01)
+        store = DoneStore(client, "p:", ttl_s=60, write_tries=2, retry_s=0)
         store.mark(store.key("a", "k1"))
         store.mark(store.key("a", "k2"))
         with pytest.raises(DoneStoreError):
@@ -326,7 +377,7 @@ def test_a_trigger_that_breaks_the_payload_builder_is_dead_lettered_and_the_othe
     result, receiver, _ = asyncio.run(run_batch(
         {"/a": [200]}, [{"name": "a", "url": "http://127.0.0.1:PORT/a", "rules": ["*"]}],
         [message(n, ENCODE(trigger(n))) for n in (1, 2, 3)]))
-    letters = [DECODE_DL(v) for _, v in result.deadletters]
-    assert [(d["reason"], d["offset"]) for d in letters] == [("processing_error", 102)]
-    assert letters[0]["error"] == "RuntimeError: unexpected shape"
+    dead = [x for _, x in letters(result)]
+    assert [(d["reason"], d["offset"]) for d in dead] == [("processing_error", 102)]
+    assert dead[0]["error"] == "RuntimeError: unexpected shape"
     assert len(receiver.requests["/a"]) == 2 and result.delivered == 2

@@ -1,43 +1,81 @@
+"""The webhook sink on the shared loop: per-partition flushes, stop handling, config and stats."""
+
 import socket
 
 import pytest
 import yaml
-from confluent_kafka import KafkaError, KafkaException
 
-from connectors.webhook.batch import BatchResult, TriggerMessage
+from connectors.webhook.batch import BatchResult
 from connectors.webhook.config import parse_config
-from connectors.webhook.sink import SinkStats, _commit, consumer_config, run_webhook_sink
+from connectors.webhook.sink import SinkStats, WebhookSink, consumer_config, run_webhook_sink
+from streams.deadletters import DeadLetter
+from streams.observer import StageObserver
+from streams.records import Record
+from streams.sinks import AsyncSinkDriver
+from streams.stage_loop import Stopped
 from touchstream.errors import ConfigError
 from touchstream.settings import Settings
 
 CONFIG = {"endpoints": [{"name": "a", "url": "http://127.0.0.1:1/", "secret": "x" * 20, "rules": ["*"]}]}
 
 
-class RecordingConsumer:
-    def __init__(self, fail=False):
-        self.commits = []
-        self.fail = fail
-
-    def commit(self, offsets, asynchronous):
-        assert asynchronous is False
-        if self.fail:
-            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
-        self.commits.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
-
-
 def msg(partition, offset):
-    return TriggerMessage("p.triggers", partition, offset, None, b"")
+    return Record(partition, offset, None, b"", "p.triggers")
 
 
-def test_commit_moves_each_partition_past_its_last_message():
-    consumer = RecordingConsumer()
-    _commit(consumer, [msg(0, 5), msg(1, 9), msg(0, 7), msg(0, 6), msg(2, 0)])
-    assert consumer.commits == [[("p.triggers", 0, 8), ("p.triggers", 1, 10), ("p.triggers", 2, 1)]]
+class RecordingProducer:
+    def __init__(self):
+        self.sent = []
+
+    def send_all(self, batches):
+        self.sent.append({topic: len(items) for topic, items in batches.items()})
 
 
-def test_a_refused_commit_is_logged_not_raised(caplog):
-    _commit(RecordingConsumer(fail=True), [msg(0, 1)])
-    assert "commit failed" in caplog.text
+class FakeBatches:
+    """BatchDelivery's interface: records each call; ``abandon`` makes a call report unfinished work."""
+
+    def __init__(self, abandon=False):
+        self.calls = []
+        self.abandon = abandon
+
+    async def process(self, messages):
+        self.calls.append([(m.partition, m.offset) for m in messages])
+        letters = [DeadLetter("webhook", "delivery_failed", "HTTP 503", messages[0], attempts=3)]
+        return BatchResult(triggers=len(messages), delivered=len(messages) - 1, deadletters=letters,
+                           abandoned=1 if self.abandon else 0)
+
+
+class FakeDone:
+    async def flush(self):
+        return None
+
+
+class OfflineSink(WebhookSink):
+    """The sink with its Redis and HTTP replaced (``open`` builds nothing)."""
+
+    def __init__(self, batches):
+        super().__init__(Settings.from_env({}), parse_config(CONFIG))
+        self.fake_batches = batches
+
+    async def open(self):
+        self._batches, self._done = self.fake_batches, FakeDone()
+
+
+def test_each_partition_is_flushed_with_its_own_records_then_dead_letters_are_produced():
+    sink, producer = OfflineSink(FakeBatches()), RecordingProducer()
+    with AsyncSinkDriver(sink, producer, "p.deadletter", StageObserver()) as driver:
+        driver([msg(0, 5), msg(1, 9), msg(0, 6)])
+    assert sorted(sink.fake_batches.calls) == [[(0, 5), (0, 6)], [(1, 9)]]
+    assert producer.sent == [{"p.deadletter": 2}]
+    assert (sink.stats.triggers, sink.stats.delivered, sink.stats.dead_letters) == (3, 1, 2)
+
+
+def test_unfinished_deliveries_stop_the_loop_without_dead_letters_or_a_commit():
+    sink, producer = OfflineSink(FakeBatches(abandon=True)), RecordingProducer()
+    with AsyncSinkDriver(sink, producer, "p.deadletter", StageObserver()) as driver, pytest.raises(Stopped):
+        driver([msg(0, 1)])
+    assert producer.sent == []
+    assert sink._buffers == {}  # nothing left over for the next batch
 
 
 def test_consumer_config_group_manual_commits_and_poll_interval():
@@ -52,7 +90,7 @@ def test_consumer_config_group_manual_commits_and_poll_interval():
 def test_stats_add_up_and_render():
     stats = SinkStats()
     stats.add(BatchResult(triggers=10, deliveries=12, delivered=11, already_done=3,
-                          deadletters=[(None, b"x")]))
+                          deadletters=[DeadLetter("webhook", "delivery_failed", "x", msg(0, 1))]))
     stats.add(BatchResult(triggers=5, deliveries=5, delivered=5))
     stats.active_seconds, stats.seconds = 2.0, 5.0
     assert (stats.batches, stats.triggers, stats.delivered, stats.already_done, stats.dead_letters) == (

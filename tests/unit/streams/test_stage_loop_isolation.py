@@ -12,12 +12,12 @@ import redis.exceptions
 from confluent_kafka import KafkaError, KafkaException
 
 from streams.failures import is_infrastructure
-from streams.stage_loop import StageLoop
-from streams.stages.resolve import RawRecord
+from streams.records import Record
+from streams.stage_loop import StageLoop, Stopped
 
 
-def _records(n: int) -> list[RawRecord]:
-    return [RawRecord(0, offset, None, f"v{offset}".encode(), "raw") for offset in range(n)]
+def _records(n: int) -> list[Record]:
+    return [Record(0, offset, None, f"v{offset}".encode(), "raw") for offset in range(n)]
 
 
 class Stage:
@@ -30,7 +30,7 @@ class Stage:
         self.calls = 0
         self.dead: list[tuple[int, str]] = []
 
-    def handle(self, batch: Sequence[RawRecord]) -> None:
+    def handle(self, batch: Sequence[Record]) -> None:
         self.calls += 1
         if self.outage_attempts:
             self.outage_attempts -= 1
@@ -40,7 +40,7 @@ class Stage:
             raise ValueError(f"cannot parse record {bad[0]}")
         self.applied.extend(r.offset for r in batch)
 
-    def dead_letter(self, record: RawRecord, error: BaseException) -> None:
+    def dead_letter(self, record: Record, error: BaseException) -> None:
         self.dead.append((record.offset, type(error).__name__))
 
 
@@ -86,7 +86,7 @@ def test_a_dead_letter_write_that_meets_an_outage_is_retried() -> None:
     stage = Stage(poison={1})
     failures = [KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT))]
 
-    def flaky_dead_letter(record: RawRecord, error: BaseException) -> None:
+    def flaky_dead_letter(record: Record, error: BaseException) -> None:
         if failures:
             raise failures.pop()
         stage.dead_letter(record, error)
@@ -107,3 +107,16 @@ def test_infrastructure_errors_are_told_from_data_errors() -> None:
     assert not is_infrastructure(unpack)
     assert not is_infrastructure(ValueError("Invalid IPv6 URL"))
     assert not is_infrastructure(KeyError("path"))
+
+
+def test_a_handler_that_raises_stopped_ends_the_batch_uncommitted_without_bisecting() -> None:
+    calls: list[int] = []
+
+    def handle(batch: Sequence[Record]) -> None:
+        calls.append(len(batch))
+        raise Stopped("deliveries abandoned")
+
+    loop = StageLoop("webhook", {}, ["t"], handle, poison=lambda record, error: None, batch_size=10,
+                     within_s=0.01, stop=threading.Event())
+    assert loop._process_until_done(_records(8)) is False
+    assert calls == [8]
