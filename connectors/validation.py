@@ -23,11 +23,12 @@ from identity.identifiers import (
     extract_identifiers,
     normalise,
 )
+from schemas.vocabulary import EVENT_TYPES
 from touchstream.errors import ConfigError, ValidationError
 from touchstream.settings import Settings
 from touchstream.text import is_utf8
 
-TYPES: frozenset[str] = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+TYPES: frozenset[str] = EVENT_TYPES
 
 #: Every reason code a message can be rejected with at the edge; stable metric label values.
 REASONS: tuple[str, ...] = (

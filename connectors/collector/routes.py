@@ -25,12 +25,13 @@ from connectors.ingest import Ingestor
 from connectors.outcome import Outcome
 from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits, validate_batch, validate_message
+from schemas.vocabulary import EVENT_TYPE_ORDER
 from touchstream import metrics
 from touchstream.keys import ApiKey, KeyChecker
 
 log = logging.getLogger(__name__)
 
-SINGLE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+SINGLE_TYPES = EVENT_TYPE_ORDER  # one route per Segment call type
 #: route names the in-flight cap applies to
 COLLECTOR_ROUTES = frozenset({"segment_single", "segment_batch", "segment_import"})
 #: plain bodies up to this size are validated on the loop: a thread hop (~80 µs) costs more
