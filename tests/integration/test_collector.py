@@ -2,79 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
-import re
-import time
 import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
-from schemas.codec import default_registry
-from schemas.exceptions import DecodeError
-from streams.topics import Topics
-from tests.integration.conftest import cli
-
-
-def post(url: str, body: object, *, key: str | None, gzipped: bool = False, raw: bytes | None = None):
-    data = raw if raw is not None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if gzipped:
-        data = gzip.compress(data)
-        headers["Content-Encoding"] = "gzip"
-    if key is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def metric(base: str, name: str, **labels: str) -> float:
-    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"^{name}\{{(.*)\}} (\S+)$", line)
-        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
-
-
-def raw_records(settings, marker: str, timeout: float = 30.0, expect: int | None = None) -> list[dict]:
-    """Every Event on this run's raw topic whose message_id starts with marker."""
-    topic = Topics.of(settings).raw
-    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"read-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
-    meta = consumer.list_topics(topic, timeout=10)
-    consumer.assign([TopicPartition(topic, p, 0) for p in meta.topics[topic].partitions])
-    registry = default_registry()
-    highs = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-             for p in meta.topics[topic].partitions}
-    done = {p for p, h in highs.items() if h == 0}
-    found = []
-    deadline = time.monotonic() + timeout
-    while len(done) < len(highs) and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        if msg.offset() + 1 >= highs[msg.partition()]:
-            done.add(msg.partition())
-        try:
-            _, record = registry.decode(msg.value())
-        except DecodeError:  # the shared raw topic also holds other tests' deliberate garbage
-            continue
-        if record["message_id"].startswith(marker):
-            record["_key"] = msg.key()
-            found.append(record)
-    consumer.close()
-    return found
+from tests.integration.conftest import cli, metric, post, raw_records
 
 
 def now_iso(delta: timedelta = timedelta()) -> str:

@@ -14,8 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from connectors.ratelimit import RateLimiter
-from tests.integration.conftest import cli
-from tests.integration.test_collector import metric, post, raw_records
+from tests.integration.conftest import cli, metric, post, raw_records
 from touchstream.keys import ApiKey, KeyStore
 
 

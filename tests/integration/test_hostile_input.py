@@ -16,9 +16,7 @@ from confluent_kafka import Producer
 
 from schemas.codec import default_registry
 from streams.topics import Topics
-from tests.integration.conftest import TopicReader, wait_caught_up, wait_triggers_acknowledged
-from tests.integration.test_collector import post
-from tests.integration.test_pipeline_identity import iso
+from tests.integration.conftest import TopicReader, iso, post, wait_caught_up, wait_triggers_acknowledged
 from touchstream.settings import Settings
 
 NOW = lambda: int(time.time() * 1000)  # noqa: E731

@@ -4,8 +4,7 @@ import csv
 import re
 import uuid
 
-from tests.integration.conftest import cli
-from tests.integration.test_collector import raw_records
+from tests.integration.conftest import cli, raw_records
 
 
 def counts(summary: str) -> dict[str, int]:

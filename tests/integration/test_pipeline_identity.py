@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -18,20 +15,17 @@ from identity.quality import score
 from identity.synthetic import generate
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
-from tests.integration.conftest import TopicReader, WorkerProcess, cli, free_port, wait_caught_up
-from tests.integration.test_collector import post
-
-
-def api(base: str, method: str, path: str, key: str, body: object | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {key}",
-                                              "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+from tests.integration.conftest import (
+    TopicReader,
+    WorkerProcess,
+    api,
+    cli,
+    free_port,
+    iso,
+    post,
+    wait_caught_up,
+    wait_resolved,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +40,11 @@ def admin_key(settings):
     return cli(settings, "keys", "create", "--scope", "admin", "--name", "dpo").strip()
 
 
-def wait_resolved(reader: TopicReader, message_ids: set[str], timeout: float = 60.0) -> dict[str, dict]:
-    def done(records: list[dict]) -> bool:
-        return message_ids <= {r["message_id"] for r in records}
-
-    found = {r["message_id"]: r for r in reader.until(done, timeout) if r["message_id"] in message_ids}
-    assert set(found) == message_ids, f"missing {sorted(message_ids - set(found))[:5]}"
-    return found
-
 
 def mobile() -> str:
     """A valid, random Chinese mobile number in E.164."""
     return f"+86139{uuid.uuid4().int % 10**8:08d}"
 
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 def test_one_person_across_channels_becomes_one_oneid(

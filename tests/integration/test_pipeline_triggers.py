@@ -18,14 +18,16 @@ from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
     TopicReader,
     WorkerProcess,
+    api,
     assert_aggregates_equal_recount,
     free_port,
+    iso,
+    post,
     wait_caught_up,
     wait_merges_acknowledged,
+    wait_resolved,
     wait_triggers_acknowledged,
 )
-from tests.integration.test_collector import post
-from tests.integration.test_pipeline_identity import api, iso, wait_resolved
 
 NOW = lambda: int(time.time() * 1000)  # noqa: E731
 
