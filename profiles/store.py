@@ -40,10 +40,12 @@ import orjson
 from redis.exceptions import NoScriptError
 
 from profiles import jsonsafe
-from profiles import triggers as trig
-from profiles.engine import BatchResult, Engine
-from profiles.rules import Rules, RuleSet
+from profiles.engine import Engine
+from profiles.result import BatchResult
+from profiles.rules.model import Rules
+from profiles.rules.reload import RuleSet
 from profiles.state import ProfileState
+from profiles.triggers import records
 from touchstream import metrics
 
 log = logging.getLogger(__name__)
@@ -278,7 +280,7 @@ class _Core:
             resolved = _text(nxt)
         text = yield ("get", self.key(resolved, ":h"))
         lines = _text(text).split("\n") if text else []
-        return [trig.from_history(resolved, line) for line in lines[:limit]]
+        return [records.from_history(resolved, line) for line in lines[:limit]]
 
     def memory_usage(self, oneid: str) -> Steps:
         """Bytes Redis reports (MEMORY USAGE, exact) for each existing key of the profile."""

@@ -17,7 +17,8 @@ import orjson
 import pytest
 
 from profiles import jsonsafe
-from profiles.engine import Engine, EventView, event_time
+from profiles.engine import Engine
+from profiles.events import EventView, event_time
 from profiles.rules import DEFAULT_RULES_PATH, load_rules, load_rules_file
 from profiles.state import ProfileState
 from tests.unit.profiles.factory import T0, D, H, M, S, event, identify, numbered, page, track

@@ -25,7 +25,7 @@ def test_default_rules_load_without_issues():
     assert rules.tier is not None and [name for name, _ in rules.tier.levels] == ["A", "B", "C"]
     assert rules.tier.levels[0][1] == 100_000 and rules.tier.inactive_after_ms == 90 * 86_400_000
     kinds = {t.name: t.kind for t in rules.triggers.values()}
-    assert kinds["pricing_dwell"] == "dwell" and rules.triggers["pricing_dwell"].threshold_ms == 180_000
+    assert kinds["pricing_dwell"] == "dwell" and rules.triggers["pricing_dwell"].params.above_ms == 180_000
     assert kinds["post_purchase_7d"] == kinds["post_purchase_30d"] == "delayed"
     assert kinds["tier_upgraded"] == "tier_upgrade" and kinds["tier_downgraded"] == "tier_downgrade"
     assert rules.options.consent_trait == "marketing_consent"
@@ -81,10 +81,10 @@ def test_index_selects_only_rules_that_can_fire():
         "last_order_id",
     }
     assert {t.name for t in order.triggers} == {"post_purchase_7d", "post_purchase_30d"}
-    assert order.tags == () and order.dwell == ()
+    assert order.tags == () and order.of_kind("dwell") == ()
     page = rules.candidates("page", None)
     assert "revenue_365d" not in {a.name for a in page.aggregates}
-    assert [d.name for d in page.dwell] == ["pricing_dwell"]
+    assert [d.name for d in page.of_kind("dwell")] == ["pricing_dwell"]
     assert rules.candidates("track", "Something Else").empty
     assert rules.candidates("alias", None).empty
     assert rules.candidates("track", "Order Completed") is order  # computed once

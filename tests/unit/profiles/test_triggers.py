@@ -1,6 +1,6 @@
 import json
 
-from profiles import triggers as trig
+from profiles.triggers import records as trig
 
 
 def record(**kw):

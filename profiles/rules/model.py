@@ -1,0 +1,183 @@
+"""The compiled rules file as frozen values: what the engine reads and never changes.
+
+:func:`profiles.rules.compile.load_rules` builds a :class:`Rules`; a hot reload builds a new
+one. What evaluation learns while rules are in force (the event index, error counts, the
+attribute-points cache) lives apart, in :class:`profiles.rules.runtime.RuleCaches`, so the
+config itself stays a value.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from profiles import aggregates as agg
+from profiles.conditions import Condition, Needs
+from profiles.durations import HOUR_MS
+from profiles.dwell import HEARTBEAT_EVENTS, LEAVE_EVENTS
+from profiles.exceptions import RuleIssue
+from profiles.rules.runtime import RuleCaches
+
+if TYPE_CHECKING:
+    from profiles.rules.index import Candidates
+
+EventKey = tuple[str, str | None]  # (event type or "*", track/page name or None for any)
+
+
+@dataclass(frozen=True)
+class Options:
+    consent_trait: str = "marketing_consent"
+    allowed_lateness_ms: int = HOUR_MS
+    idempotency_ttl_ms: int = 30 * 86_400_000
+    trigger_history: int = 20
+    interaction_types: frozenset[str] = frozenset({"track", "page", "screen"})
+    leave_events: tuple[str, ...] = LEAVE_EVENTS
+    heartbeat_events: tuple[str, ...] = HEARTBEAT_EVENTS
+    max_tags: int = 32
+    keep_traits: frozenset[str] | None = None  # None: every identify trait
+    redirect_ttl_ms: int = 7 * 86_400_000
+    timer_stale_after_ms: int = 86_400_000  # a timer due longer ago than this is dropped, not fired
+
+
+@dataclass(frozen=True)
+class AggregateRule:
+    name: str
+    op: str
+    on: tuple[EventKey, ...]
+    where: Condition | None
+    value: Condition | None
+    window_ms: int
+    bucket_ms: int
+    sid: str  # storage id in field names: short, stable (see storage_id)
+
+    @property
+    def kind(self) -> str:
+        return agg.OP_KINDS[self.op]
+
+
+@dataclass(frozen=True)
+class TagRule:
+    rule: str
+    on: tuple[EventKey, ...]
+    where: Condition | None
+    when: Condition | None
+    tag: str | None  # a fixed tag name, or
+    name: Condition | None  # an expression giving it (interested_in_<feature>)
+    ttl_ms: int  # 0: never expires
+
+
+@dataclass(frozen=True)
+class PointsRule:
+    rule: str
+    on: tuple[EventKey, ...]
+    where: Condition | None
+    points: float
+
+
+@dataclass(frozen=True)
+class AttributeRule:
+    rule: str
+    when: Condition
+    points: float
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    half_life_ms: int
+    behaviour: tuple[PointsRule, ...]
+    attributes: tuple[AttributeRule, ...]
+    cap: float | None
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    aggregate: str
+    levels: tuple[tuple[str, float], ...]  # highest first
+    inactive_after_ms: int  # 0: no inactivity downgrade
+    downgrade_steps: int
+
+
+@dataclass(frozen=True)
+class TriggerRule:
+    """One trigger; ``params`` holds what only its kind reads (see ``profiles/triggers/kinds/``)."""
+
+    name: str
+    kind: str
+    on: tuple[EventKey, ...]
+    where: Condition | None
+    when: Condition | None
+    marketing: bool
+    cooldown_ms: int
+    values: tuple[tuple[str, Condition], ...]
+    params: Any = None  # the kind's own frozen settings (e.g. DelayedParams), None when it has none
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A compiled, validated rules file (and, apart from the config, its run-time caches)."""
+
+    options: Options
+    aggregates: dict[str, AggregateRule]
+    tags: tuple[TagRule, ...]
+    score: ScoreSpec | None
+    tier: TierSpec | None
+    triggers: dict[str, TriggerRule]
+    issues: list[RuleIssue]
+    raw: dict[str, Any]
+    source: str = "<text>"
+    caches: RuleCaches = field(default_factory=RuleCaches, compare=False, repr=False)
+
+    @functools.cached_property
+    def attribute_traits(self) -> tuple[str, ...] | None:
+        """Traits the attribute points read (None: all of them), for caching their sum."""
+        if self.score is None:
+            return ()
+        needs = Needs.of(a.when.needs for a in self.score.attributes).profile
+        if needs is None or needs.get("traits", frozenset()) is None:
+            return None
+        return tuple(sorted(needs.get("traits") or ()))
+
+    def candidates(self, event_type: str, name: str | None) -> Candidates:
+        """Rules listening to this event type/name (``on:``), computed once per key."""
+        return self.caches.index.candidates(self, event_type, name)
+
+    @property
+    def aggregate_meta(self) -> dict[str, list[Any]]:
+        """``{storage id: [kind, bucket_ms, window_ms]}`` for the Lua script's merge and prune."""
+        return {a.sid: [a.kind, a.bucket_ms, a.window_ms] for a in self.aggregates.values()}
+
+    @functools.cached_property
+    def windows(self) -> dict[str, tuple[str, int, int]]:
+        """``{name: (storage id, window ms, bucket ms)}`` for pruning."""
+        return {a.name: (a.sid, a.window_ms, a.bucket_ms) for a in self.aggregates.values()}
+
+    @functools.cached_property
+    def _by_kind(self) -> dict[str, tuple[TriggerRule, ...]]:
+        out: dict[str, list[TriggerRule]] = {}
+        for rule in self.triggers.values():
+            out.setdefault(rule.kind, []).append(rule)
+        return {kind: tuple(rules) for kind, rules in out.items()}
+
+    def trigger_of_kind(self, kind: str) -> tuple[TriggerRule, ...]:
+        """The trigger rules of one kind, in file order."""
+        return self._by_kind.get(kind, ())
+
+    @property
+    def rule_count(self) -> int:
+        behaviour = len(self.score.behaviour) + len(self.score.attributes) if self.score else 0
+        return (
+            len(self.aggregates) + len(self.tags) + behaviour + len(self.triggers) + (1 if self.tier else 0)
+        )
+
+    @property
+    def eval_errors(self) -> dict[str, int]:
+        """Evaluation failures per qualified rule name since these rules took effect."""
+        return self.caches.eval_errors
+
+    @property
+    def attribute_cache(self) -> dict[tuple[Any, ...], float]:
+        return self.caches.attribute_points
+
+    def count_error(self, rule: str) -> None:
+        self.caches.count_error(rule)
