@@ -1,38 +1,39 @@
 -- Resolve one batch of events to OneIDs in a single atomic run (graph_lib.lua is prepended).
 --
--- ARGV[3]  rules (JSON): {"pk": person key type, "t": [[type, max, window_ms, repoint, max_persons], ...]
---          in priority order (-1: none), "dm": default max_persons, "mm": max identifiers per profile,
---          "fw": frequency-guard set expiry (ms), "an": [anonymous types]}
+-- ARGV[3]  rules (JSON, identity/rules.py script_config): C_PERSON_KEY person key type, C_TYPES
+--          [[type, max, window_ms, repoint, max_persons], ...] in priority order (-1: none),
+--          C_DEFAULT_PERSONS default max_persons, C_MAX_MEMBERS max identifiers per profile,
+--          C_GUARD_MS frequency-guard set expiry (ms), C_ANONYMOUS [anonymous types]
 -- ARGV[4]  "1" when every event carries sha256 hashes of its values (suppression is checked)
 -- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, [type, value, ...], [sha256, ...]], ...]
 --          identifiers already normalised, unblocked, de-duplicated and sorted by priority;
 --          partition/offset -1 when unknown
 -- ARGV[6]  receipt time (ms): last-seen time of anonymous-only profiles (idle is judged by arrival,
 --          not by event time, so imported history is not collected the moment it lands)
--- Returns JSON {"o": [oneid or "" per event], "m": merges, "r": rejections, "v": moves}, or
--- {"need_hashes": true} when suppression entries exist and ARGV[4] is not "1".
+-- Returns JSON {R_ONEIDS: [oneid or "" per event], R_MERGES: merges, R_REJECTIONS: rejections,
+-- R_MOVES: moves}, or {R_NEED_HASHES: true} when suppression entries exist and ARGV[4] is not "1".
 
 local cfg = cjson.decode(ARGV[3])
-local PK = cfg.pk
-local DEFAULT_MP = cfg.dm
+local PK = cfg[C_PERSON_KEY]
+local DEFAULT_MP = cfg[C_DEFAULT_PERSONS]
 local RULE, LIMITED, COUNT_FIELDS = {}, {}, {}
-for _, r in ipairs(cfg.t) do
+for _, r in ipairs(cfg[C_TYPES]) do
   RULE[r[1]] = {max = r[2], win = r[3], rep = r[4] == 1, mp = r[5]}
   if r[2] > 0 then
     LIMITED[#LIMITED + 1] = r[1]
-    COUNT_FIELDS[#COUNT_FIELDS + 1] = '!n:' .. r[1]
+    COUNT_FIELDS[#COUNT_FIELDS + 1] = F_COUNT .. r[1]
   end
 end
-for _, t in ipairs(cfg.an) do ANON_T[t] = true end
-local MAX_MEMBERS = cfg.mm
-local GUARD_MS = cfg.fw
+for _, t in ipairs(cfg[C_ANONYMOUS]) do ANON_T[t] = true end
+local MAX_MEMBERS = cfg[C_MAX_MEMBERS]
+local GUARD_MS = cfg[C_GUARD_MS]
 local use_sup = ARGV[4] == '1'
 local REFRESH_MS = 300000
 local SEEN_MS = tonumber(ARGV[6])
 
 local bad = check_meta()
 if bad then return redis.error_reply(bad) end
-if not use_sup and call('EXISTS', SKEY) == 1 then return '{"need_hashes":true}' end
+if not use_sup and call('EXISTS', SKEY) == 1 then return cjson.encode({[R_NEED_HASHES] = true}) end
 
 local events = cjson.decode(ARGV[5])
 local oneids, merges, rejections, moves = {}, {}, {}, {}
@@ -75,12 +76,12 @@ local function window_count(o, t, ts, window)
   return n
 end
 
--- identifiers ("!" fields are not) in profile o (may be nil)
+-- identifiers (F_MARK fields are not) in profile o (may be nil)
 local function member_count(o)
   if not o then return 0 end
   local n = 0
   for _, f in ipairs(call('HKEYS', pkey(o))) do
-    if sub(f, 1, 1) ~= '!' then n = n + 1 end
+    if sub(f, 1, #F_MARK) ~= F_MARK then n = n + 1 end
   end
   return n
 end
@@ -107,9 +108,9 @@ local function violation(a, b, pend, npend, ts)
       if na > 0 then na = window_count(a, t, ts, rule.win) end
       if nb > 0 then nb = window_count(b, t, ts, rule.win) end
     end
-    if base + na + nb > rule.max then return 'limit:' .. t end
+    if base + na + nb > rule.max then return WHY_LIMIT .. t end
   end
-  if over_full(a, b, npend) then return 'profile_full' end
+  if over_full(a, b, npend) then return WHY_PROFILE_FULL end
   return nil
 end
 
@@ -118,17 +119,17 @@ local function add_violation(o, pend, npend, t, ts)
   local rule = RULE[t]
   if rule and rule.max > 0 then
     local base = (pend[t] or 0) + 1
-    local n = o and (tonumber(call('HGET', pkey(o), '!n:' .. t)) or 0) or 0
+    local n = o and (tonumber(call('HGET', pkey(o), F_COUNT .. t)) or 0) or 0
     if base + n > rule.max and rule.win > 0 and n > 0 then n = window_count(o, t, ts, rule.win) end
-    if base + n > rule.max then return 'limit:' .. t end
+    if base + n > rule.max then return WHY_LIMIT .. t end
   end
-  if over_full(o, nil, npend + 1) then return 'profile_full' end
+  if over_full(o, nil, npend + 1) then return WHY_PROFILE_FULL end
   return nil
 end
 
 local function never_merge(a, b)
-  local na = call('HGET', pkey(a), '!nm')
-  local nb = call('HGET', pkey(b), '!nm')
+  local na = call('HGET', pkey(a), F_NEVER)
+  local nb = call('HGET', pkey(b), F_NEVER)
   if not na and not nb then return false end
   for _, x in ipairs(words(na)) do
     if resolve_alias(x) == b then return true end
@@ -154,10 +155,10 @@ end
 local function attach(o, t, v, tv, anchor, ev, fresh)
   local key = pkey(o)
   call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')))
-  call('HINCRBY', key, '!n:' .. t, 1)
+  call('HINCRBY', key, F_COUNT .. t, 1)
   -- a stronger identifier: the profile is no longer anonymous (never collected from now on)
   if not ANON_T[t] and o ~= created_now then anon_set(o, false) end
-  if t == PK and call('HSETNX', key, '!u', v) == 1 and not fresh then
+  if t == PK and call('HSETNX', key, F_PERSON, v) == 1 and not fresh then
     known_since = {}
     local members = load_profile(o)
     local changed, fv = {}, {}
@@ -174,7 +175,7 @@ end
 local function create(t, v, tv, ev)
   local o = new_id(t, v)
   created_now = o
-  call('HSET', pkey(o), '!c', ev.ts)
+  call('HSET', pkey(o), F_CREATED, ev.ts)
   attach(o, t, v, tv, nil, ev, true)
   return o
 end
@@ -210,8 +211,8 @@ end
 -- Fold profiles T and o into the older one (creation time, then id): replays agree.
 local function merge(T, o, xtv, anchor, ev, ei, t)
   known_since = {}
-  local iT = call('HMGET', pkey(T), '!c', '!u', '!nm')
-  local iO = call('HMGET', pkey(o), '!c', '!u', '!nm')
+  local iT = call('HMGET', pkey(T), F_CREATED, F_PERSON, F_NEVER)
+  local iO = call('HMGET', pkey(o), F_CREATED, F_PERSON, F_NEVER)
   local cT, cO = tonumber(iT[1]) or 0, tonumber(iO[1]) or 0
   local surv, lose, is, il
   if cT < cO or (cT == cO and T < o) then
@@ -256,27 +257,27 @@ local function merge(T, o, xtv, anchor, ev, ei, t)
   end
   if #fv > 0 then hset_many(skey, fv) end
   for f, val in pairs(lmeta) do
-    if sub(f, 1, 3) == '!n:' then
+    if sub(f, 1, #F_COUNT) == F_COUNT then
       local k = tonumber(val) or 0
       if k ~= 0 then call('HINCRBY', skey, f, k) end
     end
   end
   -- the loser and the ids merged into it before become aliases of the survivor (chains stay
-  -- one hop); each is a field "!a:<id>" of the survivor so that deleting it finds them all
-  local meta, al = {'!a:' .. lose, ''}, {lose}
+  -- one hop); each is a field F_ALIAS..<id> of the survivor so that deleting it finds them all
+  local meta, al = {F_ALIAS .. lose, ''}, {lose}
   for f in pairs(lmeta) do
-    if sub(f, 1, 3) == '!a:' then
+    if sub(f, 1, #F_ALIAS) == F_ALIAS then
       meta[#meta + 1] = f
       meta[#meta + 1] = ''
-      al[#al + 1] = sub(f, 4)
+      al[#al + 1] = sub(f, #F_ALIAS + 1)
     end
   end
   if not is[2] and il[2] then
-    meta[#meta + 1] = '!u'
+    meta[#meta + 1] = F_PERSON
     meta[#meta + 1] = il[2]
   end
   if il[3] then
-    meta[#meta + 1] = '!nm'
+    meta[#meta + 1] = F_NEVER
     meta[#meta + 1] = is[3] and (is[3] .. ' ' .. il[3]) or il[3]
   end
   hset_many(skey, meta)
@@ -284,12 +285,12 @@ local function merge(T, o, xtv, anchor, ev, ei, t)
     call('HSET', akey(a), a, surv)
   end
   call('DEL', pkey(lose))
-  merges[#merges + 1] = {ei, surv, lose, 'shared:' .. t, brought}
+  merges[#merges + 1] = {ei, surv, lose, WHY_SHARED .. t, brought}
   -- Merge outbox (field: merged OneID, value: survivor): a replay after a crash finds the graph
   -- already merged and reports no merge, so the record could be lost between this script and
   -- Kafka. The resolve stage removes the entry once the merge record is acknowledged, and
   -- re-sends entries left behind by a crash.
-  call('HSET', B .. 'mo', lose, surv .. '|' .. call('TIME')[1])
+  call('HSET', B .. K_MERGE_OUTBOX, lose, surv .. '|' .. call('TIME')[1])
   aliased[lose] = surv
   return surv
 end
@@ -300,27 +301,27 @@ local function conflict(st, ei, ev, t, v, tv, o, why)
   known_since = {}
   local rule = RULE[t]
   if t ~= PK then
-    local po = call('HGET', pkey(o), '!u')
+    local po = call('HGET', pkey(o), F_PERSON)
     local pt = st.pperson
-    if st.T then pt = call('HGET', pkey(st.T), '!u') or pt end
+    if st.T then pt = call('HGET', pkey(st.T), F_PERSON) or pt end
     if po and pt and po ~= pt then
       local fk = fkey(t, v)
       call('SADD', fk, sub(sha1(po), 1, 12), sub(sha1(pt), 1, 12))
       call('PEXPIRE', fk, GUARD_MS)
       if call('SCARD', fk) > (rule and rule.mp or DEFAULT_MP) then
         splice_out(o, tv, PK)
-        set_owner(t, v, tv, '!')
+        set_owner(t, v, tv, GUARDED)
         call('DEL', fk)
-        reject(ei, t, v, 'frequency_guard')
+        reject(ei, t, v, WHY_FREQUENCY_GUARD)
         return
       end
     end
   end
   -- only a login (the event carries its person) re-points; anonymous traffic never does
-  if rule and rule.rep and why ~= 'unmerged' and st.pk then
+  if rule and rule.rep and why ~= WHY_UNMERGED and st.pk then
     local raw = call('HGET', pkey(o), tv)
     if raw and ev.ts <= since_of(unpack_rec(raw)) then
-      reject(ei, t, v, 'newer_link')
+      reject(ei, t, v, WHY_NEWER_LINK)
       return
     end
     local why2 = add_violation(st.T, st.pcount, #st.pend, t, ev.ts)
@@ -400,8 +401,8 @@ local function resolve_event(ei, ev, ids)
     local t, v = ids[j], ids[j + 1]
     local tv = t .. ':' .. v
     local o = owner_tv(t, v, tv)
-    if o == '!' then
-      reject(ei, t, v, 'frequency_guard')
+    if o == GUARDED then
+      reject(ei, t, v, WHY_FREQUENCY_GUARD)
     elseif not o then
       local why = add_violation(st.T, st.pcount, #st.pend, t, ev.ts)
       if why then
@@ -418,7 +419,7 @@ local function resolve_event(ei, ev, ids)
       if st.T == nil then
         if #st.pend > 0 then why = violation(nil, o, st.pcount, #st.pend, ev.ts) end
       elseif never_merge(st.T, o) then
-        why = 'unmerged'
+        why = WHY_UNMERGED
       else
         why = violation(st.T, o, st.pcount, #st.pend, ev.ts)
       end
@@ -468,7 +469,7 @@ for ei = 1, #events do
     end
   end
   if suppressed then
-    for j = 1, #ids, 2 do reject(ei, ids[j], ids[j + 1], 'suppressed') end
+    for j = 1, #ids, 2 do reject(ei, ids[j], ids[j + 1], WHY_SUPPRESSED) end
     oneids[ei] = ''
   else
     created_now = nil
@@ -488,4 +489,4 @@ for ei = 1, #oneids do
 end
 
 anon_flush()
-return cjson.encode({o = oneids, m = merges, r = rejections, v = moves})
+return cjson.encode({[R_ONEIDS] = oneids, [R_MERGES] = merges, [R_REJECTIONS] = rejections, [R_MOVES] = moves})

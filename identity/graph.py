@@ -24,7 +24,7 @@ holds at most the rules' ``max_members`` (past it: ``profile_full``). A profile 
 rules' ``anonymous_types`` is kept in a sorted set by last-seen (receipt) time, and
 :meth:`IdentityGraph.collect_idle_anonymous` removes it from the graph once idle.
 
-All keys live under ``<prefix>{oneid}:`` (layout in graph_lib.lua). The shared hash tag puts
+All keys live under ``<prefix>{oneid}:`` (layout: identity/layout.py). The shared hash tag puts
 the whole graph in one Redis Cluster slot, so the scripts stay legal on a cluster (KEYS[1]
 routes them); a graph too big for one node would be split by tenant, never by key.
 """
@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 import redis
 
+from identity import layout
 from identity.exceptions import (
     GraphStateError,
     IdentityError,
@@ -57,18 +58,18 @@ from touchstream.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent
-HASH_TAG = "{oneid}"
-HOT = "!"
+HASH_TAG = layout.HASH_TAG
+HOT = layout.GUARDED
 
 # Stable rejection reasons (the IdentityRejection.reason field).
 BLOCKED = "blocked"  # a placeholder value from the rules' blocked lists
 UNKNOWN_TYPE = "unknown_type"  # a type the rules do not use for identity
-SUPPRESSED = "suppressed"  # the event carries an identifier of a deleted profile
-FREQUENCY_GUARD = "frequency_guard"  # the value was seen with too many people; it links no one
-NEWER_LINK = "newer_link"  # a shared device/browser was re-pointed by a newer login already
-UNMERGED = "unmerged"  # an operator split these two profiles; they are not merged again
-LIMIT_PREFIX = "limit:"  # "limit:<type>": linking would exceed that type's limit
-PROFILE_FULL = "profile_full"  # linking would put more than the rules' max_members into one profile
+SUPPRESSED = layout.WHY_SUPPRESSED  # the event carries an identifier of a deleted profile
+FREQUENCY_GUARD = layout.WHY_FREQUENCY_GUARD  # the value was seen with too many people; it links no one
+NEWER_LINK = layout.WHY_NEWER_LINK  # a shared device/browser was re-pointed by a newer login already
+UNMERGED = layout.WHY_UNMERGED  # an operator split these two profiles; they are not merged again
+LIMIT_PREFIX = layout.WHY_LIMIT  # "limit:<type>": linking would exceed that type's limit
+PROFILE_FULL = layout.WHY_PROFILE_FULL  # linking would put more than the rules' max_members into one profile
 TOO_MANY_IDENTIFIERS = "too_many_identifiers"  # past max_identifiers_per_event in one event
 INVALID_VALUE = "invalid_value"  # not a string, not UTF-8 or longer than MAX_GRAPH_VALUE_CHARS
 
@@ -128,9 +129,9 @@ class UnmergeResult:
 
 @cache
 def _script_source(name: str) -> str:
-    return (_HERE / "graph_lib.lua").read_text(encoding="utf-8") + "\n" + (_HERE / name).read_text(
-        encoding="utf-8"
-    )
+    """The script as Redis runs it: the layout's constants, the shared helpers, then the script."""
+    lib = (_HERE / "graph_lib.lua").read_text(encoding="utf-8")
+    return layout.lua_prelude() + lib + "\n" + (_HERE / name).read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=65536)
@@ -226,8 +227,8 @@ class IdentityGraph:
         self.max_identifiers_per_event = max_identifiers_per_event
         self.redis = redis_client
         self.rules = rules if rules is not None else load_rules()
-        self.base = f"{prefix}{HASH_TAG}:"
-        self.meta_key = self.base + "meta"
+        self.base = layout.base(prefix)
+        self.meta_key = self.base + layout.K_META
         self._buckets = self.rules.index_buckets
         self._resolve_script = redis_client.register_script(_script_source("graph.lua"))
         self._admin_script = redis_client.register_script(_script_source("graph_admin.lua"))
@@ -236,32 +237,33 @@ class IdentityGraph:
         self._rule_cache: dict[str, TypeRule | None] = {}
         self._screen = lru_cache(maxsize=1 << 16)(self._screen_uncached)
 
-    # ---- keys (mirror graph_lib.lua) ----
-
-    def _bucket(self, value: str) -> int:
-        return int(hashlib.sha1(value.encode("utf-8")).hexdigest()[:8], 16) % self._buckets  # noqa: S324
+    # ---- keys (identity/layout.py) ----
 
     def index_key(self, type_: str, value: str) -> str:
-        return f"{self.base}i:{type_}:{self._bucket(value)}"
+        return layout.index_key(self.base, type_, value, self._buckets)
 
     def profile_key(self, oneid: str) -> str:
-        return f"{self.base}p:{oneid}"
+        return layout.profile_key(self.base, oneid)
 
     def alias_key(self, oneid: str) -> str:
-        return f"{self.base}a:{self._bucket(oneid)}"
+        return layout.alias_key(self.base, oneid, self._buckets)
+
+    def guard_key(self, type_: str, value: str) -> str:
+        """The set of people a contested value was seen with."""
+        return layout.guard_key(self.base, type_, value)
 
     @property
     def suppression_key(self) -> str:
-        return self.base + "s"
+        return self.base + layout.K_SUPPRESSION
 
     @property
     def audit_key(self) -> str:
-        return self.base + "audit"
+        return self.base + layout.K_AUDIT
 
     @property
     def anonymous_key(self) -> str:
         """Sorted set: OneID of each anonymous-only profile -> its last-seen event time (ms)."""
-        return self.base + "anon"
+        return self.base + layout.K_ANONYMOUS
 
     # ---- resolution ----
 
@@ -339,7 +341,7 @@ class IdentityGraph:
         for _ in range(2):
             payload, early = self._prepare(events, self._with_hashes)
             out = self._call_resolve(payload, seen_ms)
-            if out.get("need_hashes") and not self._with_hashes:
+            if out.get(layout.R_NEED_HASHES) and not self._with_hashes:
                 self._with_hashes = True
                 continue
             return self._result(events, out, early)
@@ -366,10 +368,10 @@ class IdentityGraph:
         out: dict[str, Any],
         early: list[tuple[int, str, str, str]],
     ) -> BatchResolution:
-        oneids: list[str | None] = [o or None for o in _as_list(out.get("o"))]
+        oneids: list[str | None] = [o or None for o in _as_list(out.get(layout.R_ONEIDS))]
         if len(oneids) != len(events):
             raise IdentityError(f"resolve script answered {len(oneids)} OneIDs for {len(events)} events")
-        found = [(r[0] - 1, r[1], r[2], r[3]) for r in _as_list(out.get("r"))]
+        found = [(r[0] - 1, r[1], r[2], r[3]) for r in _as_list(out.get(layout.R_REJECTIONS))]
         rows = sorted(early + found, key=lambda r: r[0]) if early else found
         rejections = [
             {
@@ -383,7 +385,7 @@ class IdentityGraph:
             for i, type_, value, reason in rows
         ]
         merges = []
-        for ei, survivor, merged, reason, brought in _as_list(out.get("m")):
+        for ei, survivor, merged, reason, brought in _as_list(out.get(layout.R_MERGES)):
             event = events[ei - 1]
             merges.append(
                 {
@@ -398,7 +400,7 @@ class IdentityGraph:
                 }
             )
         moves = []
-        for ei, type_, value, source, target in _as_list(out.get("v")):
+        for ei, type_, value, source, target in _as_list(out.get(layout.R_MOVES)):
             event = events[ei - 1]
             moves.append(
                 {
@@ -415,13 +417,13 @@ class IdentityGraph:
     def _error(self, exc: redis.ResponseError) -> IdentityError:
         text = str(exc)
         code, _, detail = text.partition(" ")
-        if code == "GRAPH_STATE":
+        if code == layout.E_GRAPH_STATE:
             return GraphStateError(detail)
-        if code == "NOT_FOUND":
+        if code == layout.E_NOT_FOUND:
             return ProfileNotFoundError(detail)
-        if code == "NOT_LINKED":
+        if code == layout.E_NOT_LINKED:
             return NotLinkedError(detail)
-        if code == "UNMERGE_ALL":
+        if code == layout.E_UNMERGE_ALL:
             return UnmergeError(detail)
         return IdentityError(f"identity script failed: {text}")
 
@@ -431,13 +433,13 @@ class IdentityGraph:
         """The merge records of these merged OneIDs are on Kafka: forget them."""
         merged = list(merged)
         if merged:
-            self.redis.hdel(self.base + "mo", *merged)
+            self.redis.hdel(self.base + layout.K_MERGE_OUTBOX, *merged)
 
     def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[tuple[str, str]]:
         """(merged, survivor) recorded more than ``older_than_s`` ago and never acknowledged:
         what a crash left between the script and Kafka."""
         stale = []
-        for merged, value in self.redis.hgetall(self.base + "mo").items():
+        for merged, value in self.redis.hgetall(self.base + layout.K_MERGE_OUTBOX).items():
             survivor, _, at = value.decode().partition("|")
             if float(at or 0) < now_s - older_than_s:
                 stale.append((merged.decode(), survivor))
@@ -487,7 +489,7 @@ class IdentityGraph:
         fields = self.redis.hkeys(self.profile_key(self.resolve_alias(oneid)))
         out: dict[str, list[str]] = {}
         for field in sorted(_text(f) for f in fields):
-            if field.startswith("!"):
+            if field.startswith(layout.F_MARK):
                 continue
             type_, value = _split(field)
             out.setdefault(type_, []).append(value)
@@ -495,9 +497,9 @@ class IdentityGraph:
 
     def edges(self, oneid: str) -> list[Edge]:
         """Every identifier of the profile with the event that linked it and its anchor."""
-        out = self._admin("edges", oneid)
+        out = self._admin(layout.OP_EDGES, oneid)
         edges = []
-        for member, ts, message_id, parent, partition, offset, since in _as_list(out.get("edges")):
+        for member, ts, message_id, parent, partition, offset, since in _as_list(out.get(layout.R_EDGES)):
             type_, value = _split(member)
             anchor = _split(parent) if parent else None
             edges.append(Edge(type_, value, _ref(message_id, ts, partition, offset), anchor, int(since)))
@@ -511,16 +513,17 @@ class IdentityGraph:
         """Split a wrong link: the identifier leaves the profile and forms a new one with the
         identifiers linked only through it; audited; the two are never merged again."""
         out = self._admin(
-            "unmerge", oneid, identifier_type, value, actor, value_hash(value), self.rules.person_key,
+            layout.OP_UNMERGE, oneid, identifier_type, value, actor, value_hash(value), self.rules.person_key,
             self._anonymous_json,
         )
-        refs = [_ref(*row) for row in _as_list(out.get("events"))]
-        log.info("unmerge by %s: %s split into %s (%d identifiers)", actor, out["oneid"], out["new"],
-                 len(_as_list(out.get("ids"))))
+        refs = [_ref(*row) for row in _as_list(out.get(layout.R_EVENTS))]
+        ids = _as_list(out.get(layout.R_IDS))
+        log.info("unmerge by %s: %s split into %s (%d identifiers)", actor, out[layout.R_ONEID],
+                 out[layout.R_NEW], len(ids))
         return UnmergeResult(
-            oneid=out["oneid"],
-            new_oneid=out["new"],
-            identifiers=[{"type": t, "value": v} for t, v in (_split(m) for m in _as_list(out.get("ids")))],
+            oneid=out[layout.R_ONEID],
+            new_oneid=out[layout.R_NEW],
+            identifiers=[{"type": t, "value": v} for t, v in (_split(m) for m in ids)],
             message_ids=[ref.message_id for ref in refs],
             events=refs,
         )
@@ -532,13 +535,13 @@ class IdentityGraph:
         target = self.resolve_alias(oneid)
         members = [_text(f) for f in self.redis.hkeys(self.profile_key(target))]
         for _ in range(5):
-            hashes = {m: value_hash(_split(m)[1]) for m in members if not m.startswith("!")}
-            out = self._admin("delete", oneid, actor, json.dumps(hashes, ensure_ascii=False))
-            if "retry" not in out:
-                log.info("profile %s deleted by %s (%d identifiers)", out["oneid"], actor,
-                         len(_as_list(out.get("ids"))))
-                return [{"type": t, "value": v} for t, v in (_split(m) for m in _as_list(out.get("ids")))]
-            members = _as_list(out["retry"])
+            hashes = {m: value_hash(_split(m)[1]) for m in members if not m.startswith(layout.F_MARK)}
+            out = self._admin(layout.OP_DELETE, oneid, actor, json.dumps(hashes, ensure_ascii=False))
+            if layout.R_RETRY not in out:
+                ids = _as_list(out.get(layout.R_IDS))
+                log.info("profile %s deleted by %s (%d identifiers)", out[layout.R_ONEID], actor, len(ids))
+                return [{"type": t, "value": v} for t, v in (_split(m) for m in ids)]
+            members = _as_list(out[layout.R_RETRY])
         raise IdentityError(f"profile {oneid} kept changing while being deleted")
 
     # ---- idle anonymous profiles ----
@@ -559,9 +562,9 @@ class IdentityGraph:
         collected: list[str] = []
         while len(collected) < limit:
             run = min(COLLECT_RUN, limit - len(collected))
-            out = self._admin("collect", cutoff, run, self._anonymous_json)
-            collected += _as_list(out.get("c"))
-            if int(out.get("n", 0)) < run:
+            out = self._admin(layout.OP_COLLECT, cutoff, run, self._anonymous_json)
+            collected += _as_list(out.get(layout.R_COLLECTED))
+            if int(out.get(layout.R_COUNT, 0)) < run:
                 break
         if collected:
             log.info("collected %d idle anonymous profile(s)", len(collected))
@@ -572,8 +575,8 @@ class IdentityGraph:
         ``now_ms`` (so they are collected one idle period from now); returns how many joined. A
         one-off after upgrading: O(graph), in runs of 500 profiles."""
         added, batch = 0, []
-        pattern = _glob_escape(self.base) + "p:*"
-        start = len(self.base) + 2
+        pattern = _glob_escape(self.base) + layout.K_PROFILE + "*"
+        start = len(self.base) + len(layout.K_PROFILE)
         for key in self.redis.scan_iter(match=pattern, count=1000):
             batch.append(_text(key)[start:])
             if len(batch) == 500:
@@ -584,12 +587,12 @@ class IdentityGraph:
         return added
 
     def _backfill(self, oneids: list[str], now_ms: int) -> int:
-        out = self._admin("backfill", json.dumps(oneids), int(now_ms), self._anonymous_json)
-        return int(out.get("n", 0))
+        out = self._admin(layout.OP_BACKFILL, json.dumps(oneids), int(now_ms), self._anonymous_json)
+        return int(out.get(layout.R_COUNT, 0))
 
     def collected_total(self) -> int:
         """Idle anonymous profiles collected from this graph so far (kept in its meta hash)."""
-        return int(self.redis.hget(self.meta_key, "collected") or 0)
+        return int(self.redis.hget(self.meta_key, layout.M_COLLECTED) or 0)
 
     def audit_log(self, count: int = 100) -> list[dict[str, str]]:
         """The newest audit entries (unmerge, delete), newest first."""
@@ -614,20 +617,26 @@ class IdentityGraph:
         pointing at live profiles that list them, the anonymous set naming live profiles holding
         only anonymous types. For tests and operators: O(graph), pipelined, no PII in the messages."""
         start = len(self.base)
-        groups: dict[str, list[Any]] = {"p": [], "i": [], "a": []}
+        kinds = (layout.K_PROFILE, layout.K_INDEX, layout.K_ALIAS)
+        groups: dict[str, list[Any]] = {kind: [] for kind in kinds}
         for key in self.redis.scan_iter(match=_glob_escape(self.base) + "*", count=1000):
-            kind = _text(key)[start : start + 2]
-            if kind in ("p:", "i:", "a:"):
-                groups[kind[0]].append(key)
+            rest = _text(key)[start:]
+            kind = next((k for k in kinds if rest.startswith(k)), None)
+            if kind is not None:
+                groups[kind].append(key)
         index: dict[tuple[str, str], str] = {}
-        for key, entries in zip(groups["i"], self._hgetall_many(groups["i"]), strict=True):
-            type_ = _text(key)[start + 2 :].rpartition(":")[0]
+        skip = start + len(layout.K_INDEX)
+        found = groups[layout.K_INDEX]
+        for key, entries in zip(found, self._hgetall_many(found), strict=True):
+            type_ = _text(key)[skip:].rpartition(":")[0]
             for value, owner in entries.items():
                 index[(type_, _text(value))] = _text(owner)
         profiles: dict[str, dict[str, str]] = {}
-        for key, fields in zip(groups["p"], self._hgetall_many(groups["p"]), strict=True):
-            profiles[_text(key)[start + 2 :]] = {
-                name: (_text(v) if name.startswith("!") else "")
+        skip = start + len(layout.K_PROFILE)
+        found = groups[layout.K_PROFILE]
+        for key, fields in zip(found, self._hgetall_many(found), strict=True):
+            profiles[_text(key)[skip:]] = {
+                name: (_text(v) if name.startswith(layout.F_MARK) else "")
                 for name, v in ((_text(k), v) for k, v in fields.items())
             }
         problems: list[str] = []
@@ -640,14 +649,14 @@ class IdentityGraph:
         linked = sum(1 for owner in index.values() if owner != HOT)
         if members != linked:
             problems.append(f"{members} profile members but {linked} linked index entries")
-        for entries in self._hgetall_many(groups["a"]):
+        for entries in self._hgetall_many(groups[layout.K_ALIAS]):
             for merged, survivor in entries.items():
                 merged, survivor = _text(merged), _text(survivor)
                 if merged in profiles:
                     problems.append(f"alias {merged} is also a live profile")
                 if survivor not in profiles:
                     problems.append(f"alias {merged} points at missing profile {survivor}")
-                elif f"!a:{merged}" not in profiles[survivor]:
+                elif layout.F_ALIAS + merged not in profiles[survivor]:
                     problems.append(f"alias {merged} is not listed by its survivor {survivor}")
         self._check_anonymous(profiles, problems)
         return problems
@@ -659,7 +668,7 @@ class IdentityGraph:
             fields = profiles.get(oneid)
             if fields is None:
                 problems.append(f"anonymous set lists missing profile {oneid}")
-            elif any(not f.startswith("!") and _split(f)[0] not in anonymous for f in fields):
+            elif any(not f.startswith(layout.F_MARK) and _split(f)[0] not in anonymous for f in fields):
                 problems.append(f"anonymous set lists {oneid}, which holds a non-anonymous identifier")
 
     def _hgetall_many(self, keys: list[Any]) -> list[dict[Any, Any]]:
@@ -674,7 +683,7 @@ class IdentityGraph:
     def _check_profile(
         self, oneid: str, fields: dict[str, str], index: dict[tuple[str, str], str], problems: list[str]
     ) -> int:
-        members = [f for f in fields if not f.startswith("!")]
+        members = [f for f in fields if not f.startswith(layout.F_MARK)]
         if not members:
             problems.append(f"profile {oneid} has no identifiers")
         counts: dict[str, int] = {}
@@ -685,13 +694,14 @@ class IdentityGraph:
             if owner != oneid:
                 problems.append(f"{type_} {value_hash(value)[:12]} is in {oneid} but indexed to {owner}")
         for type_, n in counts.items():
-            if fields.get(f"!n:{type_}") != str(n):
-                problems.append(f"profile {oneid} counts {fields.get(f'!n:{type_}')} {type_}, holds {n}")
+            recorded = fields.get(layout.F_COUNT + type_)
+            if recorded != str(n):
+                problems.append(f"profile {oneid} counts {recorded} {type_}, holds {n}")
         person = self.rules.person_key
         limit = self.rules.rule(person)
         if limit is not None and limit.max_links is not None and counts.get(person, 0) > limit.max_links:
             problems.append(f"profile {oneid} holds {counts[person]} {person} values")
-        if counts.get(person) and "!u" not in fields:
+        if counts.get(person) and layout.F_PERSON not in fields:
             problems.append(f"profile {oneid} holds a {person} but records no person")
         if len(members) > self.rules.max_members:
             problems.append(f"profile {oneid} holds {len(members)} identifiers, more than max_members")

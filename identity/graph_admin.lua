@@ -1,13 +1,13 @@
 -- Operator actions on the OneID graph, each atomic (graph_lib.lua is prepended).
 --
--- ARGV[3] op, then per op:
+-- ARGV[3] op (OP_UNMERGE, OP_DELETE, OP_EDGES, OP_COLLECT, OP_BACKFILL: identity/layout.py), then per op:
 --   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] sha256(value), ARGV[9] person key,
 --            ARGV[10] JSON [anonymous types]
 --   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers
 --   edges    ARGV[4] oneid
 --   collect  ARGV[4] cutoff (ms: last seen before it is idle), ARGV[5] most profiles, ARGV[6] JSON [anonymous types]
 --   backfill ARGV[4] JSON [oneid, ...], ARGV[5] last-seen time to record (ms), ARGV[6] JSON [anonymous types]
--- Errors are returned as error replies starting with a code: NOT_FOUND, NOT_LINKED, UNMERGE_ALL.
+-- Errors are returned as error replies starting with a code: E_NOT_FOUND, E_NOT_LINKED, E_UNMERGE_ALL.
 
 local bad = check_meta()
 if bad then return redis.error_reply(bad) end
@@ -28,16 +28,16 @@ local function recount(key, members, names, pk)
   end
   local stale = {}
   for _, f in ipairs(call('HKEYS', key)) do
-    if sub(f, 1, 3) == '!n:' then stale[#stale + 1] = f end
+    if sub(f, 1, #F_COUNT) == F_COUNT then stale[#stale + 1] = f end
   end
   chunked('HDEL', key, stale)
   local fv = {}
   for t, n in pairs(c) do
-    fv[#fv + 1] = '!n:' .. t
+    fv[#fv + 1] = F_COUNT .. t
     fv[#fv + 1] = n
   end
   hset_many(key, fv)
-  if person then call('HSET', key, '!u', person) else call('HDEL', key, '!u') end
+  if person then call('HSET', key, F_PERSON, person) else call('HDEL', key, F_PERSON) end
 end
 
 -- names: a list of "type:value"
@@ -60,13 +60,13 @@ local function split_anonymous(o, kept, new, moved, now)
   if all_anonymous(moved) then anon_set(new, now) end
 end
 
-if op == 'unmerge' then
+if op == OP_UNMERGE then
   local t, v, actor, vhash, pk = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
   for _, a in ipairs(cjson.decode(ARGV[10])) do ANON_T[a] = true end
   local o = live(ARGV[4])
-  if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
+  if not o then return redis.error_reply(E_NOT_FOUND .. ' no live profile ' .. ARGV[4]) end
   local xtv = t .. ':' .. v
-  if owner_tv(t, v, xtv) ~= o then return redis.error_reply('NOT_LINKED identifier not in ' .. o) end
+  if owner_tv(t, v, xtv) ~= o then return redis.error_reply(E_NOT_LINKED .. ' identifier not in ' .. o) end
   local members, meta, n = load_profile(o)
   local children, byh = {}, by_hash(members)
   for _, m in ipairs(sorted_keys(members)) do
@@ -87,7 +87,7 @@ if op == 'unmerge' then
     k = k + 1
   end
   if #moved >= n then
-    return redis.error_reply('UNMERGE_ALL every identifier of ' .. o .. ' came through this one')
+    return redis.error_reply(E_UNMERGE_ALL .. ' every identifier of ' .. o .. ' came through this one')
   end
   table.sort(moved)
   local new = new_id(t, v)
@@ -113,25 +113,25 @@ if op == 'unmerge' then
   end
   recount(okey, members, kept, pk)
   recount(nkey, members, moved, pk)
-  local nm = meta['!nm'] and (meta['!nm'] .. ' ' .. new) or new
-  call('HSET', okey, '!nm', nm)
-  call('HSET', nkey, '!c', created, '!nm', o)
+  local nm = meta[F_NEVER] and (meta[F_NEVER] .. ' ' .. new) or new
+  call('HSET', okey, F_NEVER, nm)
+  call('HSET', nkey, F_CREATED, created, F_NEVER, o)
   local now = now_ms()
   split_anonymous(o, kept, new, moved, now)
   anon_flush()
   call('XADD', AUDIT, '*', 'action', 'unmerge', 'actor', actor, 'time', now, 'oneid', o,
     'new_oneid', new, 'type', t, 'value_hash', vhash, 'moved', #moved, 'events', #refs)
-  return cjson.encode({oneid = o, new = new, ids = moved, events = refs, time = now})
+  return cjson.encode({[R_ONEID] = o, [R_NEW] = new, [R_IDS] = moved, [R_EVENTS] = refs, [R_TIME] = now})
 end
 
-if op == 'delete' then
+if op == OP_DELETE then
   local actor, hashes = ARGV[5], cjson.decode(ARGV[6])
   local o = live(ARGV[4])
-  if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
+  if not o then return redis.error_reply(E_NOT_FOUND .. ' no live profile ' .. ARGV[4]) end
   local members, meta = load_profile(o)
   local names = sorted_keys(members)
   for _, m in ipairs(names) do
-    if not hashes[m] then return cjson.encode({retry = names}) end
+    if not hashes[m] then return cjson.encode({[R_RETRY] = names}) end
   end
   local now = now_ms()
   local sup = {}
@@ -145,20 +145,20 @@ if op == 'delete' then
   if #sup > 0 then hset_many(SKEY, sup) end
   local aliases = 0
   for f in pairs(meta) do
-    if sub(f, 1, 3) == '!a:' then aliases = aliases + 1 end
+    if sub(f, 1, #F_ALIAS) == F_ALIAS then aliases = aliases + 1 end
   end
   drop_profile(o, meta)
   anon_flush()
   call('XADD', AUDIT, '*', 'action', 'delete', 'actor', actor, 'time', now, 'oneid', o,
     'requested', ARGV[4], 'identifiers', #names, 'aliases', aliases)
-  return cjson.encode({oneid = o, ids = names, time = now})
+  return cjson.encode({[R_ONEID] = o, [R_IDS] = names, [R_TIME] = now})
 end
 
 -- Idle anonymous profiles leave the graph (index entries, aliases, the profile, its place in the
 -- anonymous set), each atomically: not an erasure (no suppression, no audit entry), so a later
 -- event of the same anonymous id simply starts a new profile. A set entry whose profile holds
 -- something stronger (or is gone) is only dropped from the set.
-if op == 'collect' then
+if op == OP_COLLECT then
   for _, a in ipairs(cjson.decode(ARGV[6])) do ANON_T[a] = true end
   -- the cutoff as Python wrote it: Lua would print a large number as %.14g
   local idle = call('ZRANGEBYSCORE', ANON, '-inf', '(' .. ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
@@ -166,7 +166,7 @@ if op == 'collect' then
   for _, o in ipairs(idle) do
     anon_set(o, false)
     local members, meta, n = load_profile(o)
-    if n > 0 and not meta['!u'] and only_anonymous(members) then
+    if n > 0 and not meta[F_PERSON] and only_anonymous(members) then
       for m in pairs(members) do
         local mt, mv = split_tv(m)
         if owner_tv(mt, mv, m) == o then del_owner(mt, mv, m) end
@@ -176,31 +176,31 @@ if op == 'collect' then
     end
   end
   anon_flush()
-  if #out > 0 then call('HINCRBY', META, 'collected', #out) end
-  return cjson.encode({c = out, n = #idle})
+  if #out > 0 then call('HINCRBY', META, M_COLLECTED, #out) end
+  return cjson.encode({[R_COLLECTED] = out, [R_COUNT] = #idle})
 end
 
 -- Profiles written before the anonymous set existed join it (last seen: the time given, not their
 -- old link times, which could make an active visitor look idle).
-if op == 'backfill' then
+if op == OP_BACKFILL then
   for _, a in ipairs(cjson.decode(ARGV[6])) do ANON_T[a] = true end
   local seen, added = tonumber(ARGV[5]), 0
   for _, o in ipairs(cjson.decode(ARGV[4])) do
     if not anon_seen(o) then
       local members, meta, n = load_profile(o)
-      if n > 0 and not meta['!u'] and only_anonymous(members) then
+      if n > 0 and not meta[F_PERSON] and only_anonymous(members) then
         anon_set(o, seen)
         added = added + 1
       end
     end
   end
   anon_flush()
-  return cjson.encode({n = added})
+  return cjson.encode({[R_COUNT] = added})
 end
 
-if op == 'edges' then
+if op == OP_EDGES then
   local o = live(ARGV[4])
-  if not o then return redis.error_reply('NOT_FOUND no live profile ' .. ARGV[4]) end
+  if not o then return redis.error_reply(E_NOT_FOUND .. ' no live profile ' .. ARGV[4]) end
   local members = load_profile(o)
   local byh = by_hash(members)
   local out = {}
@@ -209,7 +209,7 @@ if op == 'edges' then
     local parent = byh[r[3] or ''] or ''
     out[#out + 1] = {m, r[1], expand_msg(r[2]), parent, r[5] or -1, r[6] or -1, since_of(r)}
   end
-  return cjson.encode({oneid = o, edges = out})
+  return cjson.encode({[R_ONEID] = o, [R_EDGES] = out})
 end
 
-return redis.error_reply('UNKNOWN_OP ' .. tostring(op))
+return redis.error_reply(E_UNKNOWN_OP .. ' ' .. tostring(op))

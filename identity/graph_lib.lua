@@ -1,31 +1,13 @@
 -- OneID graph: helpers shared by graph.lua (resolve a batch) and graph_admin.lua (unmerge,
--- delete, edges). identity/graph.py prepends this file to each script before loading it.
+-- delete, edges). identity/graph.py prepends this file to each script before loading it, after
+-- the constants generated from identity/layout.py (K_* keys, F_* profile fields, M_* meta fields,
+-- C_* rules fields, R_* reply fields, OP_* operations, WHY_* reasons, E_* error codes), which
+-- also documents the key layout.
 --
 -- KEYS[1]  the graph's meta key (declared so that a Redis Cluster routes the script to the
 --          slot of the graph's hash tag; every other key carries the same tag)
 -- ARGV[1]  key base: <prefix>{oneid}:
 -- ARGV[2]  index buckets (fixed for the life of the graph, recorded in the meta key)
---
--- Key layout (B = ARGV[1]; n = first 8 hex of sha1(value) as a number mod index buckets):
---   B.."meta"              hash  nb (index buckets), v (layout version), collected (idle anonymous
---                                profiles collected so far)
---   B.."i:"..t..":"..n     hash  value -> OneID, or "!" once the frequency guard stopped the value
---   B.."p:"..oneid         hash  "type:value" -> edge, msgpack [ts, message_id, parent, since, partition,
---                                offset]: the linking event (a lower-case UUID message_id is packed to
---                                17 bytes), the identifier it linked through as the first 8 hex of
---                                sha1("type:value") ("" for a root), when it joined its person (0:
---                                ts) and the event's partition/offset when known; kept small so the
---                                hash stays in Redis's listpack encoding (values <= 64 bytes);
---                                "!c" creation time, "!u" person-key value, "!n:"..type counts,
---                                "!a:"..merged OneID -> "" (its aliases), "!nm" OneIDs never to merge with
---                                (space separated)
---   B.."a:"..n             hash  merged OneID -> survivor (n from sha1 of the merged OneID)
---   B.."f:"..t..":"..h     set   people (short hashes) a contested value (h: 16 hex of sha1) was seen with;
---                                expires frequency_guard.window_days after its last write
---   B.."anon"              zset  OneID of a profile holding only anonymous types -> its last-seen event time
---                                (ms); what IdentityGraph.collect_idle_anonymous removes once idle
---   B.."s"                 hash  type..":"..sha256(value) -> deletion time (ms): suppression
---   B.."audit"             stream unmerge / delete entries with actor and time
 
 local B = ARGV[1]
 local NB = tonumber(ARGV[2])
@@ -34,9 +16,9 @@ local call = redis.call
 local sha1 = redis.sha1hex
 local sub, find = string.sub, string.find
 local pack, unpack_rec = cmsgpack.pack, cmsgpack.unpack
-local SKEY = B .. 's'
-local AUDIT = B .. 'audit'
-local ANON = B .. 'anon'
+local SKEY = B .. K_SUPPRESSION
+local AUDIT = B .. K_AUDIT
+local ANON = B .. K_ANONYMOUS
 -- the anonymous types (type -> true): set by each script from its arguments
 local ANON_T = {}
 -- Most values one variadic command gets: Lua's unpack fails near 8,000 values ("too many
@@ -47,10 +29,10 @@ local function bucket(v)
   return tonumber(sub(sha1(v), 1, 8), 16) % NB
 end
 
-local function ikey(t, v) return B .. 'i:' .. t .. ':' .. bucket(v) end
-local function pkey(o) return B .. 'p:' .. o end
-local function akey(o) return B .. 'a:' .. bucket(o) end
-local function fkey(t, v) return B .. 'f:' .. t .. ':' .. sub(sha1(v), 1, 16) end
+local function ikey(t, v) return B .. K_INDEX .. t .. ':' .. bucket(v) end
+local function pkey(o) return B .. K_PROFILE .. o end
+local function akey(o) return B .. K_ALIAS .. bucket(o) end
+local function fkey(t, v) return B .. K_GUARD .. t .. ':' .. sub(sha1(v), 1, 16) end
 
 local function split_tv(tv)
   local i = find(tv, ':', 1, true)
@@ -58,11 +40,11 @@ local function split_tv(tv)
 end
 
 local function check_meta()
-  local nb = call('HGET', META, 'nb')
+  local nb = call('HGET', META, M_BUCKETS)
   if not nb then
-    call('HSET', META, 'nb', NB, 'v', 1)
+    call('HSET', META, M_BUCKETS, NB, M_VERSION, LAYOUT_VERSION)
   elseif tonumber(nb) ~= NB then
-    return 'GRAPH_STATE index_buckets is ' .. nb .. ' in Redis but ' .. NB .. ' in the rules'
+    return E_GRAPH_STATE .. ' index_buckets is ' .. nb .. ' in Redis but ' .. NB .. ' in the rules'
   end
   return nil
 end
@@ -133,7 +115,7 @@ local function load_profile(o)
   local members, meta, n = {}, {}, 0
   for i = 1, #flat, 2 do
     local f = flat[i]
-    if sub(f, 1, 1) == '!' then
+    if sub(f, 1, #F_MARK) == F_MARK then
       meta[f] = flat[i + 1]
     else
       members[f] = flat[i + 1]
@@ -210,7 +192,7 @@ end
 local function new_id(t, v)
   local seed = t .. ':' .. v
   for n = 0, 64 do
-    local cand = 'o_' .. sub(sha1(n == 0 and seed or (seed .. '#' .. n)), 1, 16)
+    local cand = ONEID_PREFIX .. sub(sha1(n == 0 and seed or (seed .. '#' .. n)), 1, 16)
     if call('EXISTS', pkey(cand)) == 0 and not call('HGET', akey(cand), cand) then
       return cand
     end
@@ -252,7 +234,10 @@ end
 -- A profile emptied by moves or the frequency guard is removed with its aliases.
 local function drop_profile(o, meta)
   for f in pairs(meta) do
-    if sub(f, 1, 3) == '!a:' then call('HDEL', akey(sub(f, 4)), sub(f, 4)) end
+    if sub(f, 1, #F_ALIAS) == F_ALIAS then
+      local a = sub(f, #F_ALIAS + 1)
+      call('HDEL', akey(a), a)
+    end
   end
   call('DEL', pkey(o))
   anon_set(o, false)
@@ -291,10 +276,10 @@ local function splice_out(o, tv, pk)
   if #changed > 0 then hset_many(pkey(o), changed) end
   local t, v = split_tv(tv)
   call('HDEL', pkey(o), tv)
-  call('HINCRBY', pkey(o), '!n:' .. t, -1)
+  call('HINCRBY', pkey(o), F_COUNT .. t, -1)
   -- losing its last non-anonymous identifier makes the profile collectable (last seen: now)
   if not ANON_T[t] and only_anonymous(members, tv) and not anon_seen(o) then anon_set(o, now_ms()) end
-  if t == pk and meta['!u'] == v then
+  if t == pk and meta[F_PERSON] == v then
     local other = nil
     for m in pairs(members) do
       if m ~= tv and sub(m, 1, #pk + 1) == pk .. ':' then
@@ -302,6 +287,6 @@ local function splice_out(o, tv, pk)
         if other == nil or mv < other then other = mv end
       end
     end
-    if other then call('HSET', pkey(o), '!u', other) else call('HDEL', pkey(o), '!u') end
+    if other then call('HSET', pkey(o), F_PERSON, other) else call('HDEL', pkey(o), F_PERSON) end
   end
 end

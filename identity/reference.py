@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity import layout
 from identity.graph import (
     BLOCKED,
     FREQUENCY_GUARD,
@@ -341,7 +342,7 @@ class ReferenceGraph:
 
     def _new_id(self, tv: str) -> str:
         for n in range(65):
-            cand = "o_" + _sha1(tv if n == 0 else f"{tv}#{n}")[:16]
+            cand = layout.ONEID_PREFIX + _sha1(tv if n == 0 else f"{tv}#{n}")[:16]
             if cand not in self.profiles and cand not in self.alias:
                 return cand
         raise RuntimeError("no free OneID for an identifier after 64 probes")
@@ -420,7 +421,7 @@ class ReferenceGraph:
         if pl.never:
             ps.never = ps.never + pl.never
         del self.profiles[lose]
-        self.merges.append([ev.index, surv, lose, "shared:" + t, brought])
+        self.merges.append([ev.index, surv, lose, layout.WHY_SHARED + t, brought])
         self.aliased[lose] = surv
         return surv
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from identity import layout
 from touchstream.errors import ConfigError
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.yaml")
@@ -121,12 +122,12 @@ class IdentityRules:
         ]
         return json.dumps(
             {
-                "pk": self.person_key,
-                "t": per_type,
-                "dm": self.default_max_persons,
-                "mm": self.max_members,
-                "fw": self.guard_window_ms,
-                "an": sorted(self.anonymous_types),
+                layout.C_PERSON_KEY: self.person_key,
+                layout.C_TYPES: per_type,
+                layout.C_DEFAULT_PERSONS: self.default_max_persons,
+                layout.C_MAX_MEMBERS: self.max_members,
+                layout.C_GUARD_MS: self.guard_window_ms,
+                layout.C_ANONYMOUS: sorted(self.anonymous_types),
             },
             separators=(",", ":"),
         )

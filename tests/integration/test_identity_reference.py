@@ -9,7 +9,6 @@ reference, unless it shows a bug in the Lua.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 
@@ -119,7 +118,7 @@ def _keys(graph: IdentityGraph, oneids: set[str]) -> list[str]:
     for type_, values in POOLS.items():
         for value in values:
             keys.append(graph.index_key(type_, value))
-            keys.append(f"{graph.base}f:{type_}:{hashlib.sha1(value.encode()).hexdigest()[:16]}")
+            keys.append(graph.guard_key(type_, value))
     for oneid in oneids:
         keys += [graph.profile_key(oneid), graph.alias_key(oneid)]
     return keys
