@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from apps.factory import identity_rules, profile_rules, profile_store
 from connectors.ingest import partition_key
 from identity.graph import IdentityGraph
-from identity.synthetic import generate
+from identity.synthetic import generate, squeeze
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.stages.profile import ProfileStage
@@ -45,11 +45,7 @@ def synthetic_events(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
     """About ``count`` events from the ground-truth generator, squeezed into the last hour."""
     persons = max(10, count // 28)
     events, _ = generate(persons, seed)
-    events = events[:count]
-    first, last = events[0]["timestamp"], events[-1]["timestamp"]
-    start = time.time_ns() // 1_000_000 - 3_600_000
-    span = max(1, last - first)
-    return [{**e, "timestamp": start + (e["timestamp"] - first) * 3_600_000 // span} for e in events]
+    return squeeze(events[:count], time.time_ns() // 1_000_000 - 3_600_000, 3_600_000)
 
 
 def produce(settings: Settings, topic: str, events: Iterable[dict[str, Any]],

@@ -393,3 +393,22 @@ def generate(persons: int, seed: int) -> tuple[list[dict[str, Any]], dict[str, s
         _family_tablet(b, (households[i], households[i + 1]))
     b.events.sort(key=lambda e: (e["timestamp"], e["message_id"]))
     return b.events, b.truth
+
+
+def squeeze(events: list[dict[str, Any]], start_ms: int, span_ms: int) -> list[dict[str, Any]]:
+    """``events`` (sorted by time) moved into ``[start_ms, start_ms + span_ms]``, spacing kept in
+    proportion. Receipt and original times move with the timestamp: the profile engine files an
+    event no later than its receipt plus a small skew, so a timestamp moved alone would be filed
+    under its old receipt time (the generator's 2025 dates)."""
+    if not events:
+        return []
+    first, last = events[0]["timestamp"], events[-1]["timestamp"]
+    spread = max(1, last - first)
+    out = []
+    for event in events:
+        ts = start_ms + (event["timestamp"] - first) * span_ms // spread
+        moved = {**event, "timestamp": ts, "original_timestamp": ts}
+        if event.get("received_at") is not None:
+            moved["received_at"] = ts + (event["received_at"] - event["timestamp"])
+        out.append(moved)
+    return out

@@ -16,7 +16,7 @@ from dataclasses import replace
 from confluent_kafka import Producer
 
 from connectors.ingest import partition_key
-from identity.synthetic import generate
+from identity.synthetic import generate, squeeze
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
@@ -32,17 +32,15 @@ from tests.integration.conftest import (
 
 def _stream(count_persons: int) -> list[dict]:
     events, _ = generate(count_persons, seed=21)
-    first, last = events[0]["timestamp"], events[-1]["timestamp"]
     start = int(time.time() * 1000) - 30 * 60_000
-    out = [{**e, "timestamp": start + (e["timestamp"] - first) * 20 * 60_000 // max(1, last - first)}
-           for e in events]
+    out = squeeze(events, start, 20 * 60_000)
     for i in range(100):  # dwell triggers that must fire exactly once each
         anon = f"chaos-dwell-{i}"
         for n, (path, at) in enumerate((("/pricing", 0), ("/docs", 200_000))):
             out.append({**events[0], "message_id": f"{anon}-{n}", "type": "page", "event": None, "name": path,
                         "properties": json.dumps({"path": path}), "user_id": None, "anonymous_id": anon,
                         "identifiers": [{"type": "anonymous_id", "value": anon}], "traits": "{}",
-                        "timestamp": start + i * 5_000 + at})
+                        "timestamp": start + i * 5_000 + at, "received_at": start + i * 5_000 + at + 150})
     return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 
 from connectors.ingest import partition_key
-from identity.synthetic import generate
+from identity.synthetic import generate, squeeze
 from schemas.codec import default_registry
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
@@ -109,13 +109,8 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
     events, _truth = generate(150, seed=5)
     # Squeeze the synthetic 60 days into the last 20 minutes: arrival order across partitions then
     # stays within the allowed lateness, so every event must count.
-    first, last = events[0]["timestamp"], events[-1]["timestamp"]
     start = NOW() - 20 * 60_000
-    # received_at moves with the timestamp: it is the collector's clock, and an event dated after
-    # its receipt (plus the allowed skew) is filed under its receipt time.
-    span = max(1, last - first)
-    squeezed = [{**e, "timestamp": (ts := start + (e["timestamp"] - first) * 20 * 60_000 // span),
-                 "received_at": ts + 150} for e in events]
+    squeezed = squeeze(events, start, 20 * 60_000)
     # plus 60 visitors who stay on /pricing for 200 s: 60 dwell triggers to fire exactly once
     for i in range(60):
         for n, (path, at) in enumerate((("/pricing", 0), ("/docs", 200_000))):

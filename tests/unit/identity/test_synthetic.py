@@ -10,6 +10,7 @@ from identity.synthetic import (
     LISTED_PLACEHOLDER_EMAIL,
     UNLISTED_SHARED_EMAIL,
     generate,
+    squeeze,
 )
 
 
@@ -110,3 +111,14 @@ def test_late_identify_follows_anonymous_browsing(traffic):
             late += 1
         first_seen.setdefault(anon, event["timestamp"])
     assert late > 50
+
+
+def test_squeeze_moves_receipt_and_original_times_with_the_timestamp() -> None:
+    events, _ = generate(20, seed=3)
+    moved = squeeze(events, 1_000_000, 60_000)
+    assert moved[0]["timestamp"] == 1_000_000 and moved[-1]["timestamp"] == 1_060_000
+    assert [e["timestamp"] for e in moved] == sorted(e["timestamp"] for e in moved)
+    for before, after in zip(events, moved, strict=True):
+        assert after["original_timestamp"] == after["timestamp"]
+        assert after["received_at"] - after["timestamp"] == before["received_at"] - before["timestamp"]
+    assert squeeze([], 0, 10) == []
