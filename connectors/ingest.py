@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import cache
 
 import redis.asyncio as aioredis
 
@@ -17,25 +18,32 @@ from connectors.dedup import EdgeDedup
 from connectors.outcome import Outcome
 from connectors.producer import AsyncProducer, producer_config
 from connectors.validation import Limits, validate_message
+from identity.rules import IdentityRules, load_rules
 from schemas.codec import default_registry
 from streams.topics import Topics
 from touchstream import metrics
 from touchstream.errors import ValidationError
 from touchstream.settings import Settings
 
-# The raw topic is keyed by the strongest identifier an event carries, so one person's events
-# mostly share a partition even before OneID resolution.
-KEY_PRIORITY = ("user_id", "crm_id", "email", "phone", "wechat_unionid", "wechat_openid",
-                "device_id", "anonymous_id")
-_RANK = {t: i for i, t in enumerate(KEY_PRIORITY)}
+
+@cache
+def _shipped_rules() -> IdentityRules:
+    return load_rules()
 
 
-def partition_key(record: dict) -> bytes:
-    """``type:value`` of the record's strongest identifier (message id when it has none)."""
+def partition_key(record: dict, rules: IdentityRules | None = None) -> bytes:
+    """``type:value`` of the record's strongest identifier (message id when it has none).
+
+    The raw topic is keyed by it, so one person's events mostly share a partition even before
+    OneID resolution. Strength is the identity rules' priority (default: the shipped rules), the
+    one place it is written; types the rules do not list rank below every listed one.
+    """
+    ranks = (rules if rules is not None else _shipped_rules()).ranks
+    unlisted = len(ranks)
     best: dict | None = None
-    best_rank = len(KEY_PRIORITY) + 1
+    best_rank = unlisted + 1
     for identifier in record["identifiers"]:
-        rank = _RANK.get(identifier["type"], len(KEY_PRIORITY))
+        rank = ranks.get(identifier["type"], unlisted)
         if rank < best_rank:
             best, best_rank = identifier, rank
     if best is None:
@@ -47,7 +55,8 @@ class Ingestor:
     """Dedup, encode, produce and acknowledge a request's worth of validated records."""
 
     def __init__(self, *, producer: AsyncProducer, dedup: EdgeDedup, encode: Callable[[dict], bytes],
-                 topic: str) -> None:
+                 topic: str, rules: IdentityRules) -> None:
+        self._rules = rules
         self._producer = producer
         self._dedup = dedup
         self._encode = encode
@@ -65,7 +74,7 @@ class Ingestor:
         for _, record in candidates:
             for invalid in record["invalid_identifiers"]:
                 # Label values stay a bounded set: client-chosen externalId types count as "custom".
-                type_ = invalid["type"] if invalid["type"] in _RANK else "custom"
+                type_ = invalid["type"] if invalid["type"] in self._rules.ranks else "custom"
                 metrics.INVALID_IDENTIFIERS.labels(type_, invalid["reason"]).inc()
 
         seen = await self._dedup.seen(source, [r["message_id"] for _, r in candidates])
@@ -83,7 +92,7 @@ class Ingestor:
 
         started = time.perf_counter()
         await self._producer.send_all(
-            self._topic, [(partition_key(r), self._encode(r)) for _, r in to_send]
+            self._topic, [(partition_key(r, self._rules), self._encode(r)) for _, r in to_send]
         )
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
         metrics.EVENTS_ACCEPTED.labels(source_kind).inc(len(to_send))
@@ -91,14 +100,18 @@ class Ingestor:
         return final
 
 
-def build_ingestor(settings: Settings, client: aioredis.Redis) -> tuple[Ingestor, AsyncProducer]:
-    """The Ingestor wired to the settings' broker, raw topic and dedup window (and its producer)."""
+def build_ingestor(
+    settings: Settings, client: aioredis.Redis, rules: IdentityRules | None = None
+) -> tuple[Ingestor, AsyncProducer]:
+    """The Ingestor wired to the settings' broker, raw topic and dedup window (and its producer);
+    partition keys ranked by ``rules`` (default: the identity rules file the settings name)."""
     producer = AsyncProducer(producer_config(settings.broker))
     ingestor = Ingestor(
         producer=producer,
         dedup=EdgeDedup(client, settings.redis_prefix, settings.dedup_window_s),
         encode=default_registry().encoder("event"),
         topic=Topics.of(settings).raw,
+        rules=rules if rules is not None else load_rules(settings.identity_rules_path or None),
     )
     return ingestor, producer
 

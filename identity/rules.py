@@ -85,6 +85,12 @@ class IdentityRules:
     def priority(self) -> tuple[str, ...]:
         return tuple(rule.name for rule in self.types)
 
+    @cached_property
+    def ranks(self) -> Mapping[str, int]:
+        """Listed type -> rank (0 strongest): how anything outside identity ranks identifiers,
+        so the priority is written only in the rules file."""
+        return {rule.name: rule.rank for rule in self.types}
+
     def rule(self, type_: str) -> TypeRule | None:
         """The rule of ``type_``; for an unlisted type, a limit-free lowest-priority rule when
         ``unknown_types`` is ``link``, else None (the type is not used for identity)."""
