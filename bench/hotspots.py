@@ -1,4 +1,4 @@
-"""``make profile``: where one worker spends its time, sampled by py-spy on the real stack.
+"""``make hotspots``: where one worker spends its time, sampled by py-spy on the real stack.
 
 N synthetic events are pre-loaded on fresh topics, one worker drains them while py-spy samples
 it (all threads, native frames off), and the top frames are printed by own time and by
