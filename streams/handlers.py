@@ -15,6 +15,7 @@ from typing import Any
 from streams.deadletters import DeadLetter, encode_dead_letters
 from streams.failures import describe
 from streams.observer import StageObserver
+from streams.outbox import ScanPolicy
 from streams.producers import BlockingProducer
 from streams.records import Record
 from streams.stage_loop import PoisonHandler
@@ -40,33 +41,64 @@ def dead_letter_poison(stage: str, producer: BlockingProducer, deadletter_topic:
     return poison
 
 
+class _OutboxScans:
+    """When to read an outbox (``streams/outbox.py``); with no policy, on every tick."""
+
+    def __init__(self, scans: ScanPolicy | None) -> None:
+        self._scans = scans
+
+    def alive(self) -> None:
+        if self._scans is not None:
+            self._scans.alive(now_ms())
+
+    def failed(self) -> None:
+        if self._scans is not None:
+            self._scans.failed(now_ms())
+
+    def due(self, now: int) -> bool:
+        return self._scans is None or self._scans.due(now)
+
+    def scanned(self) -> None:
+        if self._scans is not None:
+            self._scans.scanned()
+
+
 class ResolveHandler:
     """raw -> resolved, merges, rejections, dead letters; the tick re-sends stale merges."""
 
     def __init__(self, stage: ResolveStage, producer: BlockingProducer, topics: Topics,
-                 observer: StageObserver, *, collect_idle: Callable[[], Any] | None = None) -> None:
+                 observer: StageObserver, *, collect_idle: Callable[[], Any] | None = None,
+                 scans: ScanPolicy | None = None) -> None:
         self._stage = stage
         self._producer = producer
         self._topics = topics
         self._observer = observer
         self._collect_idle = collect_idle
+        self._scans = _OutboxScans(scans)
 
     def __call__(self, batch: Sequence[Record]) -> None:
-        out = self._stage.process(batch)
-        topics = self._topics
-        self._producer.send_all({topics.resolved: out.resolved, topics.merges: out.merges,
-                                 topics.rejections: out.rejections,
-                                 topics.deadletter: encode_dead_letters(out.deadletters)})
-        if out.merged_ids:
-            self._stage.merges_acknowledged(out.merged_ids)
+        self._scans.alive()
+        try:
+            out = self._stage.process(batch)
+            topics = self._topics
+            self._producer.send_all({topics.resolved: out.resolved, topics.merges: out.merges,
+                                     topics.rejections: out.rejections,
+                                     topics.deadletter: encode_dead_letters(out.deadletters)})
+            if out.merged_ids:
+                self._stage.merges_acknowledged(out.merged_ids)
+        except BaseException:
+            self._scans.failed()  # the graph may have recorded merges Kafka never got
+            raise
         self._observer.resolved(out)
 
     def tick(self, _partitions: Sequence[int]) -> None:
         """Merge records a crash kept from Kafka; then idle anonymous profiles, if configured."""
-        merged, records = self._stage.stale_merges(time.time())
-        if records:
-            self._producer.send_all({self._topics.merges: records})
-            self._stage.merges_acknowledged(merged)
+        if self._scans.due(now_ms()):
+            merged, records = self._stage.stale_merges(time.time())
+            if records:
+                self._producer.send_all({self._topics.merges: records})
+                self._stage.merges_acknowledged(merged)
+            self._scans.scanned()
         if self._collect_idle is not None:
             self._collect_idle()
 
@@ -75,11 +107,12 @@ class ProfileHandler:
     """resolved -> profile state and triggers; the tick fires timed triggers and re-sends stale ones."""
 
     def __init__(self, stage: ProfileStage, producer: BlockingProducer, topics: Topics,
-                 observer: StageObserver) -> None:
+                 observer: StageObserver, *, scans: ScanPolicy | None = None) -> None:
         self._stage = stage
         self._producer = producer
         self._topics = topics
         self._observer = observer
+        self._scans = _OutboxScans(scans)
 
     def _emit(self, triggers: Sequence[dict[str, Any]], letters: Sequence[DeadLetter] = ()) -> None:
         if triggers or letters:
@@ -90,16 +123,30 @@ class ProfileHandler:
             self._observer.triggers_sent(triggers)
 
     def __call__(self, batch: Sequence[Record]) -> None:
-        out = self._stage.process(batch, now_ms())
-        self._emit(out.triggers, out.deadletters)
+        self._scans.alive()
+        try:
+            out = self._stage.process(batch, now_ms())
+            self._emit(out.triggers, out.deadletters)
+        except BaseException:
+            self._scans.failed()  # the store may have confirmed triggers Kafka never got
+            raise
         self._observer.profiled(out)
 
     def tick(self, partitions: Sequence[int]) -> None:
-        """Timed triggers (dwell without follow-up, inactivity, post-purchase care) by the clock."""
+        """Timed triggers (dwell without follow-up, inactivity, post-purchase care) by the clock,
+        and outbox entries a crash or a failed attempt left (when a scan is due)."""
         if not partitions:
             return
         now = now_ms()
-        self._emit(self._stage.sweep(now, partitions) + self._stage.resend_stale(now))
+        scanning = self._scans.due(now)
+        try:
+            stale = self._stage.resend_stale(now) if scanning else []
+            self._emit(self._stage.sweep(now, partitions) + stale)
+        except BaseException:
+            self._scans.failed()
+            raise
+        if scanning:
+            self._scans.scanned()
 
 
 class MergeHandler:

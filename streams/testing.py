@@ -94,6 +94,7 @@ class FakeOutbox:
 
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
+        self.scans = 0
 
     def put(self, triggers: Iterable[dict[str, Any]]) -> None:
         for trigger in triggers:
@@ -104,6 +105,7 @@ class FakeOutbox:
             self.entries.pop(trigger["idempotency_key"], None)
 
     def stale(self, now_ms: int, grace_ms: int) -> list[dict[str, Any]]:
+        self.scans += 1
         return [t for t in self.entries.values() if t["fired_at"] < now_ms - grace_ms]
 
 
@@ -160,3 +162,20 @@ def records(events: Sequence[Mapping[str, Any]], *, topic: str = "raw", partitio
     """Records carrying ``events`` Avro-encoded, at consecutive offsets of one partition."""
     encode = default_registry().encoder(schema)
     return [Record(partition, first_offset + i, None, encode(dict(e)), topic) for i, e in enumerate(events)]
+
+
+class FakeHeartbeats:
+    """``Heartbeats`` in a dict shared by the loops of several fake workers."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.beats = 0
+
+    def beat(self, instance: str, now_ms: int) -> dict[str, int]:
+        self.beats += 1
+        self.last[instance] = now_ms
+        return dict(self.last)
+
+    def forget(self, instances: Sequence[str]) -> None:
+        for instance in instances:
+            self.last.pop(instance, None)

@@ -28,6 +28,7 @@ from streams.consumer import consumer_config
 from streams.handlers import MergeHandler, ProfileHandler, ResolveHandler, dead_letter_poison, now_ms
 from streams.idle_profiles import collect_idle_profiles
 from streams.observer import StageObserver
+from streams.outbox import GRACE_MS, RedisHeartbeats, ScanPolicy
 from streams.producers import BlockingProducer, producer_config
 from streams.stage_loop import BatchHandler, StageLoop, Tick
 from streams.stages.merges import STAGE as MERGE_STAGE
@@ -74,7 +75,8 @@ def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event,
         if settings.anonymous_profile_ttl_s:
             collect_idle_profiles(graph, store, now_ms(), settings.anonymous_profile_ttl_s * 1000)
 
-    handle = ResolveHandler(stage, producer, topics, observer, collect_idle=collect_idle)
+    scans = ScanPolicy(RedisHeartbeats(client, settings.redis_prefix, "resolve"), GRACE_MS)
+    handle = ResolveHandler(stage, producer, topics, observer, collect_idle=collect_idle, scans=scans)
     return _loop(settings, "resolve", topics.raw, handle, producer, observer, stop,
                  batch_size=settings.batch_size, tick=handle.tick, tick_every_s=5.0)
 
@@ -88,7 +90,8 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
     stage = ProfileStage(client=client, store=store, registry=registry, prefix=settings.redis_prefix,
                          resolved_topic=topics.resolved, dedup_window_s=settings.stream_dedup_window_s)
     producer = BlockingProducer(producer_config(settings.broker))
-    profile = ProfileHandler(stage, producer, topics, observer)
+    scans = ScanPolicy(RedisHeartbeats(client, settings.redis_prefix, "profile"), GRACE_MS)
+    profile = ProfileHandler(stage, producer, topics, observer, scans=scans)
     merge = MergeHandler(MergeStage(store=store, registry=registry, merges_topic=topics.merges),
                          producer, topics, observer)
     return [
