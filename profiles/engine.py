@@ -33,7 +33,7 @@ from profiles.result import BatchResult
 from profiles.rules.model import Rules
 from profiles.state import ProfileState
 from profiles.triggers import kinds as trigger_kinds
-from profiles.triggers.kinds.base import TAGS_ORDER
+from profiles.triggers.kinds.base import TAGS_ORDER, TriggerKind
 from profiles.updates import ProfileUpdates
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,14 @@ class Engine:
         self.interacted: set[str] = set()  # OneIDs with an interaction event in this batch
         self.kinds = [kind(self) for kind in trigger_kinds.KINDS]
         self._timers = {kind.timer: kind for kind in self.kinds if kind.timer}
+        # only the hooks a kind implements are called: they run for every event and profile
+        self._before = [k.before_event for k in self.kinds if _implements(k, "before_event")]
+        self._finish = [k.finish_profile for k in self.kinds if _implements(k, "finish_profile")]
+        hooks = [k for k in self.kinds if _implements(k, "on_event")]
         self._steps = [
-            *(kind.on_event for kind in self.kinds if kind.order < TAGS_ORDER),
+            *(kind.on_event for kind in hooks if kind.order < TAGS_ORDER),
             self.updates.tags,
-            *(kind.on_event for kind in self.kinds if kind.order >= TAGS_ORDER),
+            *(kind.on_event for kind in hooks if kind.order >= TAGS_ORDER),
         ]
 
     @property
@@ -117,8 +121,8 @@ class Engine:
             in_order=st.last_seen is None or ts >= st.last_seen,
             interaction=interaction,
         )
-        for kind in self.kinds:
-            kind.before_event(m)
+        for before in self._before:
+            before(m)
         st.seen(ts, interaction)
         if interaction:
             self.interacted.add(st.oneid)
@@ -134,8 +138,8 @@ class Engine:
         if st.groups:
             options = self.options
             st.prune(self.rules.windows, options.allowed_lateness_ms, options.max_tags)
-        for kind in self.kinds:
-            kind.finish_profile(st)
+        for finish in self._finish:
+            finish(st)
 
     # -- timers ------------------------------------------------------------------------------
     def on_due(self, st: ProfileState, kind: str, ref: str | None, due: float, watermark: int) -> None:
@@ -145,3 +149,8 @@ class Engine:
         owner = self._timers.get(kind)
         if owner is not None:
             owner.on_timer(st, ref, due, watermark, stale)
+
+
+def _implements(kind: TriggerKind, hook: str) -> bool:
+    """Whether the kind overrides a hook of :class:`TriggerKind` (the base's do nothing)."""
+    return getattr(type(kind), hook) is not getattr(TriggerKind, hook)

@@ -3,25 +3,12 @@
 Every change goes through a method here that (1) changes this in-memory copy, so later
 events of the same batch see it, and (2) records the op the Lua ``apply`` command replays
 atomically in Redis, guarded by the event's Kafka offset. The two sides implement the same
-small op set (``state.lua`` has the Lua half), which keeps one round trip per batch. The
+small op set (``profiles/lua/apply.lua`` has the Lua half), which keeps one round trip per batch. The
 copy also records which fields its ops touch (``apply`` loads only those) and which fields
 became unreadable (:meth:`prune`), so Redis never scans a whole profile.
 
-Main hash fields (``<prefix>p:{oneid}``):
-
-    fs ls li          first seen, last seen, last interaction (event time, ms)
-    pr                last seen when stale fields were last pruned (pruning runs hourly)
-    pt                partition whose timers hold this profile's timers
-    x                 "1" while the transient hash (open views, delayed triggers) exists
-    o:<partition>     last applied Kafka offset of that partition
-    t:<trait>         "<ms base 36>|<json>"  (latest event time wins)
-    a:<id>:<bucket>   bucket value of an aggregate (id: rules.storage_id; see aggregates.py)
-    g:<tag>           expiry ms, "0" for never
-    s                 "<behaviour score>|<ref ms>" (see scoring.py)
-    tr                tier last assigned (upgrade/downgrade detection)
-    c:<rule>          cooldown end (ms) of a trigger rule
-    k:<16 hex>        fired idempotency key -> expiry (ms)
-    r:<oneid>         a OneID merged into this one (its redirect key is deleted with us)
+The hash fields and op codes are declared in :mod:`profiles.layout` (the Lua half gets them
+as constants from there).
 """
 
 from __future__ import annotations
@@ -31,6 +18,7 @@ from typing import Any
 
 from profiles import aggregates as agg
 from profiles import jsonsafe, scoring
+from profiles import layout as L
 from profiles.dwell import View
 
 Op = list[Any]
@@ -117,18 +105,18 @@ class ProfileState:
             return value.decode() if isinstance(value, bytes) else value
 
         for name, attr in (
-            ("fs", "first_seen"),
-            ("ls", "last_seen"),
-            ("li", "last_interaction"),
-            ("pt", "partition"),
-            ("pr", "pruned_at"),
+            (L.FIRST_SEEN, "first_seen"),
+            (L.LAST_SEEN, "last_seen"),
+            (L.LAST_INTERACTION, "last_interaction"),
+            (L.PARTITION, "partition"),
+            (L.PRUNED_AT, "pruned_at"),
         ):
             value = scalar(name)
             if value is not None:
                 setattr(st, attr, int(value))
-        score = scalar("s")
+        score = scalar(L.SCORE)
         st.score = scoring.decode(score) if score is not None else None
-        st.tier = scalar("tr")
+        st.tier = scalar(L.TIER)
         for name in cls._LAZY:
             del st.__dict__[name]
         st._parsed = False
@@ -140,10 +128,10 @@ class ProfileState:
         for key, value in transient_items:
             f = key.decode() if isinstance(key, bytes) else key
             v = value.decode() if isinstance(value, bytes) else value
-            if f[:2] == "v:":
+            if f[:2] == L.VIEW:
                 st.views[f[2:]] = View.from_json(f[2:], v)
                 st.raw_views[f[2:]] = v
-            elif f[:2] == "d:":
+            elif f[:2] == L.DELAYED:
                 st.delayed[f[2:]] = json.loads(v)
         return st
 
@@ -159,7 +147,7 @@ class ProfileState:
             return found
         if self._parsed:
             return self.offsets.get(guard, -1)
-        value = self._raw.get(self._key(f"o:{guard}"))
+        value = self._raw.get(self._key(L.OFFSET + guard))
         return int(value) if value is not None else -1
 
     def advance(self, guard: str, offset: int) -> None:
@@ -173,7 +161,7 @@ class ProfileState:
         if self._parsed:
             found = self.traits.get(name)
             return found[1] if found else None
-        value = self._raw.get(self._key("t:" + name))
+        value = self._raw.get(self._key(L.TRAIT + name))
         if value is None:
             return None
         return agg.unstamp(value.decode() if isinstance(value, bytes) else value)[1]
@@ -189,7 +177,7 @@ class ProfileState:
             if head[1:] != ":":
                 continue
             v = value.decode() if isinstance(value, bytes) else value
-            if head == "a:":
+            if head == L.BUCKET:
                 sid, _, idx = f[2:].rpartition(":")
                 known = kinds.get(sid)
                 if known is not None:
@@ -198,17 +186,17 @@ class ProfileState:
                     if bucket is None:
                         bucket = buckets[known[0]] = {}
                     bucket[int(idx)] = int(v) if kind == "n" and v.isdigit() else agg.decode(kind, v)
-            elif head == "t:":
+            elif head == L.TRAIT:
                 traits[f[2:]] = agg.unstamp(v)
-            elif head == "k:":
+            elif head == L.FIRED_KEY:
                 fired[f[2:]] = int(v)
-            elif head == "g:":
+            elif head == L.TAG:
                 tags[f[2:]] = int(v)
-            elif head == "o:":
+            elif head == L.OFFSET:
                 self.offsets[f[2:]] = int(v)
-            elif head == "c:":
+            elif head == L.COOLDOWN:
                 self.cooldowns[f[2:]] = int(v)
-            elif head == "r:":
+            elif head == L.MERGED:
                 self.merged.append(f[2:])
         self._raw = {}
         for name, kind, idx, contribution in self._pending_adds:
@@ -247,7 +235,7 @@ class ProfileState:
         self.last_seen = ts if self.last_seen is None or ts > self.last_seen else self.last_seen
         if interaction and (self.last_interaction is None or ts > self.last_interaction):
             self.last_interaction = ts
-        self.touched.update(("fs", "ls", "li"))
+        self.touched.update((L.FIRST_SEEN, L.LAST_SEEN, L.LAST_INTERACTION))
         # one S op per profile and batch: min/max of event times is the same however often
         # (and in whichever group) it is applied, so replays cannot distort it
         self._seen_range = (
@@ -268,54 +256,54 @@ class ProfileState:
             self.traits[name] = (ts, payload)
             self._decoded_traits.pop(name, None)
             self.traits_version += 1
-        self.touched.add("t:" + name)
-        self._op(["T", name, ts, agg.stamped(ts, payload)])
+        self.touched.add(L.TRAIT + name)
+        self._op([L.OP_TRAIT, name, ts, agg.stamped(ts, payload)])
 
     def add(self, name: str, sid: str, kind: str, idx: int, contribution: Any) -> None:
-        field = f"a:{sid}:{idx}"
+        field = f"{L.BUCKET}{sid}:{idx}"
         self.touched.add(field)
         if not self._parsed:  # applied to the copy when (if) buckets are first read
             self._pending_adds.append((name, kind, idx, contribution))
-            self._op(["A", field, kind, agg.encode(kind, contribution)])
+            self._op([L.OP_BUCKET, field, kind, agg.encode(kind, contribution)])
             return
         buckets = self.buckets.get(name)
         if buckets is None:
             buckets = self.buckets[name] = {}
         if kind == "n" and isinstance(contribution, int):  # counts: the common case
             buckets[idx] = buckets.get(idx, 0) + contribution
-            self._op(["A", field, kind, str(contribution)])
+            self._op([L.OP_BUCKET, field, kind, str(contribution)])
             return
         buckets[idx] = agg.combine(kind, buckets.get(idx), contribution)
-        self._op(["A", field, kind, agg.encode(kind, contribution)])
+        self._op([L.OP_BUCKET, field, kind, agg.encode(kind, contribution)])
 
     def tag(self, name: str, expiry: int) -> None:
         """Set or extend a tag (0: never expires)."""
         current = self.tags.get(name)
         if current != 0 and (current is None or expiry == 0 or expiry > current):
             self.tags[name] = expiry
-        self.touched.add("g:" + name)
-        self._op(["G", name, expiry])
+        self.touched.add(L.TAG + name)
+        self._op([L.OP_TAG, name, expiry])
 
     def add_points(self, points: float, ts: int, half_life_ms: int) -> None:
         value, ref = scoring.add_points(self.score, points, ts, half_life_ms)
         self.score = (float(f"{value:.10g}"), ref)
-        self.touched.add("s")
-        self._op(["P", points, ts, half_life_ms])
+        self.touched.add(L.SCORE)
+        self._op([L.OP_POINTS, points, ts, half_life_ms])
 
     def set_tier(self, tier: str | None, expect: str | None = None, *, guarded: bool = False) -> None:
         """Record the tier assigned; ``guarded`` applies it only if Redis still holds ``expect``."""
-        op: Op = ["R", tier or ""]
+        op: Op = [L.OP_TIER, tier or ""]
         if guarded:
             op.append(expect or "")
         self.tier = tier
-        self.touched.add("tr")
+        self.touched.add(L.TIER)
         self._op(op)
 
     def set_view(self, sid: str, view: View | None, *, expect: str | None = None) -> None:
         """Store/replace/drop the open view of a session and its timer (``expect``: compare-and-set)."""
         payload = view.to_json() if view is not None else ""
         due = view.due_ms() if view is not None else None
-        op: Op = ["V", sid, payload, -1 if due is None else due]
+        op: Op = [L.OP_VIEW, sid, payload, -1 if due is None else due]
         if expect is not None:
             op.append(expect)
         if view is None:
@@ -328,14 +316,14 @@ class ProfileState:
 
     def schedule(self, timer_id: str, payload: dict[str, Any], due: int) -> None:
         self.delayed[timer_id] = payload
-        self._op(["D", timer_id, jsonsafe.dumps(payload), due])
+        self._op([L.OP_SCHEDULE, timer_id, jsonsafe.dumps(payload), due])
 
     def unschedule(self, timer_id: str) -> None:
         self.delayed.pop(timer_id, None)
-        self._op(["Dx", timer_id])
+        self._op([L.OP_UNSCHEDULE, timer_id])
 
     def inactivity(self, due: int | None, *, expect: float | None = None) -> None:
-        op: Op = ["I", -1 if due is None else due]
+        op: Op = [L.OP_INACTIVITY, -1 if due is None else due]
         if expect is not None:
             op.append(expect)
         self._op(op)
@@ -353,8 +341,8 @@ class ProfileState:
         self.fired[key16] = key_expiry
         if cooldown_until:
             self.cooldowns[rule] = cooldown_until
-        self.touched.update(("c:" + rule, "k:" + key16))
-        self._op(["F", key16, rule, cooldown_until, event_time, key_expiry, entry, index])
+        self.touched.update((L.COOLDOWN + rule, L.FIRED_KEY + key16))
+        self._op([L.OP_FIRE, key16, rule, cooldown_until, event_time, key_expiry, entry, index])
 
     def prune(
         self,
@@ -376,8 +364,8 @@ class ProfileState:
         if ls is None or (self.pruned_at is not None and ls - self.pruned_at < every_ms):
             return
         self.pruned_at = ls
-        self.touched.add("pr")
-        self._op(["M", "pr", ls])
+        self.touched.add(L.PRUNED_AT)
+        self._op([L.OP_MAX, L.PRUNED_AT, ls])
         out = self.pruned
         for name, buckets in self.buckets.items():
             spec = windows.get(name)
@@ -388,8 +376,8 @@ class ProfileState:
                 continue
             for idx in [i for i in buckets if i < keep]:
                 del buckets[idx]
-                out.append(f"a:{spec[0]}:{idx}")
-        for prefix, table in (("g:", self.tags), ("k:", self.fired), ("c:", self.cooldowns)):
+                out.append(f"{L.BUCKET}{spec[0]}:{idx}")
+        for prefix, table in ((L.TAG, self.tags), (L.FIRED_KEY, self.fired), (L.COOLDOWN, self.cooldowns)):
             for key in [k for k, exp in table.items() if exp and exp <= ls]:
                 del table[key]
                 out.append(prefix + key)
@@ -397,7 +385,7 @@ class ProfileState:
             by_expiry = sorted(self.tags, key=lambda t: self.tags[t] or float("inf"))
             for tag in by_expiry[: len(self.tags) - max_tags]:
                 del self.tags[tag]
-                out.append("g:" + tag)
+                out.append(L.TAG + tag)
 
     # -- payload -----------------------------------------------------------------------------
     def payload(self, *, partition: int | None = None, must_exist: bool = False) -> dict[str, Any] | None:
@@ -407,11 +395,12 @@ class ProfileState:
             return None
         if self._seen_range is not None and groups:
             first, last, interaction = self._seen_range
-            seen: list[Op] = [["S", first, 0], ["S", last, 0]]
+            seen: list[Op] = [[L.OP_SEEN, first, 0], [L.OP_SEEN, last, 0]]
             if interaction is not None:
-                seen.append(["S", interaction, 1])
+                seen.append([L.OP_SEEN, interaction, 1])
             groups[-1] = [groups[-1][0], seen + groups[-1][1], *groups[-1][2:]]
-        entry: dict[str, Any] = {"id": self.oneid, "groups": groups, "fields": sorted(self.touched | {"pt"})}
+        fields = sorted(self.touched | {L.PARTITION})
+        entry: dict[str, Any] = {"id": self.oneid, "groups": groups, "fields": fields}
         if self.pruned:
             entry["prune"] = self.pruned
         if partition is not None:

@@ -1,4 +1,4 @@
-"""Profile state in Redis: the adapter between the engine and ``state.lua``.
+"""Profile state in Redis: the adapter between the engine and the profile script (``profiles/lua/``).
 
 A batch of resolved events from one partition costs two script calls, whatever its size:
 ``read`` (the touched profiles, following merge redirects) and ``apply`` (every change of
@@ -10,16 +10,8 @@ cooldowns and idempotency keys are checked again inside ``apply``; only triggers
 confirms are returned. The timer sweep (:meth:`ProfileStore.close_expired`) is the same
 pair (``due`` + ``apply``).
 
-Key layout (``P`` = ``settings.redis_prefix``; ``{oneid}`` is a Redis Cluster hash tag, so
-one profile's keys live in one slot):
-
-    P p:{oneid}        hash    the profile (fields: see profiles/state.py)
-    P p:{oneid}:x      hash    open page views and pending delayed triggers (short-lived)
-    P p:{oneid}:h      string  fired triggers, a JSON line each, newest first, bounded by
-                               options.trigger_history
-    P p:{oneid}:r      string  survivor OneID after a merge (expires after options.redirect_ttl)
-    P pdue:<partition> zset    timers: "v|oneid|sid" dwell, "d|oneid|id" delayed, "i|oneid" inactivity
-    P pdue             set     partitions that have timers
+Keys and fields are declared once in :mod:`profiles.layout`; the script is built by
+:mod:`profiles.script` from ``profiles/lua/`` (one file per command).
 
 :class:`ProfileStore` takes a ``redis.Redis`` (the worker calls it from a thread); its steps are
 a generator yielding Redis requests, so an asyncio driver is a small class if one is needed.
@@ -29,17 +21,14 @@ the keys are already hash-tagged, and an adapter would split a batch by slot.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Generator, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
-from redis.exceptions import NoScriptError
 
-from profiles import jsonsafe
+from profiles import jsonsafe, layout, script
 from profiles.engine import Engine
 from profiles.result import BatchResult
 from profiles.rules.model import Rules
@@ -50,8 +39,8 @@ from touchstream import metrics
 
 log = logging.getLogger(__name__)
 
-SCRIPT = Path(__file__).with_name("state.lua").read_text(encoding="utf-8")
-SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()  # noqa: S324 (Redis names scripts by SHA-1)
+SCRIPT = script.SCRIPT  # kept importable from here
+SCRIPT_SHA = script.SCRIPT_SHA
 
 Request = tuple[Any, ...]
 Steps = Generator[Request, Any, Any]
@@ -71,11 +60,7 @@ def _oneid(event: Any) -> str | None:
 
 def parse_member(member: str) -> tuple[str, str, str | None]:
     """A timer member -> (kind, oneid, ref): ``v|id|sid``, ``d|id|tid``, ``i|id``."""
-    kind, rest = member[0], member[2:]
-    if kind == "i":
-        return kind, rest, None
-    oneid, _, ref = rest.rpartition("|")
-    return kind, oneid, ref
+    return layout.parse_timer_member(member)
 
 
 class _Core:
@@ -102,11 +87,14 @@ class _Core:
 
     # -- keys --------------------------------------------------------------------------------
     def key(self, oneid: str, suffix: str = "") -> str:
-        return f"{self.prefix}p:{{{oneid}}}{suffix}"
+        return layout.profile_key(self.prefix, oneid, suffix)
 
     def profile_keys(self, oneid: str) -> list[str]:
         """Every key that belongs to one profile (the timers zsets are per partition)."""
-        return [self.key(oneid), self.key(oneid, ":x"), self.key(oneid, ":h"), self.key(oneid, ":r")]
+        return [
+            self.key(oneid, suffix)
+            for suffix in ("", layout.TRANSIENT_SUFFIX, layout.HISTORY_SUFFIX, layout.REDIRECT_SUFFIX)
+        ]
 
     # -- helpers -----------------------------------------------------------------------------
     def rules(self) -> Rules:
@@ -274,11 +262,11 @@ class _Core:
     def list_triggers(self, oneid: str, limit: int | None) -> Steps:
         resolved = oneid
         for _ in range(8):
-            nxt = yield ("get", self.key(resolved, ":r"))
+            nxt = yield ("get", self.key(resolved, layout.REDIRECT_SUFFIX))
             if nxt is None:
                 break
             resolved = _text(nxt)
-        text = yield ("get", self.key(resolved, ":h"))
+        text = yield ("get", self.key(resolved, layout.HISTORY_SUFFIX))
         lines = _text(text).split("\n") if text else []
         return [records.from_history(resolved, line) for line in lines[:limit]]
 
@@ -329,13 +317,8 @@ class ProfileStore:
     def profile_keys(self, oneid: str) -> list[str]:
         return self._core.profile_keys(oneid)
 
-    def _script(self, *args: Any) -> Any:
-        try:
-            return self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
-        except NoScriptError:
-            log.info("profile script not cached by Redis (NOSCRIPT); loading it")
-            self.redis.script_load(SCRIPT)
-            return self.redis.evalsha(SCRIPT_SHA, 0, args[0], self._core.prefix, *args[1:])
+    def _script(self, command: str, *args: Any) -> Any:
+        return script.run(self.redis, command, self._core.prefix, *args)
 
     def _run(self, steps: Steps) -> Any:
         try:
@@ -378,19 +361,8 @@ class ProfileStore:
         if not pairs:
             return []
         meta = self._core.merge_meta()
-
-        def send() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for survivor, merged in pairs:
-                pipe.evalsha(SCRIPT_SHA, 0, "merge", self._core.prefix, survivor, merged, meta)
-            return pipe.execute()
-
-        try:
-            replies = send()
-        except NoScriptError:
-            log.info("profile script not cached by Redis (NOSCRIPT); loading it")
-            self.redis.script_load(SCRIPT)
-            replies = send()
+        calls = [("merge", survivor, merged, meta) for survivor, merged in pairs]
+        replies = script.run_many(self.redis, self._core.prefix, calls)
         return [self._core.merge_outcome(reply) for reply in replies]
 
     def delete_profile(self, oneid: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from profiles import layout
 from profiles.rules import checks
 from profiles.rules.checks import Reject
 from profiles.triggers import records
@@ -31,7 +32,7 @@ class DelayedKind(EventTriggerKind):
     names = ("delayed",)
     keys = ("on", "where", "delay")
     required = ("on", "delay")
-    timer = "d"
+    timer = layout.TIMER_DELAYED
     order = 50
 
     @classmethod

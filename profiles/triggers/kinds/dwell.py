@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from profiles import dwell
+from profiles import dwell, layout
 from profiles.evaluation import safe_context
 from profiles.rules import checks
 from profiles.triggers.kinds.base import CompileContext, TriggerKind
@@ -35,7 +35,7 @@ class DwellKind(TriggerKind):
     names = ("dwell",)
     keys = ("where", "above")
     required = ("above",)
-    timer = "v"
+    timer = layout.TIMER_VIEW
     order = 20
 
     @classmethod

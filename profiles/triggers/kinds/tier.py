@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from profiles import scoring
+from profiles import layout, scoring
 from profiles.durations import DAY_MS
 from profiles.rules.checks import Reject
 from profiles.triggers.kinds.base import CompileContext, TriggerKind
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 class TierKind(TriggerKind):
     names = ("tier_upgrade", "tier_downgrade")
-    timer = "i"
+    timer = layout.TIMER_INACTIVITY
     order = 60
 
     @classmethod

@@ -1,0 +1,137 @@
+"""The Redis layout of profiles, declared once: Python reads it, ``state.lua`` gets it as constants.
+
+Keys (``P`` = ``settings.redis_prefix``; ``{oneid}`` is a Redis Cluster hash tag, so one
+profile's keys live in one slot):
+
+    P p:{oneid}        hash    the profile (fields below)
+    P p:{oneid}:x      hash    open page views (v:<sid>) and pending delayed triggers (d:<id>)
+    P p:{oneid}:h      string  fired triggers, a history line each (records.history_entry),
+                               newest first, bounded by options.trigger_history
+    P p:{oneid}:r      string  survivor OneID after a merge (expires after options.redirect_ttl)
+    P pdue:<partition> zset    timers "<letter>|oneid|ref" ("i|oneid" for inactivity), by due ms
+    P pdue             set     partitions that have timers
+    P outbox           hash    fired triggers waiting for Kafka's ack: "<oneid>\\t<history line>"
+
+Main hash fields:
+
+    fs ls li          first seen, last seen, last interaction (event time, ms)
+    pr                last seen when stale fields were last pruned (pruning runs hourly)
+    pt                partition whose timers hold this profile's timers
+    x                 "1" while the transient hash (open views, delayed triggers) exists
+    o:<partition>     last applied Kafka offset of that partition ("<partition>:<oneid>": of an alias)
+    t:<trait>         "<ms base 36>|<json>"  (latest event time wins)
+    a:<id>:<bucket>   bucket value of an aggregate (id: rules.storage_id; see aggregates.py)
+    g:<tag>           expiry ms, "0" for never
+    s                 "<behaviour score>|<ref ms>" (see scoring.py)
+    tr                tier last assigned (upgrade/downgrade detection)
+    c:<rule>          cooldown end (ms) of a trigger rule
+    k:<16 hex>        fired idempotency key -> expiry (ms)
+    r:<oneid>         a OneID merged into this one (its redirect key is deleted with us)
+
+:func:`lua_constants` renders every name below as a Lua ``local``; :mod:`profiles.script`
+prepends them to the script, so both halves spell the layout the same way.
+"""
+
+from __future__ import annotations
+
+# -- keys -------------------------------------------------------------------------------------------
+PROFILE_KEY = "p:"  # + "{oneid}" + suffix
+TRANSIENT_SUFFIX = ":x"
+HISTORY_SUFFIX = ":h"
+REDIRECT_SUFFIX = ":r"
+DUE_KEY = "pdue:"  # + partition
+DUE_SET_KEY = "pdue"
+OUTBOX_KEY = "outbox"
+OUTBOX_SEPARATOR = "\t"  # outbox field: oneid, separator, history line
+
+# -- main hash: scalar fields and field prefixes -------------------------------------------------
+FIRST_SEEN = "fs"
+LAST_SEEN = "ls"
+LAST_INTERACTION = "li"
+PRUNED_AT = "pr"
+PARTITION = "pt"
+HAS_TRANSIENT = "x"
+SCORE = "s"
+TIER = "tr"
+OFFSET = "o:"
+TRAIT = "t:"
+BUCKET = "a:"
+TAG = "g:"
+COOLDOWN = "c:"
+FIRED_KEY = "k:"
+MERGED = "r:"
+PREFIX_CHARS = 2  # every field prefix is two characters
+
+# -- transient hash field prefixes (a field's first letter is its timer's letter, below) -----------
+VIEW = "v:"
+DELAYED = "d:"
+
+# -- timers: the letter before "|" in a due-zset member ---------------------------------------------
+TIMER_VIEW = "v"  # an open page view (dwell)
+TIMER_DELAYED = "d"  # a delayed trigger
+TIMER_INACTIVITY = "i"  # a tier's inactivity downgrade (member "i|oneid", no ref)
+
+# -- apply ops (ProfileState records them, state.lua replays them) ---------------------------------
+OP_SEEN = "S"  # S ts interaction(0/1)
+OP_TRAIT = "T"  # T name ts stamped-json
+OP_BUCKET = "A"  # A field kind value
+OP_TAG = "G"  # G tag expiry
+OP_POINTS = "P"  # P points ts half-life
+OP_MAX = "M"  # M field value  (keep the larger)
+OP_TIER = "R"  # R tier [expected tier]
+OP_VIEW = "V"  # V sid json due [expected json]
+OP_SCHEDULE = "D"  # D timer-id json due
+OP_UNSCHEDULE = "Dx"  # Dx timer-id
+OP_INACTIVITY = "I"  # I due [expected due]
+OP_FIRE = "F"  # F key16 rule cooldown-until event-time key-expiry history-line index
+
+# -- history line slots (records.history_entry), 1-based as Lua reads them -------------------------
+HISTORY_EVENT_TIME = 3
+HISTORY_FIRED_AT = 4
+
+# -- script commands --------------------------------------------------------------------------------
+COMMANDS = ("read", "apply", "due", "merge", "delete")
+
+def profile_key(prefix: str, oneid: str, suffix: str = "") -> str:
+    """``<prefix>p:{oneid}<suffix>`` (suffix: "", TRANSIENT_SUFFIX, HISTORY_SUFFIX, REDIRECT_SUFFIX)."""
+    return f"{prefix}{PROFILE_KEY}{{{oneid}}}{suffix}"
+
+
+def due_key(prefix: str, partition: int | str) -> str:
+    return f"{prefix}{DUE_KEY}{partition}"
+
+
+def outbox_key(prefix: str) -> str:
+    return f"{prefix}{OUTBOX_KEY}"
+
+
+def outbox_field(oneid: str, history_line: str) -> str:
+    return f"{oneid}{OUTBOX_SEPARATOR}{history_line}"
+
+
+def timer_member(letter: str, oneid: str, ref: str | None = None) -> str:
+    """A due-zset member: ``<letter>|oneid|ref``, or ``i|oneid`` for inactivity."""
+    return f"{letter}|{oneid}" if ref is None else f"{letter}|{oneid}|{ref}"
+
+
+def parse_timer_member(member: str) -> tuple[str, str, str | None]:
+    """A due-zset member -> (letter, oneid, ref); inactivity timers have no ref."""
+    letter, rest = member[0], member[2:]
+    if letter == TIMER_INACTIVITY:
+        return letter, rest, None
+    oneid, _, ref = rest.rpartition("|")
+    return letter, oneid, ref
+
+
+def lua_constants() -> str:
+    """Every upper-case text or number of this module as a Lua ``local``, in declaration order."""
+    lines = ["-- generated from profiles/layout.py: the layout is declared there, once"]
+    names = [n for n, v in globals().items() if n.isupper() and isinstance(v, str | int)]
+    for name in names:
+        value = globals()[name]
+        if isinstance(value, str):
+            text = value.replace("\\", "\\\\").replace("'", "\\'").replace("\t", "\\t")
+            lines.append(f"local {name} = '{text}'")
+        else:
+            lines.append(f"local {name} = {value}")
+    return "\n".join(lines) + "\n"
