@@ -13,6 +13,7 @@ left unfinished raises ``streams.stage_loop.Stopped``: the loop ends without com
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -65,11 +66,14 @@ class _Driver:
         self._producer = producer
         self._deadletter_topic = deadletter_topic
         self._observer = observer
+        #: When the last batch was flushed and its dead letters acknowledged (monotonic seconds).
+        self.last_batch_at = 0.0
 
-    def _dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+    def _done(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
             self._producer.send_all({self._deadletter_topic: encode_dead_letters(letters)})
             self._observer.dead_lettered(letters)
+        self.last_batch_at = time.monotonic()
 
 
 class SinkDriver(_Driver):
@@ -89,7 +93,7 @@ class SinkDriver(_Driver):
                 letters.extend(self.sink.flush(topic, partition))
         finally:
             self.sink.drop()
-        self._dead_letter(letters)
+        self._done(letters)
 
 
 class AsyncSinkDriver(_Driver):
@@ -142,4 +146,4 @@ class AsyncSinkDriver(_Driver):
             letters = self._runner.run(self._flush(touched(batch)))
         finally:
             self.sink.drop()
-        self._dead_letter(letters)
+        self._done(letters)

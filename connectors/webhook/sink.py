@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +33,9 @@ from connectors.webhook.exceptions import DoneStoreError, WebhookError
 from schemas.codec import default_registry
 from streams.consumer import consumer_config as loop_consumer_config
 from streams.deadletters import DeadLetter
-from streams.handlers import dead_letter_poison
-from streams.observer import StageObserver
-from streams.producers import BlockingProducer, producer_config
 from streams.records import Record
-from streams.sinks import AsyncSinkDriver
-from streams.stage_loop import StageLoop, Stopped
+from streams.sink_loop import SinkOptions, run_sink
+from streams.stage_loop import Stopped
 from streams.topics import Topics
 from touchstream.errors import ConfigError
 from touchstream.settings import Settings
@@ -91,12 +86,15 @@ def batch_bound_s(config: WebhookConfig) -> float:
     return config.batch_deadline_s + max(e.timeout_s for e in config.endpoints) + 60
 
 
+def poll_interval_ms(config: WebhookConfig) -> int:
+    """Outlasts the longest batch, so a slow batch never costs the sink its partitions."""
+    return max(MIN_POLL_INTERVAL_MS, int(batch_bound_s(config) * 1000))
+
+
 def consumer_config(settings: Settings, config: WebhookConfig) -> dict[str, Any]:
-    """The stage loops' consumer settings; the poll interval outlasts the longest batch, so a slow
-    batch never costs the sink its partitions."""
-    poll_interval_ms = max(MIN_POLL_INTERVAL_MS, int(batch_bound_s(config) * 1000))
-    return loop_consumer_config(settings.broker, group_id(settings), "webhook",
-                                max_poll_interval_ms=poll_interval_ms)
+    """The stage loops' consumer settings with the sink's group and poll interval."""
+    return loop_consumer_config(settings.broker, group_id(settings), STAGE,
+                                max_poll_interval_ms=poll_interval_ms(config))
 
 
 def run_webhook_sink(settings: Settings, config_path: str | Path, *, stop_after_idle_s: float | None = None,
@@ -127,51 +125,16 @@ def _run(settings: Settings, config: WebhookConfig, stop_after_idle_s: float | N
     topics = Topics.of(settings)
     _require_topic(settings.broker, topics.triggers)
     started = time.monotonic()
-    stop = threading.Event()
-    producer = BlockingProducer(producer_config(settings.broker))
-    observer = StageObserver()
     sink = WebhookSink(settings, config)
-    driver = AsyncSinkDriver(sink, producer, topics.deadletter, observer)
-    idle = _IdleStop(stop, stop_after_idle_s, sink)
-    loop = StageLoop(STAGE, consumer_config(settings, config), [topics.triggers], driver,
-                     poison=dead_letter_poison(STAGE, producer, topics.deadletter, observer),
-                     batch_size=settings.batch_size, within_s=POLL_S, stop=stop,
-                     tick=idle if stop_after_idle_s is not None else None, tick_every_s=POLL_S)
-
-    def request_stop() -> None:
-        stop.set()
-        driver.stop()
-
-    restore = _install_stop_signals(request_stop)
-    try:
-        with driver:
-            log.info("webhook sink: %s endpoint(s), group %s, topic %s", len(config.endpoints),
-                     group_id(settings), topics.triggers)
-            loop.run()
-    finally:
-        restore()
+    log.info("webhook sink: %s endpoint(s), group %s, topic %s", len(config.endpoints), group_id(settings),
+             topics.triggers)
+    run_sink(sink, SinkOptions(
+        name=STAGE, broker=settings.broker, group=group_id(settings), topic=topics.triggers,
+        deadletter_topic=topics.deadletter, batch_size=settings.batch_size, within_s=POLL_S,
+        max_poll_interval_ms=poll_interval_ms(config), stop_after_idle_s=stop_after_idle_s))
     sink.stats.seconds = time.monotonic() - started
     log.info("webhook sink: %s", sink.stats.render())
     return sink.stats
-
-
-class _IdleStop:
-    """A tick: stop once the sink held partitions and took no batch for ``idle_s``."""
-
-    def __init__(self, stop: threading.Event, idle_s: float | None, sink: WebhookSink) -> None:
-        self._stop = stop
-        self._idle_s = idle_s or 0.0
-        self._sink = sink
-        self._since = time.monotonic()
-
-    def __call__(self, partitions: Sequence[int]) -> None:
-        now = time.monotonic()
-        last = max(self._since, self._sink.last_batch_done)
-        if not partitions:
-            self._since = now  # not in the group yet: joining is not idleness
-        elif now - last >= self._idle_s:
-            log.info("webhook sink: idle for %.1fs, stopping", self._idle_s)
-            self._stop.set()
 
 
 class WebhookSink:
@@ -182,7 +145,6 @@ class WebhookSink:
         self.config = config
         self.stats = SinkStats()
         self.stopping = asyncio.Event()
-        self.last_batch_done = 0.0
         self._first_batch: float | None = None
         self._waiter = waiter
         self._buffers: dict[tuple[str, int], list[Record]] = defaultdict(list)
@@ -238,8 +200,8 @@ class WebhookSink:
             raise Stopped(f"{result.abandoned} delivery(ies) abandoned")
         self.stats.add(result)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        self.last_batch_done = time.monotonic()
-        self.stats.active_seconds = self.last_batch_done - (self._first_batch or self.last_batch_done)
+        done = time.monotonic()
+        self.stats.active_seconds = done - (self._first_batch or done)
         return result.deadletters
 
 
@@ -252,18 +214,3 @@ def _require_topic(broker: str, topic: str, timeout: float = 10.0) -> None:
         raise WebhookError(f"Kafka did not answer for topic {topic}: {exc}") from None
     if found is None or found.error is not None:
         raise WebhookError(f"topic {topic} does not exist: run `touchstream topics create` first")
-
-
-def _install_stop_signals(stop: Callable[[], None]) -> Callable[[], None]:
-    """SIGTERM/SIGINT call ``stop`` (main thread only); returns a function that restores the old handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop())
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
