@@ -8,7 +8,7 @@ of a year). Buckets that can no longer be read (older than the window, allowing 
 events) are pruned on write, so memory is bounded by ``ceil(W/B) + 1`` fields per aggregate.
 Lifetime aggregates (no window) are a single bucket ``0``.
 
-The Lua script (``state.lua``) implements the same ``combine`` per kind; both sides store
+The Lua script (``profiles/lua/lib.lua``) implements the same ``combine`` per kind; both sides store
 numbers the same way (:func:`format_number`), so a profile read back equals the engine's copy.
 """
 

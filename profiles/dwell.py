@@ -124,10 +124,11 @@ def on_page(
     """A page/screen event of session ``sid``; ``matching`` = dwell rules its page matches."""
     if view is not None and ts_ms < view.open_ms:
         return view, []  # older than the open view: a late arrival changes nothing
+    hits: list[DwellHit]
     if view is not None and path == view.path:
         view, hits = measure(view, ts_ms, closed=False)  # a reload: still on the page
         return _alive(view), hits
-    hits: list[DwellHit] = []
+    hits = []
     if view is not None:
         _, hits = measure(view, ts_ms, closed=True)
     new_view = View(sid, ts_ms, path, message_id, dict(matching)) if matching and in_order else None

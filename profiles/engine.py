@@ -142,11 +142,11 @@ class Engine:
             finish(st)
 
     # -- timers ------------------------------------------------------------------------------
-    def on_due(self, st: ProfileState, kind: str, ref: str | None, due: float, watermark: int) -> None:
-        """One timer whose due time passed ``watermark`` (the sweep); ``kind`` is its letter."""
+    def on_due(self, st: ProfileState, letter: str, ref: str | None, due: float, watermark: int) -> None:
+        """One timer whose due time passed ``watermark`` (the sweep); its kind owns its ``letter``."""
         st.begin(-1)
         stale = watermark - due > self.options.timer_stale_after_ms
-        owner = self._timers.get(kind)
+        owner = self._timers.get(letter)
         if owner is not None:
             owner.on_timer(st, ref, due, watermark, stale)
 

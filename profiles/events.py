@@ -83,7 +83,7 @@ class EventView:
         self._traits: dict[str, Any] | None = None
         self._context: dict[str, Any] | None = None
         self._page: dict[str, Any] | None = None
-        self._keys: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._keys: dict[tuple[str, ...], tuple[Any, ...] | None] = {}
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class EventView:
     def memo_key(self, members: tuple[str, ...]) -> tuple[Any, ...] | None:
         """The values a memoizable condition reads (segments come from the path); None when they
         are too long to keep as a memo key (the condition is then simply evaluated)."""
-        found = self._keys.get(members, _MISS)
+        found: Any = self._keys.get(members, _MISS)
         if found is not _MISS:
             return found
         out = []
@@ -142,8 +142,8 @@ class EventView:
                 value = self.raw.get(name)
             size += len(value) if isinstance(value, str) else 0
             out.append(value)
-        found = self._keys[members] = tuple(out) if size <= MAX_MEMO_KEY_CHARS else None
-        return found
+        key = self._keys[members] = tuple(out) if size <= MAX_MEMO_KEY_CHARS else None
+        return key
 
     def build(self, needs: Refs | None) -> dict[str, Any]:
         """The ``event`` variable holding only the members ``needs`` lists (None: all)."""

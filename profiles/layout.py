@@ -1,4 +1,4 @@
-"""The Redis layout of profiles, declared once: Python reads it, ``state.lua`` gets it as constants.
+"""The Redis layout of profiles, declared once: Python reads it, the Lua gets it as constants.
 
 Keys (``P`` = ``settings.redis_prefix``; ``{oneid}`` is a Redis Cluster hash tag, so one
 profile's keys live in one slot):
@@ -71,7 +71,7 @@ TIMER_VIEW = "v"  # an open page view (dwell)
 TIMER_DELAYED = "d"  # a delayed trigger
 TIMER_INACTIVITY = "i"  # a tier's inactivity downgrade (member "i|oneid", no ref)
 
-# -- apply ops (ProfileState records them, state.lua replays them) ---------------------------------
+# -- apply ops (ProfileState records them, apply.lua replays them) ---------------------------------
 OP_SEEN = "S"  # S ts interaction(0/1)
 OP_TRAIT = "T"  # T name ts stamped-json
 OP_BUCKET = "A"  # A field kind value

@@ -4,7 +4,7 @@ A score is stored as ``(value, ref_ms)``: its value at ``ref_ms``. Points decay 
 so the value at ``t >= ref`` is ``value * 2 ** (-(t - ref) / half_life)``. Adding points at any
 time (also a late event before ``ref``) keeps the representation exact: the sum of every
 contribution decayed to ``t``, independent of arrival order, and two profiles merge by decaying
-both to the later ``ref`` and adding. ``state.lua`` mirrors :func:`add_points` and :func:`merge`.
+both to the later ``ref`` and adding. ``profiles/lua/`` mirrors :func:`add_points` and :func:`merge`.
 """
 
 from __future__ import annotations

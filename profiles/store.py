@@ -59,7 +59,7 @@ def _oneid(event: Any) -> str | None:
 
 
 def parse_member(member: str) -> tuple[str, str, str | None]:
-    """A timer member -> (kind, oneid, ref): ``v|id|sid``, ``d|id|tid``, ``i|id``."""
+    """A timer member -> (letter, oneid, ref): ``v|id|sid``, ``d|id|tid``, ``i|id``."""
     return layout.parse_timer_member(member)
 
 
@@ -202,13 +202,13 @@ class _Core:
         raw = {_text(r[0]): (r[1], r[2]) for r in rows}
         states: dict[tuple[str, int], ProfileState] = {}
         for part, member, score in items:
-            kind, oneid, ref = parse_member(_text(member))
+            letter, oneid, ref = parse_member(_text(member))
             key = (oneid, int(_text(part)))
             st = states.get(key)
             if st is None:
                 main, transient = raw.get(oneid, ([], []))
                 st = states[key] = ProfileState.parse(oneid, main, transient, kinds)
-            engine.on_due(st, kind, ref, float(_text(score)), int(watermark_ms))
+            engine.on_due(st, letter, ref, float(_text(score)), int(watermark_ms))
         entries = [
             e
             for (_, part), st in states.items()

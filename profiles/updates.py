@@ -1,7 +1,7 @@
 """What an event changes in a profile besides triggers: traits, aggregates, behaviour points, tags.
 
 Each change goes through a :class:`ProfileState` op (applied to the copy now, replayed by
-``state.lua`` atomically later). Tags are evaluated after aggregates and points, on the
+``profiles/lua/apply.lua`` atomically later). Tags are evaluated after aggregates and points, on the
 profile as of the event, so ``if: profile.agg.x >= 3`` counts this event too.
 """
 

@@ -64,17 +64,17 @@ class EventIndex:
     """Candidates per (event type, name), bounded by count (a run-time cache of one Rules)."""
 
     def __init__(self) -> None:
-        self._found: dict[EventKey, Candidates] = {}
+        self.found: dict[EventKey, Candidates] = {}  # read directly on the hot path
 
     def candidates(self, rules: Rules, event_type: str, name: str | None) -> Candidates:
         key = (event_type, name)
-        found = self._found.get(key)
+        found = self.found.get(key)
         if found is None:
             found = select(rules, event_type, name)
             if len(event_type) + len(name or "") <= INDEX_NAME_CHARS:
-                if len(self._found) >= INDEX_CACHE_LIMIT:
-                    self._found.clear()
-                self._found[key] = found
+                if len(self.found) >= INDEX_CACHE_LIMIT:
+                    self.found.clear()
+                self.found[key] = found
         return found
 
 

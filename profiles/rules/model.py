@@ -140,7 +140,8 @@ class Rules:
 
     def candidates(self, event_type: str, name: str | None) -> Candidates:
         """Rules listening to this event type/name (``on:``), computed once per key."""
-        return self.caches.index.candidates(self, event_type, name)
+        index = self.caches.index
+        return index.found.get((event_type, name)) or index.candidates(self, event_type, name)
 
     @property
     def aggregate_meta(self) -> dict[str, list[Any]]:

@@ -49,15 +49,14 @@ class DwellKind(TriggerKind):
     def on_event(self, m: Moment) -> None:
         """Open, measure or close the session's page view."""
         st = m.st
-        if not (m.cands.of_kind("dwell") or (st.views and m.etype == "track")):
+        candidates = m.cands.of_kind("dwell")
+        if not (candidates or (st.views and m.etype == "track")):
             return
         options = self.engine.rules.options
         if m.etype in dwell.PAGE_TYPES:
             where = self.engine.evaluator.where
             matching = {
-                r.name: r.params.above_ms
-                for r in m.cands.of_kind("dwell")
-                if where(r.where, m.lazy, f"triggers.{r.name}")
+                r.name: r.params.above_ms for r in candidates if where(r.where, m.lazy, f"triggers.{r.name}")
             }
             if not matching and not st.views:
                 return
