@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity import layout
+from identity.exceptions import NotLinkedError, ProfileNotFoundError, UnmergeError
 from identity.graph import (
     BLOCKED,
     FREQUENCY_GUARD,
@@ -36,7 +37,11 @@ from identity.graph import (
     BatchResolution,
     Edge,
     EventRef,
+    UnmergeResult,
     value_hash,
+)
+from identity.graph import (
+    SUPPRESSED as WHY_SUPPRESSED,
 )
 from identity.rules import IdentityRules, TypeRule
 
@@ -138,6 +143,7 @@ class ReferenceGraph:
         self.profiles: dict[str, _Profile] = {}
         self.alias: dict[str, str] = {}  # merged OneID -> survivor
         self.guard: dict[str, set[str]] = {}  # "type:value" -> short hashes of people
+        self.suppressed: dict[str, int] = {}  # "type:" + sha256(value) -> deletion time (ms)
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -182,6 +188,85 @@ class ReferenceGraph:
             out.append(Edge(type_, value, EventRef(rec.msg, rec.ts), anchor, rec.since_of()))
         return out
 
+    # ---- operator actions (graph_admin.lua) ----
+
+    def _live(self, oneid: str) -> str:
+        o = self.resolve_alias(oneid)
+        if o not in self.profiles:
+            raise ProfileNotFoundError(f"no live profile {oneid}")
+        return o
+
+    def delete_profile(self, oneid: str, now_ms: int) -> list[dict[str, str]]:
+        """Erase the profile; its identifiers are suppressed from ``now_ms`` on (Redis: its clock)."""
+        o = self._live(oneid)
+        names = sorted(self.profiles[o].members)
+        for tv in names:
+            if self.index.get(tv) == o:
+                del self.index[tv]
+            self.guard.pop(tv, None)
+            type_, value = _split(tv)
+            self.suppressed[f"{type_}:{value_hash(value)}"] = now_ms
+        self._drop(o)
+        return [{"type": t, "value": v} for t, v in map(_split, names)]
+
+    def unmerge(self, oneid: str, type_: str, value: str) -> UnmergeResult:
+        """Split the identifier and everything linked through it into a new profile; the two are
+        never merged again."""
+        o = self._live(oneid)
+        xtv = f"{type_}:{value}"
+        if self.index.get(xtv) != o:
+            raise NotLinkedError(f"identifier not in {o}")
+        old = self.profiles[o]
+        byh = {parent_hash(m): m for m in old.members}
+        children: dict[str, list[str]] = {}
+        for m in sorted(old.members):
+            p = byh.get(old.members[m].parent)
+            if p and p != m:
+                children.setdefault(p, []).append(m)
+        moved, inside, k = [xtv], {xtv}, 0
+        while k < len(moved):
+            for c in children.get(moved[k], ()):
+                if c not in inside:
+                    inside.add(c)
+                    moved.append(c)
+            k += 1
+        if len(moved) >= len(old.members):
+            raise UnmergeError(f"every identifier of {o} came through this one")
+        moved.sort()
+        new = self._new_id(xtv)
+        split = _Profile(created=min(old.members[m].ts for m in moved), never=[o])
+        refs: list[EventRef] = []
+        for m in moved:
+            rec = old.members.pop(m)
+            if m == xtv:
+                rec = _Rec(rec.ts, rec.msg, "", rec.since)
+            split.members[m] = rec
+            if rec.msg not in {r.message_id for r in refs}:
+                refs.append(EventRef(rec.msg, rec.ts))
+            self.index[m] = new
+        self.profiles[new] = split
+        self._recount(old)
+        self._recount(split)
+        old.never = [*old.never, new]
+        return UnmergeResult(
+            oneid=o,
+            new_oneid=new,
+            identifiers=[{"type": t, "value": v} for t, v in map(_split, moved)],
+            message_ids=[r.message_id for r in refs],
+            events=refs,
+        )
+
+    def _recount(self, profile: _Profile) -> None:
+        counts: dict[str, int] = {}
+        people = []
+        for m in profile.members:
+            type_, value = _split(m)
+            counts[type_] = counts.get(type_, 0) + 1
+            if type_ == self.pk:
+                people.append(value)
+        profile.counts = counts
+        profile.person = min(people) if people else None
+
     # ---- resolution ----
 
     def resolve_batch(self, events: Sequence[Mapping[str, Any]]) -> BatchResolution:
@@ -194,7 +279,12 @@ class ReferenceGraph:
         for i, event in enumerate(events):
             ids = self._screen(i, event, early)
             ev = _Event(i, event["message_id"], int(event["timestamp"]))
-            oneids.append(self._resolve_event(ev, ids) or "")
+            if self._suppressed(ids, ev.ts):
+                for j in range(0, len(ids), 2):
+                    self._reject(ev, ids[j], ids[j + 1], WHY_SUPPRESSED)
+                oneids.append("")
+            else:
+                oneids.append(self._resolve_event(ev, ids) or "")
         final: list[str | None] = []
         for o in oneids:
             for _ in range(64):
@@ -203,6 +293,12 @@ class ReferenceGraph:
                 o = self.aliased[o]
             final.append(o or None)
         return self._result(events, final, early)
+
+    def _suppressed(self, ids: list[str], ts: int) -> bool:
+        """An identifier of a deleted profile, deleted at or after the event's time."""
+        return any(
+            self.suppressed.get(f"{ids[j]}:{value_hash(ids[j + 1])}", -1) >= ts for j in range(0, len(ids), 2)
+        )
 
     def _screen(self, i: int, event: Mapping[str, Any], early: list[tuple[int, str, Any, str]]) -> list[str]:
         """graph.py's _prepare: what never reaches the script, and the rest in priority order."""

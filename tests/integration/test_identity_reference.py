@@ -9,7 +9,10 @@ reference, unless it shows a bug in the Lua.
 
 from __future__ import annotations
 
+import hashlib
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +21,8 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from identity.graph import IdentityGraph
+from identity.exceptions import IdentityError
+from identity.graph import HOT, IdentityGraph, UnmergeResult
 from identity.reference import ReferenceGraph
 from identity.rules import DAY_MS, IdentityRules, load_rules, parse_rules
 
@@ -98,23 +102,62 @@ logins = st.tuples(st.sampled_from(POOLS["user_id"]), st.lists(shared, min_size=
 # days apart (windows) and minutes apart (the 5-minute refresh of shared identifiers), ties included
 timestamps = st.builds(lambda d, m: T0 + d * DAY_MS + m * MINUTE, st.integers(0, 9), st.integers(0, 12))
 events = st.tuples(timestamps, st.one_of(st.lists(identifiers, min_size=0, max_size=6), logins))
-batches = st.lists(st.lists(events, min_size=1, max_size=8), min_size=1, max_size=4)
+batch = st.lists(events, min_size=1, max_size=8)
+#: An operator's split or erasure of a linked identifier's profile: (kind, which identifier, where to
+#: split), indexes into what is linked when it runs; a value never linked answers "not found".
+operation = st.tuples(
+    st.sampled_from(["unmerge", "unmerge", "delete"]), st.integers(0, 40), st.integers(0, 40)
+)
+steps = st.lists(st.one_of(batch, batch, batch, operation), min_size=1, max_size=6)
 
 
-def _materialise(raw: list[list[tuple[int, list[dict[str, str]]]]]) -> list[list[dict[str, Any]]]:
-    out, n = [], 0
-    for batch in raw:
+def _materialise(raw: list[Any]) -> list[Any]:
+    """Batches become events with unique message ids; operations stay tuples."""
+    out: list[Any] = []
+    n = 0
+    for step in raw:
+        if isinstance(step, tuple):
+            out.append(step)
+            continue
         rows = []
-        for ts, ids in batch:
+        for ts, ids in step:
             n += 1
             rows.append({"message_id": f"m{n}", "timestamp": ts, "identifiers": ids})
         out.append(rows)
     return out
 
 
+def _outcome(action: Callable[[], Any]) -> Any:
+    """What an operator action answered, or the kind of error it raised."""
+    try:
+        return action()
+    except IdentityError as exc:
+        return type(exc)
+
+
+def _operate(graph: IdentityGraph, ref: ReferenceGraph, step: tuple[str, int, int]) -> set[str]:
+    kind, which, where = step
+    linked = sorted(tv for tv, owner in ref.index.items() if owner != HOT)
+    if linked:
+        oneid = ref.index[linked[which % len(linked)]]
+        members = sorted(ref.profiles[oneid].members)
+        type_, _, value = members[where % len(members)].partition(":")
+    else:
+        oneid, type_, value = "o_" + hashlib.sha1(b"user_id:u1").hexdigest()[:16], "user_id", "u1"
+    if kind == "delete":
+        got = _outcome(lambda: graph.delete_profile(oneid, actor="test"))
+        want = _outcome(lambda: ref.delete_profile(oneid, now_ms=int(time.time() * 1000)))
+    else:
+        got = _outcome(lambda: graph.unmerge(oneid, type_, value, actor="test"))
+        want = _outcome(lambda: ref.unmerge(oneid, type_, value))
+    assert got == want
+    event(f"{kind} {want.__name__ if isinstance(want, type) else 'done'}")
+    return {want.new_oneid} if isinstance(want, UnmergeResult) else set()
+
+
 def _keys(graph: IdentityGraph, oneids: set[str]) -> list[str]:
     """Every key this example can have written (cheaper than a SCAN of the shared Redis)."""
-    keys = [graph.meta_key, graph.base + "mo", graph.base + "anon"]
+    keys = [graph.meta_key, graph.base + "mo", graph.anonymous_key, graph.suppression_key, graph.audit_key]
     for type_, values in POOLS.items():
         for value in values:
             keys.append(graph.index_key(type_, value))
@@ -131,9 +174,12 @@ def _compare(redis_client: redis.Redis, settings: Any, rules_name: str, raw: lis
     ref = ReferenceGraph(rules, max_identifiers_per_event=cap)
     oneids: set[str] = set()
     try:
-        for batch in _materialise(raw):
-            got = graph.resolve_batch(batch, now_ms=NOW)
-            want = ref.resolve_batch(batch)
+        for step in _materialise(raw):
+            if isinstance(step, tuple):
+                oneids |= _operate(graph, ref, step)
+                continue
+            got = graph.resolve_batch(step, now_ms=NOW)
+            want = ref.resolve_batch(step)
             assert got == want
             for r in got.rejections:
                 event(f"rejection {r['reason']}")
@@ -165,6 +211,6 @@ _SETTINGS = hypothesis_settings(
 
 @pytest.mark.parametrize("rules_name", sorted(RULES))
 @_SETTINGS
-@given(raw=batches)
+@given(raw=steps)
 def test_reference_resolves_like_the_lua(redis_client, settings, rules_name, raw) -> None:
     _compare(redis_client, settings, rules_name, raw)
