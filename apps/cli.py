@@ -77,12 +77,23 @@ def _key_store(settings: Settings):  # type: ignore[no-untyped-def]
               help="Events per second this write key may send (default: TOUCHSTREAM_RATE_LIMIT_PER_S).")
 @click.option("--burst", type=click.IntRange(min=1), default=None,
               help="Events this write key may send at once (default: TOUCHSTREAM_RATE_LIMIT_BURST).")
+@click.option("--origin", "origins", multiple=True, metavar="ORIGIN",
+              help="A site whose pages may use this write key, e.g. https://shop.example.cn (repeat for "
+                   "several; '*' allows every site). Without it the key is refused to browsers.")
 @click.pass_obj
-def keys_create(settings: Settings, scope: str, name: str, rate: int | None, burst: int | None) -> None:
+def keys_create(settings: Settings, scope: str, name: str, rate: int | None, burst: int | None,
+                origins: tuple[str, ...]) -> None:
     """Create a key and print it (only the key, on stdout; it is not shown again)."""
-    if (rate is not None or burst is not None) and scope != "write":
-        raise click.UsageError("--rate and --burst apply to write keys only")
-    click.echo(_key_store(settings).create(scope, name, rate=rate, burst=burst))
+    if (rate is not None or burst is not None or origins) and scope != "write":
+        raise click.UsageError("--rate, --burst and --origin apply to write keys only")
+    from touchstream.keys import normalise_origin
+
+    for origin in origins:
+        try:
+            normalise_origin(origin)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--origin") from None
+    click.echo(_key_store(settings).create(scope, name, rate=rate, burst=burst, origins=origins))
 
 
 @keys.command("revoke")

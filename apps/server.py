@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from apps import api, factory
+from connectors.collector import cors, sdk_config
 from connectors.collector import routes as collector_routes
 from connectors.collector.routes import dumps_strict, inflight_limit, json_error
 from connectors.producer import AsyncProducer
@@ -108,7 +109,9 @@ async def _openapi(_request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     """The HTTP application; resources open when it starts and close when it stops."""
-    app = web.Application(middlewares=[errors_as_json, inflight_limit(settings.max_inflight_requests)],
+    # cors_headers outermost: it sees every answer and error of a tracking route, JSON errors included
+    app = web.Application(middlewares=[cors.cors_headers(), errors_as_json,
+                                       inflight_limit(settings.max_inflight_requests)],
                           client_max_size=2 * 1024 * 1024)
     app[SETTINGS] = settings
     app[collector_routes.LIMITS] = factory.limits(settings)
@@ -138,6 +141,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     collector_routes.add_routes(app)
+    sdk_config.add_routes(app)
     api.add_routes(app)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _health)

@@ -8,6 +8,12 @@ check constant-time in the secret.
 Scopes: ``write`` (collector), ``read`` (profile and identity reads), ``admin`` (deletion,
 unmerge; also allowed wherever read is). A write key may carry its own rate limit (events per
 second and burst); without one the collector's defaults apply (connectors/ratelimit.py).
+
+A write key used from web pages lists the origins allowed to use it (``--origin
+https://shop.example.cn``, several allowed, ``*`` only when asked for): a browser request whose
+``Origin`` is not listed is refused (connectors/collector/cors.py). A key with no origins is a
+server key: browsers cannot use it at all. Origins are kept in their serialised form
+(``scheme://host[:port]``, lower case, default port dropped), as browsers send them.
 """
 
 from __future__ import annotations
@@ -18,12 +24,16 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
 
 SCOPES = ("write", "read", "admin")
 _KEY_PREFIX = "tsk_"
+#: the origin that allows every site: only when asked for explicitly
+ANY_ORIGIN = "*"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,40 @@ class ApiKey:
     revoked: bool = False
     rate: int | None = None
     burst: int | None = None
+    origins: tuple[str, ...] = ()
 
     def allows(self, scope: str) -> bool:
         return not self.revoked and (self.scope == scope or (self.scope == "admin" and scope == "read"))
+
+    def allows_origin(self, origin: str) -> bool:
+        """Whether a page of ``origin`` (the request's Origin header) may use this key."""
+        return ANY_ORIGIN in self.origins or origin.lower() in self.origins
+
+
+def normalise_origin(origin: str) -> str:
+    """``origin`` in the form browsers send (``https://shop.example.cn``), or ValueError saying why.
+
+    ``*`` stays ``*``; a trailing slash is dropped; a path, query, user or non-HTTP scheme is refused.
+    """
+    text = origin.strip()
+    if text == ANY_ORIGIN:
+        return ANY_ORIGIN
+    parts = urlsplit(text.rstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"origin {origin!r}: bad port") from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"origin {origin!r}: expected scheme://host[:port] with http or https, or *")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"origin {origin!r}: an origin has no path, query or user, only scheme://host[:port]")
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def _digest(secret: str) -> str:
@@ -63,16 +104,21 @@ class KeyStore:
         self._redis = client
         self._hash = f"{prefix}apikeys"
 
-    def create(self, scope: str, name: str, *, rate: int | None = None, burst: int | None = None) -> str:
+    def create(self, scope: str, name: str, *, rate: int | None = None, burst: int | None = None,
+               origins: tuple[str, ...] = ()) -> str:
         """Create a key and return it; the only time the secret exists outside the caller.
 
-        ``rate`` (events/s) and ``burst`` (events) override the collector's default rate limit.
+        ``rate`` (events/s) and ``burst`` (events) override the collector's default rate limit;
+        ``origins`` are the web origins whose pages may use a write key (none: a server key).
         """
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         for label, value in (("rate", rate), ("burst", burst)):
             if value is not None and value < 1:
                 raise ValueError(f"{label} must be at least 1")
+        if origins and scope != "write":
+            raise ValueError("origins apply to write keys only")
+        allowed = sorted({normalise_origin(origin) for origin in origins})
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(24).replace("_", "-")
         record: dict[str, object] = {"name": name, "scope": scope, "digest": _digest(secret),
@@ -81,9 +127,11 @@ class KeyStore:
             record["rate"] = rate
         if burst is not None:
             record["burst"] = burst
+        if allowed:
+            record["origins"] = allowed
         if not self._redis.hsetnx(self._hash, key_id, json.dumps(record, allow_nan=False)):
             # id collision: astronomically rare, just draw again
-            return self.create(scope, name, rate=rate, burst=burst)
+            return self.create(scope, name, rate=rate, burst=burst, origins=origins)
         return f"{_KEY_PREFIX}{key_id}_{secret}"
 
     def revoke(self, key_or_id: str) -> bool:
@@ -146,4 +194,4 @@ class KeyChecker:
 
 def _to_api_key(key_id: str, record: dict) -> ApiKey:
     return ApiKey(key_id, record["name"], record["scope"], record["created_at"], bool(record.get("revoked")),
-                  record.get("rate"), record.get("burst"))
+                  record.get("rate"), record.get("burst"), tuple(record.get("origins", ())))

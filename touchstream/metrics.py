@@ -85,3 +85,7 @@ RATE_LIMITED = Counter(
 REQUESTS_SHED = Counter(
     "touchstream_requests_shed_total", "Requests answered 503 at once because the collector was full"
 )
+ORIGINS_REFUSED = Counter(
+    "touchstream_origins_refused_total",
+    "Browser requests refused because their Origin is not allowed for the write key", ["source"],
+)
