@@ -50,8 +50,7 @@ class Decoder:
         if self._claims is None:
             out.fresh = decoded
             return out
-        keep = self._claims.claim([(e["source"], e["message_id"], f"{r.partition}:{r.offset}")
-                                   for r, e in decoded])
+        keep = self._claims.claim([(e["source"], e["message_id"], r.position) for r, e in decoded])
         out.fresh = [item for item, kept in zip(decoded, keep, strict=True) if kept]
         out.duplicates = len(decoded) - len(out.fresh)
         return out

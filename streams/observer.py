@@ -54,7 +54,3 @@ class StageObserver:
         """Counted when produced (acknowledged), not when built."""
         for letter in letters:
             metrics.DEADLETTERS.labels(letter.stage, letter.reason).inc()
-
-    def failed_alone(self, stage: str, error: BaseException) -> None:
-        """A record the loop isolated with a data error (it becomes a processing_error letter)."""
-        metrics.PROCESSING_ERRORS.labels(stage, type(error).__name__).inc()

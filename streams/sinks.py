@@ -3,7 +3,8 @@
 A sink takes records with ``add`` and makes them durable downstream in ``flush(topic,
 partition)``; ``StageLoop`` commits a batch's offsets only after every partition it touched was
 flushed and the flushes' dead letters were acknowledged by Kafka (quixstreams' checkpoint idea).
-So a new sink is one small class: buffer in ``add``, write in ``flush``, forget in ``drop``.
+So a new sink is one small class: buffer in ``add``, write in ``flush``, forget in ``drop``;
+``streams/sink_loop.run_sink`` runs it as a process (``connectors/webhook/sink.py`` shows how).
 
 ``AsyncSink`` is the same contract for asyncio I/O (HTTP): the driver owns one event loop for
 the sink's life and flushes the batch's partitions concurrently. A flush that a stop request
