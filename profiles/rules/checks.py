@@ -11,8 +11,8 @@ from typing import Any
 
 from profiles.conditions import Condition, ConditionError, compile_condition
 from profiles.durations import parse_duration
+from schemas.vocabulary import EVENT_TYPES
 
-EVENT_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 MAX_RULE_NUMBER = 1e12  # points, caps, score thresholds and tier amounts
 
 EventKey = tuple[str, str | None]

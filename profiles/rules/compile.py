@@ -30,8 +30,9 @@ from profiles.rules.model import (
 )
 from profiles.triggers import kinds as trigger_kinds
 from profiles.triggers.kinds.base import COMMON_KEYS, CompileContext
+from touchstream.text import NAME
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_NAME = NAME
 SECTIONS = ("version", "options", "aggregates", "tags", "score", "tier", "triggers")
 
 
