@@ -69,14 +69,12 @@ class _Core:
     def __init__(
         self,
         prefix: str,
-        ruleset: RuleSet | Rules | None,
+        ruleset: RuleSet | Rules,
         due_limit: int,
         *,
         event_time_skew_ms: int = 300_000,
         max_traits_per_profile: int = 500,
     ) -> None:
-        if ruleset is None:
-            ruleset = RuleSet()
         self.prefix = prefix
         self.ruleset = ruleset if isinstance(ruleset, RuleSet) else RuleSet.static(ruleset)
         self.due_limit = due_limit
@@ -287,13 +285,15 @@ class ProfileStore:
         self,
         redis_client: Any,
         prefix: str,
-        ruleset: RuleSet | Rules | None = None,
+        ruleset: RuleSet | Rules,
         *,
         due_limit: int = 1000,
         event_time_skew_ms: int = 300_000,
         max_traits_per_profile: int = 500,
     ) -> None:
-        """``event_time_skew_ms``: event times ahead of receipt count as receipt + this for
+        """``ruleset``: the rules in force, always explicit (the factory reads them from the settings;
+        a silent default once made commands ignore a configured rules file).
+        ``event_time_skew_ms``: event times ahead of receipt count as receipt + this for
         lateness, ordering and windows (settings.event_time_skew_s * 1000);
         ``max_traits_per_profile``: new trait keys past it are dropped and counted."""
         self.redis = redis_client

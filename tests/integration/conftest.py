@@ -291,10 +291,10 @@ def recount(settings: Settings, records: list[dict]) -> tuple[Counter[str], Coun
 
 def assert_aggregates_equal_recount(settings: Settings, records: list[dict]) -> tuple[int, int]:
     """Every profile's page_views_30d and orders_90d equal the recount; (profiles, with orders)."""
-    from profiles.store import ProfileStore
+    from apps import factory
 
     pages, orders = recount(settings, records)
-    store = ProfileStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    store = factory.profile_store(settings, redis.Redis.from_url(settings.redis_url))
     assert orders, "the traffic has orders"
     for oneid, count in pages.items():
         assert store.get_profile(oneid)["aggregates"]["page_views_30d"] == count, oneid

@@ -155,9 +155,9 @@ def test_a_hostile_volley_stops_nothing_and_every_ordinary_visitor_is_profiled(
         assert message_id in resolved or message_id in dead_ids, f"{case}: {message_id} was lost"
 
     # every ordinary visitor's profile was updated: the profile stage never stalled
-    from profiles.store import ProfileStore
+    from apps import factory
 
-    store = ProfileStore(redis_client, settings.redis_prefix)
+    store = factory.profile_store(settings, redis_client)
     for visitor in visitors:
         oneid = resolved[f"{visitor}-0"]["oneid"]
         profile = store.get_profile(oneid)
