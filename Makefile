@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-server up down status topics test test-unit demo lint bench hotspots chaos clean
+.PHONY: help install redis-server chromium node browser-sdks up down status topics test test-unit demo lint bench hotspots chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,30 @@ redis-server: ## Install Debian's redis-server when it is missing
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
 	@command -v redis-server >/dev/null || { echo "redis-server could not be installed: apt-get install -y redis-server"; exit 1; }
 
+CHROMIUM := /usr/bin/chromium
+chromium: ## Install Debian's chromium (the browser tests drive it; nothing is downloaded) when it is missing
+	@test -x $(CHROMIUM) || { \
+	  echo "installing chromium from Debian"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "chromium could not be installed: apt-get install -y chromium"; exit 1; }
+
+node: ## Install Debian's nodejs and npm when they are missing (the SDK tests run on them)
+	@command -v npm >/dev/null || { \
+	  echo "installing nodejs and npm from Debian"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null; }
+	@command -v npm >/dev/null || { echo "npm could not be installed: apt-get install -y nodejs npm"; exit 1; }
+
+SDKS_STAMP := tests/browser/node_modules/.package-lock.json
+$(SDKS_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(SDKS_STAMP)
+
+browser-sdks: node $(SDKS_STAMP) ## npm ci the unmodified JavaScript SDKs the browser and Node tests load
+
 up: redis-server ## Start Kafka (KRaft) and Redis and wait until they answer
 	@$(STACK) up
 
@@ -42,7 +66,7 @@ status: ## Show whether Kafka and Redis answer
 topics: install up ## Create the platform's Kafka topics (idempotent)
 	$(BIN)/touchstream topics create
 
-test: install up ## Unit and integration tests on the real stack
+test: install up chromium browser-sdks ## Unit and integration tests on the real stack (browsers included)
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
