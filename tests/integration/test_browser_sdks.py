@@ -97,7 +97,7 @@ def open_page(browser: object, url: str) -> tuple[object, object, list[str]]:
     context = browser.new_context()  # type: ignore[attr-defined]
     page = context.new_page()
     requested: list[str] = []
-    page.on("request", lambda request: requested.append(request.url))
+    context.on("request", lambda request: requested.append(request.url))
     page.goto(url)
     return context, page, requested
 
@@ -207,6 +207,51 @@ def test_page_left_beacon_arrives_when_the_tab_is_closed(collector, site_port, b
         assert len(left) == 1, raw.of(anon)
         assert ("user_id", "left") in ids(left[0]) and left[0]["type"] == "track"
     finally:
+        context.close()
+
+
+RUDDERSTACK_JS = """async ({collector, key, anon, user, beacon}) => {
+  // as the README shows: the collector is the data plane and the config URL
+  const rudder = new rudderanalytics.RudderAnalytics();
+  const ready = new Promise(resolve => rudder.ready(resolve));
+  rudder.load(key, collector, {configUrl: collector, useBeacon: beacon,
+                               beaconQueueOptions: {flushQueueInterval: 200}});
+  await ready;
+  rudder.setAnonymousId(anon);
+  rudder.page('Pricing', {path: '/pricing'});
+  rudder.track('Viewed Pricing', {plan: 'pro'});
+  rudder.identify(user, {email: 'Bo@Example.CN'});
+}"""
+
+
+@pytest.mark.parametrize("beacon", [False, True], ids=["xhr", "beacon"])
+def test_rudderstack_delivers_page_track_identify_resolved_to_one_oneid(
+        collector, settings, worker, site_port, browser, browser_key, raw, beacon):
+    anon, user = f"anon-{uuid.uuid4().hex[:8]}", f"user-{uuid.uuid4().hex[:8]}"
+    context, page, requested = open_page(browser, f"http://127.0.0.1:{site_port}/pages/rudderstack.html")
+    reader = TopicReader(settings, Topics.of(settings).resolved, "event")
+    try:
+        page.evaluate(RUDDERSTACK_JS, {"collector": collector, "key": browser_key, "anon": anon, "user": user,
+                                       "beacon": beacon})
+        raw.until(lambda _: len(raw.of(anon)) >= 3)
+        records = {r["type"]: r for r in raw.of(anon)}
+        assert set(records) == {"page", "track", "identify"}, records
+        assert records["track"]["event"] == "Viewed Pricing"
+        assert ("email", "bo@example.cn") in ids(records["identify"])
+        assert ("user_id", user) in ids(records["identify"])
+        assert all(r["source"] == "website" for r in records.values())
+        resolved = wait_resolved(reader, {r["message_id"] for r in records.values()})
+        assert len({r["oneid"] for r in resolved.values()}) == 1, resolved
+        elsewhere = {u for u in requested if not u.startswith((collector, f"http://127.0.0.1:{site_port}/"))}
+        assert not elsewhere, f"the page fetched from outside the site and the collector: {elsewhere}"
+        assert any(u.startswith(f"{collector}/sourceConfig/") for u in requested)
+        posts = [u for u in requested if u.startswith(collector + "/v1/")]
+        if beacon:  # Playwright does not report beacons: the events came by none of the XHR routes
+            assert posts == [], posts
+        else:
+            assert collector + "/v1/track" in posts, posts
+    finally:
+        reader.close()
         context.close()
 
 
