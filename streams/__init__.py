@@ -1,9 +1,14 @@
 """The stream runtime: checkpointed loops that drive plain stages and sinks.
 
-Engine-neutral core: ``records`` (the one record type), ``intake`` (decode -> claim -> dead
-letter), ``stages/`` (resolve, profile, merges: records in, outputs out), ``ports`` (what stages
-need of Redis, as Protocols; ``testing`` has fakes), ``observer`` (every stage metric),
-``outbox``, ``deadletters``, ``sinks`` (the sink contract). The confluent-kafka engine:
-``consumer``, ``producers``, ``stage_loop`` (consume, process, commit), ``handlers`` (outputs to
-topics), ``worker`` (the process). The logic stages call lives in ``identity`` and ``profiles``.
+Engine-neutral (stages are plain objects: records in, outputs out):
+``records`` (the one record type), ``intake`` (decode -> claim -> dead letter), ``stages/``
+(resolve, profile, merges), ``ports`` (what stages need of Redis, as Protocols; ``testing`` has
+in-memory fakes), ``observer`` (every stage metric, from outputs), ``outbox`` (merge and trigger
+outboxes, and when to scan them), ``deadletters``, ``sinks`` (the sink contract and drivers),
+``claims``, ``failures``, ``idle_profiles``, ``topics``.
+
+The confluent-kafka engine: ``consumer`` and ``producers`` (client settings), ``stage_loop``
+(consume, process, isolate failures, commit), ``handlers`` (stage outputs to topics),
+``worker`` (the stage process), ``sink_loop`` (a sink process). The logic stages call lives in
+``identity`` and ``profiles``.
 """
