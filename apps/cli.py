@@ -44,7 +44,7 @@ def topics_create(settings: Settings) -> None:
 @click.pass_obj
 def worker(settings: Settings) -> None:
     """Run a stream worker (resolve, profile, merge-profiles loops) until stopped."""
-    from streams.worker import run_worker
+    from apps.worker import run_worker
 
     run_worker(settings)
 

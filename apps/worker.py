@@ -9,7 +9,8 @@
 All loops share one consumer group (``app_id``), so more worker processes split every topic's
 partitions between them. Each loop has its own producer (idempotent, acks=all) and blocks
 until its outputs are acknowledged before it commits its input. What each loop does with a
-batch is in ``streams/handlers.py``; this module only builds and runs them.
+batch is in ``streams/handlers.py``; this module only builds and runs them (the one place the
+confluent engine is wired; a second engine would be a sibling of this module).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import threading
 import redis
 from prometheus_client import start_http_server
 
-from identity.graph import IdentityGraph
-from profiles.store import ProfileStore
+from apps import factory
 from schemas.codec import default_registry
 from streams.consumer import consumer_config
 from streams.handlers import MergeHandler, ProfileHandler, ResolveHandler, dead_letter_poison, now_ms
@@ -36,17 +36,9 @@ from streams.stages.merges import MergeStage
 from streams.stages.profile import ProfileStage
 from streams.stages.resolve import ResolveStage
 from streams.topics import Topics
-from touchstream.rules import identity_rules, profile_rules
 from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def profile_store(settings: Settings, client: redis.Redis) -> ProfileStore:
-    """The profile store with the configured rules and bounds."""
-    return ProfileStore(client, settings.redis_prefix, profile_rules(settings),
-                        event_time_skew_ms=settings.event_time_skew_s * 1000,
-                        max_traits_per_profile=settings.max_traits_per_profile)
 
 
 def _loop(settings: Settings, name: str, topic: str, handle: BatchHandler, producer: BlockingProducer,
@@ -62,9 +54,8 @@ def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event,
                  observer: StageObserver | None = None) -> StageLoop:
     topics = Topics.of(settings)
     observer = observer or StageObserver()
-    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings),
-                          max_identifiers_per_event=settings.max_identifiers_per_event)
-    store = profile_store(settings, client)
+    graph = factory.identity_graph(settings, client)
+    store = factory.profile_store(settings, client)
     stage = ResolveStage(client=client, graph=graph, registry=default_registry(),
                          prefix=settings.redis_prefix, raw_topic=topics.raw,
                          dedup_window_s=settings.stream_dedup_window_s,
@@ -86,7 +77,7 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
     topics = Topics.of(settings)
     observer = observer or StageObserver()
     registry = default_registry()
-    store = profile_store(settings, client)
+    store = factory.profile_store(settings, client)
     stage = ProfileStage(client=client, store=store, registry=registry, prefix=settings.redis_prefix,
                          resolved_topic=topics.resolved, dedup_window_s=settings.stream_dedup_window_s)
     producer = BlockingProducer(producer_config(settings.broker))
@@ -104,7 +95,7 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
 def run_worker(settings: Settings) -> None:
     """Run one worker until SIGTERM/SIGINT (``touchstream worker``); exit 1 if a loop dies."""
     stop = threading.Event()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = factory.redis_client(settings)
     observer = StageObserver()
     loops = [resolve_loop(settings, client, stop, observer), *profile_loops(settings, client, stop, observer)]
     failed = threading.Event()
