@@ -146,5 +146,5 @@ class Claims:
         for generation in range(now, now - GENERATIONS_PER_WINDOW - 1, -1):
             found = self._redis.hget(f"{self.base}{generation}:{shard}", field)
             if found is not None:
-                return found.decode()
+                return found.decode() if isinstance(found, bytes) else found
         return None

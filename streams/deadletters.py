@@ -100,9 +100,11 @@ def read_dead_letters(broker: str, topic: str, *, timeout: float = 10.0) -> Iter
             if msg is None or msg.error():
                 continue
             deadline = time.monotonic() + timeout
-            yield StoredDeadLetter(msg.partition(), msg.offset(), decode(msg.value()))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                del ends[msg.partition()]
+            # a polled message without an error has its partition, offset and value
+            partition, offset, value = msg.partition(), msg.offset(), msg.value()
+            yield StoredDeadLetter(partition, offset, decode(value))  # type: ignore[arg-type]
+            if offset + 1 >= ends[partition]:  # type: ignore[operator,index]
+                del ends[partition]  # type: ignore[arg-type]
     finally:
         consumer.close()
 

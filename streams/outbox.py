@@ -79,7 +79,8 @@ class TriggerOutbox:
     def stale(self, now_ms: int, grace_ms: int) -> list[dict[str, Any]]:
         found = []
         for field_ in self._redis.hkeys(self._key):
-            oneid, _, entry = field_.decode().partition("\t")
+            text = field_.decode() if isinstance(field_, bytes) else field_
+            oneid, _, entry = text.partition("\t")
             trigger = from_history(oneid, entry)
             if trigger["fired_at"] < now_ms - grace_ms:
                 found.append(trigger)

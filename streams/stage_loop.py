@@ -256,7 +256,8 @@ class StageLoop:
             message = consumer.poll(min(left, 0.5))
             if message is not None and message.error() is None:
                 self._held.append(message)
-                consumer.pause([TopicPartition(message.topic(), message.partition())])
+                # a polled message without an error has its topic and partition
+                consumer.pause([TopicPartition(message.topic(), message.partition())])  # type: ignore[arg-type]
         return False
 
     def _resume(self) -> None:
