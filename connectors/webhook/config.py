@@ -11,15 +11,13 @@ from __future__ import annotations
 import logging
 import re
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from yarl import URL
 
-from touchstream.errors import ConfigError
+from touchstream.yamlcheck import YamlReader, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +27,7 @@ ALL_RULES = "*"
 MIN_SECRET_LEN = 16
 DAY_S = 24 * 3600
 
+WHAT = "webhook config"
 _TOP_KEYS = frozenset({"version", "endpoints", "batch_deadline_s", "max_in_flight", "done_ttl_s"})
 _ENDPOINT_KEYS = frozenset({"name", "url", "secret", "rules", "timeout_s", "max_attempts", "backoff",
                             "max_in_flight"})
@@ -90,18 +89,11 @@ class WebhookConfig:
 def load_config(path: str | Path) -> WebhookConfig:
     """Read and validate a webhook config file; warns when other users can read its secrets."""
     source = Path(path)
-    try:
-        mode = source.stat().st_mode
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"webhook config {source}: cannot be read ({exc.strerror})") from None
+    data = read_yaml(source, WHAT)
+    mode = source.stat().st_mode
     if mode & stat.S_IROTH:
         log.warning("webhook config %s holds secrets but is world-readable (mode %o): chmod 600 it",
                     source, stat.S_IMODE(mode))
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"webhook config {source}: not valid YAML ({exc})") from None
     return parse_config(data, source=str(source))
 
 
@@ -110,31 +102,9 @@ def parse_config(data: Any, source: str = "<webhooks>") -> WebhookConfig:
     return _Parser(source).parse(data)
 
 
-class _Parser:
+class _Parser(YamlReader):
     def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"webhook config {self.source}: {key}: {problem}")
-
-    def mapping(self, value: Any, key: str, allowed: frozenset[str]) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(key or "(top level)", f"must be a mapping, got {type(value).__name__}")
-        for name in value:
-            if name not in allowed:
-                raise self.fail(f"{key}.{name}" if key else str(name),
-                                f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        return value
-
-    def positive(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise self.fail(key, f"must be a number of seconds > 0, got {value!r}")
-        return float(value)
-
-    def whole(self, value: Any, key: str, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"must be a whole number >= {minimum}, got {value!r}")
-        return value
+        super().__init__(WHAT, source)
 
     def parse(self, data: Any) -> WebhookConfig:
         top = self.mapping(data, "", _TOP_KEYS)
@@ -152,7 +122,7 @@ class _Parser:
             endpoints.append(endpoint)
         config = WebhookConfig(
             endpoints=tuple(endpoints),
-            batch_deadline_s=self.positive(top.get("batch_deadline_s", 120.0), "batch_deadline_s"),
+            batch_deadline_s=self.seconds(top.get("batch_deadline_s", 120.0), "batch_deadline_s"),
             max_in_flight=self.whole(top.get("max_in_flight", 256), "max_in_flight"),
             done_ttl_s=self.whole(top.get("done_ttl_s", 30 * DAY_S), "done_ttl_s"),
             source=self.source,
@@ -188,7 +158,7 @@ class _Parser:
             url=url,
             secret=secret,
             rules=frozenset(rules),
-            timeout_s=self.positive(body.get("timeout_s", 10.0), f"{key}.timeout_s"),
+            timeout_s=self.seconds(body.get("timeout_s", 10.0), f"{key}.timeout_s"),
             max_attempts=self.whole(body.get("max_attempts", 8), f"{key}.max_attempts"),
             backoff=backoff,
             max_in_flight=self.whole(body.get("max_in_flight", 32), f"{key}.max_in_flight"),
@@ -209,8 +179,8 @@ class _Parser:
 
     def backoff(self, value: Any, key: str) -> Backoff:
         body = self.mapping(value, key, _BACKOFF_KEYS)
-        base = self.positive(body.get("base_s", Backoff.base_s), f"{key}.base_s")
-        most = self.positive(body.get("max_s", Backoff.max_s), f"{key}.max_s")
+        base = self.seconds(body.get("base_s", Backoff.base_s), f"{key}.base_s")
+        most = self.seconds(body.get("max_s", Backoff.max_s), f"{key}.max_s")
         if most < base:
             raise self.fail(f"{key}.max_s", f"must be >= base_s ({base}), got {most}")
         return Backoff(base, most)
