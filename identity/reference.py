@@ -5,19 +5,23 @@ The Lua scripts are the behaviour; this module is an executable specification of
 to be read and to make rule changes testable with a dict: fast unit tests pin merge, limit and
 guard semantics through it, and tests/integration/test_identity_reference.py checks it against
 the real scripts on random event sequences. It is not a production path (no concurrency, no
-durability, no suppression or operator actions).
+durability, no metrics).
 
-It models what decides outcomes: the index (value -> OneID, "!" once guarded), profiles (edges
-with anchor and "since", creation time, person, per-type counts, aliases), the alias map and the
-frequency-guard sets. It leaves out what never changes an outcome of resolve_batch: the anonymous
-sorted set, partition/offset provenance, message-id compaction and the guard sets' expiry (Redis
-expires them frequency_guard.window_days after the last write, by wall clock).
+It models the whole graph state the scripts read: the index (value -> OneID, GUARDED once the
+frequency guard stopped it), profiles (edges with anchor and "since", creation time, person,
+per-type counts, aliases, never-merge lists), the alias map, the frequency-guard sets, the
+suppression hash and the anonymous set; and the operator actions that change it (unmerge,
+delete_profile, collect_idle_anonymous). It leaves out partition/offset provenance, message-id
+compaction, the merge outbox, the audit stream and the guard sets' expiry (Redis expires them
+frequency_guard.window_days after the last write, by wall clock). Where a script reads Redis's
+clock (a profile left holding only anonymous identifiers, a split), the reference reads ``clock``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +43,9 @@ from identity.graph import (
     EventRef,
     UnmergeResult,
     value_hash,
+)
+from identity.graph import (
+    COLLECT_RUN as _COLLECT_RUN,
 )
 from identity.graph import (
     SUPPRESSED as WHY_SUPPRESSED,
@@ -124,8 +131,15 @@ class ReferenceGraph:
     """One identity graph in memory; :meth:`resolve_batch` answers what IdentityGraph's would
     for the same rules, cap and history of batches."""
 
-    def __init__(self, rules: IdentityRules, *, max_identifiers_per_event: int = 20) -> None:
+    def __init__(
+        self,
+        rules: IdentityRules,
+        *,
+        max_identifiers_per_event: int = 20,
+        clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
         self.rules = rules
+        self.clock = clock  # Redis's TIME where the scripts read it (a profile left anonymous, a split)
         self.cap = max_identifiers_per_event
         self.pk = rules.person_key
         # the script only knows the listed types (rules.script_config)
@@ -144,6 +158,9 @@ class ReferenceGraph:
         self.alias: dict[str, str] = {}  # merged OneID -> survivor
         self.guard: dict[str, set[str]] = {}  # "type:value" -> short hashes of people
         self.suppressed: dict[str, int] = {}  # "type:" + sha256(value) -> deletion time (ms)
+        self.anonymous: dict[str, int] = {}  # OneID of an anonymous-only profile -> last seen (ms)
+        self.collected = 0
+        self._created_now: str | None = None
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -248,6 +265,16 @@ class ReferenceGraph:
         self._recount(old)
         self._recount(split)
         old.never = [*old.never, new]
+        # part of an anonymous profile is anonymous (same last seen); a side of a stronger one
+        # that kept only anonymous identifiers becomes collectable (last seen: now)
+        if o in self.anonymous:
+            self.anonymous[new] = self.anonymous[o]
+        else:
+            now = self.clock()
+            if self._only_anonymous(old.members):
+                self.anonymous[o] = now
+            if self._only_anonymous(split.members):
+                self.anonymous[new] = now
         return UnmergeResult(
             oneid=o,
             new_oneid=new,
@@ -255,6 +282,27 @@ class ReferenceGraph:
             message_ids=[r.message_id for r in refs],
             events=refs,
         )
+
+    def collect_idle_anonymous(self, now_ms: int, idle_ms: int, limit: int = 500) -> list[str]:
+        """Remove anonymous-only profiles last seen before ``now_ms - idle_ms`` (oldest first)."""
+        cutoff = int(now_ms) - int(idle_ms)
+        collected: list[str] = []
+        while len(collected) < limit:
+            run = min(_COLLECT_RUN, limit - len(collected))
+            idle = sorted((seen, o) for o, seen in self.anonymous.items() if seen < cutoff)[:run]
+            for _, o in idle:
+                del self.anonymous[o]
+                profile = self.profiles.get(o)
+                if profile and profile.members and profile.person is None and self._collectable(profile):
+                    for m in profile.members:
+                        if self.index.get(m) == o:
+                            del self.index[m]
+                    self._drop(o)
+                    collected.append(o)
+            if len(idle) < run:
+                break
+        self.collected += len(collected)
+        return collected
 
     def _recount(self, profile: _Profile) -> None:
         counts: dict[str, int] = {}
@@ -269,16 +317,21 @@ class ReferenceGraph:
 
     # ---- resolution ----
 
-    def resolve_batch(self, events: Sequence[Mapping[str, Any]]) -> BatchResolution:
-        """What IdentityGraph.resolve_batch answers for ``events`` (one script run)."""
+    def resolve_batch(
+        self, events: Sequence[Mapping[str, Any]], now_ms: int | None = None
+    ) -> BatchResolution:
+        """What IdentityGraph.resolve_batch answers for ``events`` (one script run) received at
+        ``now_ms`` (default: the clock)."""
         if not events:
             return BatchResolution([], [], [], [])
         self._reset_run()
+        self._seen_ms = self.clock() if now_ms is None else int(now_ms)
         early: list[tuple[int, str, Any, str]] = []
         oneids: list[str] = []
         for i, event in enumerate(events):
             ids = self._screen(i, event, early)
             ev = _Event(i, event["message_id"], int(event["timestamp"]))
+            self._created_now = None
             if self._suppressed(ids, ev.ts):
                 for j in range(0, len(ids), 2):
                     self._reject(ev, ids[j], ids[j + 1], WHY_SUPPRESSED)
@@ -455,6 +508,9 @@ class ReferenceGraph:
         t, v = _split(tv)
         profile.members[tv] = _Rec(ev.ts, ev.msg, parent_hash(anchor) if anchor else "")
         profile.counts[t] = profile.counts.get(t, 0) + 1
+        # a stronger identifier: the profile is no longer anonymous (never collected from now on)
+        if t not in self.rules.anonymous_types and o != self._created_now:
+            self.anonymous.pop(o, None)
         if t == self.pk and profile.person is None:
             profile.person = v
             if not fresh:
@@ -463,6 +519,7 @@ class ReferenceGraph:
 
     def _create(self, tv: str, ev: _Event) -> str:
         o = self._new_id(tv)
+        self._created_now = o
         self.profiles[o] = _Profile(created=ev.ts)
         self._attach(o, tv, None, ev, fresh=True)
         return o
@@ -496,6 +553,12 @@ class ReferenceGraph:
             surv, lose = T, o
         else:
             surv, lose = o, T
+        # the loser leaves the anonymous set; the survivor stays in it only if both were anonymous
+        lost = self.anonymous.pop(lose, None)
+        if lost is None:
+            self.anonymous.pop(surv, None)
+        elif surv in self.anonymous and lost > self.anonymous[surv]:
+            self.anonymous[surv] = lost
         self._reroot(po.members, xtv, anchor, ev)
         if pt.person and not po.person:
             self._join_now(po.members, ev.ts)
@@ -525,6 +588,7 @@ class ReferenceGraph:
         for a in self.profiles[o].aliases:
             self.alias.pop(a, None)
         del self.profiles[o]
+        self.anonymous.pop(o, None)
 
     def _splice_out(self, o: str, tv: str) -> None:
         """Remove tv from o; its children hang on its parent so the profile stays one tree."""
@@ -542,6 +606,10 @@ class ReferenceGraph:
         del profile.members[tv]
         t, v = _split(tv)
         profile.counts[t] = profile.counts.get(t, 0) - 1
+        # losing its last non-anonymous identifier makes the profile collectable (last seen: now)
+        anonymous = self.rules.anonymous_types
+        if t not in anonymous and o not in self.anonymous and self._only_anonymous(profile.members):
+            self.anonymous[o] = self.clock()
         if t == self.pk and profile.person == v:
             others = [_split(m)[1] for m in profile.members if _split(m)[0] == self.pk]
             profile.person = min(others) if others else None
@@ -653,7 +721,23 @@ class ReferenceGraph:
             self.moves[k][4] = st.T
         if st.T:
             self._refresh_since(st.T, ids, ev.ts)
+            self._seen_anonymous(st.T, ids)
         return st.T
+
+    def _seen_anonymous(self, T: str, ids: list[str]) -> None:
+        """An event whose identifiers in T are all anonymous moves T's last seen (receipt) time
+        up when T is in the anonymous set; a profile it created from them joins the set."""
+        for j in range(0, len(ids), 2):
+            if ids[j] not in self.rules.anonymous_types and self.index.get(f"{ids[j]}:{ids[j + 1]}") == T:
+                return
+        if self._created_now == T or (T in self.anonymous and self._seen_ms > self.anonymous[T]):
+            self.anonymous[T] = self._seen_ms
+
+    def _collectable(self, profile: _Profile) -> bool:
+        return self._only_anonymous(profile.members)
+
+    def _only_anonymous(self, members: Iterable[str]) -> bool:
+        return all(_split(m)[0] in self.rules.anonymous_types for m in members)
 
 
 def _usable(value: str) -> bool:

@@ -144,3 +144,13 @@ def test_what_python_screens_never_reaches_the_graph():
         ("twitter", "unknown_type"),
     ]
     assert result.oneids == [oneid_of("anonymous_id", "a1")]
+
+
+def test_only_anonymous_profiles_are_collected_once_idle(graph):
+    visitor = graph.resolve_batch([ev("m1", 1000, ("anonymous_id", "a1"))], now_ms=DAY_MS).oneids[0]
+    person = graph.resolve_batch([ev("m2", 1000, ("anonymous_id", "a2"), ("email", "x@qq.com"))],
+                                 now_ms=DAY_MS).oneids[0]
+    # idleness is judged by receipt time: a late import of old events is not idle
+    assert graph.collect_idle_anonymous(now_ms=DAY_MS + 10, idle_ms=DAY_MS) == []
+    assert graph.collect_idle_anonymous(now_ms=3 * DAY_MS, idle_ms=DAY_MS) == [visitor]
+    assert graph.lookup("anonymous_id", "a1") is None and graph.lookup("anonymous_id", "a2") == person
