@@ -76,6 +76,9 @@ def preflight(methods: str) -> Handler:
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS,
                 "Access-Control-Max-Age": str(MAX_AGE_S),
             })
+            if request.headers.get("Access-Control-Request-Private-Network") == "true":
+                # Chromium asks before a public site may reach a collector on a private network
+                headers["Access-Control-Allow-Private-Network"] = "true"
         return web.Response(status=204, headers=headers)
 
     return answer

@@ -17,8 +17,9 @@ from aiohttp import ClientSession, web
 
 from apps import server
 from connectors.collector import cors, routes, sdk_config
+from connectors.outcome import Outcome
+from connectors.ratelimit import Decision
 from connectors.validation import Limits
-from tests.unit.connectors.test_collector_app import FakeIngestor, FakeLimiter
 from touchstream import metrics
 from touchstream.keys import ApiKey, normalise_origin
 
@@ -33,6 +34,21 @@ KEYS = {
 class FakeKeys:
     async def check(self, key: str | None) -> ApiKey | None:
         return KEYS.get(key or "")
+
+
+class FakeLimiter:
+    async def take(self, key: ApiKey, events: int) -> Decision:
+        return Decision(True)
+
+
+class FakeIngestor:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    async def ingest(self, records: list, outcomes: list[Outcome], *, source: str,
+                     source_kind: str) -> list[Outcome]:
+        self.records.extend(r for r in records if r is not None)
+        return list(outcomes)
 
 
 def make_app() -> web.Application:
@@ -96,6 +112,10 @@ def test_a_preflight_is_answered_for_the_sdks_methods_and_headers(path: str) -> 
         assert {"authorization", "content-type", "x-retry-count", "anonymousid", "sentat"} <= allowed
         assert response.headers["Vary"] == "Origin"
         assert int(response.headers["Access-Control-Max-Age"]) > 0
+        private = await client.options(path, headers={
+            "Origin": SHOP, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Private-Network": "true"})
+        assert private.headers["Access-Control-Allow-Private-Network"] == "true"
 
     run(scenario)
 
