@@ -22,7 +22,7 @@ from schemas.codec import default_registry
 from schemas.exceptions import DecodeError
 from streams.topics import Topics
 from tests.browser import harness
-from tests.integration.conftest import TopicReader, cli, metric, wait_resolved
+from tests.integration.conftest import TopicReader, api, cli, metric, wait_resolved
 from touchstream.settings import Settings
 
 PAGE_LEFT_JS = (harness.HERE / "pages" / "page-left.js").read_text()
@@ -192,21 +192,44 @@ def json_i(record: dict) -> int:
     return json.loads(record["properties"])["i"]
 
 
-def test_page_left_beacon_arrives_when_the_tab_is_closed(collector, site_port, browser, browser_key, raw):
-    anon = f"anon-{uuid.uuid4().hex[:8]}"
+def open_views(collector: str, read_key: str, oneid: str) -> int | None:
+    """The profile's open page views; None while the profile stage has not reached it yet."""
+    status, body = api(collector, "GET", f"/v1/profiles/{oneid}", read_key)
+    assert status in (200, 404), body
+    return body.get("profile", {}).get("open_views")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_page_left_from_a_closed_tab_closes_the_pricing_view(
+        collector, settings, worker, read_key, site_port, browser, browser_key, raw):
+    anon, user = f"anon-{uuid.uuid4().hex[:8]}", f"user-{uuid.uuid4().hex[:8]}"
     context, page, _ = open_page(browser, f"http://127.0.0.1:{site_port}/pages/segment.html")
+    reader = TopicReader(settings, Topics.of(settings).resolved, "event")
     try:
-        page.evaluate(ANALYTICS_JS, {"collector": collector, "key": browser_key, "anon": anon,
-                                     "user": "left"})
+        page.evaluate(ANALYTICS_JS, {"collector": collector, "key": browser_key, "anon": anon, "user": user})
         # pages/page-left.js, the README's snippet, is on the page as a site would include it
         page.evaluate("([collector, key]) => touchstreamPageLeft(collector, key, window.ids)",
                       [collector, browser_key])
+        raw.until(lambda _: len(raw.of(anon)) >= 3)
+        [viewed] = [r for r in raw.of(anon) if r["type"] == "page"]
+        oneid = wait_resolved(reader, {viewed["message_id"]})[viewed["message_id"]]["oneid"]
+        wait_for(lambda: open_views(collector, read_key, oneid) == 1, 30, "the pricing view never opened")
+
         page.close(run_before_unload=True)
-        left = [r for r in raw.until(lambda _: any(r["event"] == "Page Left" for r in raw.of(anon)))
-                if r["anonymous_id"] == anon and r["event"] == "Page Left"]
+        raw.until(lambda _: any(r["event"] == "Page Left" for r in raw.of(anon)))
+        left = [r for r in raw.of(anon) if r["event"] == "Page Left"]
         assert len(left) == 1, raw.of(anon)
-        assert ("user_id", "left") in ids(left[0]) and left[0]["type"] == "track"
+        assert ("user_id", user) in ids(left[0]) and left[0]["type"] == "track"
+        # closed by the visitor's own browser, seconds after opening: far before the 180 s the clock waits
+        wait_for(lambda: open_views(collector, read_key, oneid) == 0, 30, "Page Left did not close the view")
     finally:
+        reader.close()
         context.close()
 
 
