@@ -150,10 +150,11 @@ def _outcome(action: Callable[[], Any]) -> Any:
 
 def _operate(graph: IdentityGraph, ref: ReferenceGraph, step: tuple[str, int, int]) -> set[str]:
     kind, which, where = step
-    linked = sorted(tv for tv, owner in ref.index.items() if owner != HOT)
+    state = ref.state
+    linked = sorted(tv for tv, owner in state.index.items() if owner != HOT)
     if linked:
-        oneid = ref.index[linked[which % len(linked)]]
-        members = sorted(ref.profiles[oneid].members)
+        oneid = state.index[linked[which % len(linked)]]
+        members = sorted(state.profiles[oneid].members)
         type_, _, value = members[where % len(members)].partition(":")
     else:
         oneid, type_, value = "o_" + hashlib.sha1(b"user_id:u1").hexdigest()[:16], "user_id", "u1"
@@ -163,7 +164,7 @@ def _operate(graph: IdentityGraph, ref: ReferenceGraph, step: tuple[str, int, in
         want = _outcome(lambda: ref.collect_idle_anonymous(now, idle))
     elif kind == "delete":
         got = _outcome(lambda: graph.delete_profile(oneid, actor="test"))
-        want = _outcome(lambda: ref.delete_profile(oneid, now_ms=ref.clock()))
+        want = _outcome(lambda: ref.delete_profile(oneid))
     else:
         got = _outcome(lambda: graph.unmerge(oneid, type_, value, actor="test"))
         want = _outcome(lambda: ref.unmerge(oneid, type_, value))
@@ -223,10 +224,10 @@ def _compare(redis_client: redis.Redis, settings: Any, rules_name: str, raw: lis
                 assert graph.lookup(type_, value) == ref.lookup(type_, value), (type_, value)
         for oneid in oneids:
             assert graph.resolve_alias(oneid) == ref.resolve_alias(oneid), oneid
-        for oneid in ref.profiles:
+        for oneid in ref.state.profiles:
             assert graph.edges(oneid) == ref.edges(oneid), oneid
-        assert _anonymous(redis_client, graph) == _clock_free(ref.anonymous)
-        oneids.update(ref.profiles)
+        assert _anonymous(redis_client, graph) == _clock_free(ref.state.anonymous)
+        oneids.update(ref.state.profiles)
     finally:
         redis_client.delete(*_keys(graph, oneids))
 
