@@ -46,6 +46,7 @@ COLLECTOR_ROUTES = frozenset({"segment_single", "segment_batch", "segment_b", "s
                               "beacon_batch", *(f"segment_{letter}" for letter in SHORT_TYPES)})
 #: plain bodies up to this size are validated on the loop: a thread hop (~80 µs) costs more
 INLINE_MAX_BYTES = 16 * 1024
+_WRITE_KEY_NAME = b'"writeKey"'
 
 INGESTOR = web.AppKey("ingestor", Ingestor)
 KEYS = web.AppKey("keys", KeyChecker)
@@ -86,8 +87,9 @@ async def key_from_body(request: web.Request, body: object) -> ApiKey:
 
 async def parse_for_key(request: web.Request, raw: bytes, encoding: str,
                         max_bytes: int) -> tuple[object, int]:
-    """The body parsed to find its ``writeKey``; an empty body has none: 401 before any parsing."""
-    if not raw:
+    """The body parsed to find its ``writeKey``. A plain body that does not even spell the name
+    (or an empty one) gets its 401 before any parsing: a request without a key costs a byte scan."""
+    if not raw or (encoding not in GZIP and _WRITE_KEY_NAME not in raw):
         await key_from_body(request, None)
     return await off_loop(request, raw, encoding, decode_body, raw, encoding, max_bytes)
 

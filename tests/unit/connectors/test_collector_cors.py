@@ -253,3 +253,19 @@ def test_origins_are_kept_as_browsers_send_them(given: str, kept: str) -> None:
 def test_an_origin_that_is_not_scheme_host_port_is_refused_at_creation(bad: str) -> None:
     with pytest.raises(ValueError, match="origin"):
         normalise_origin(bad)
+
+
+def test_a_body_that_does_not_spell_write_key_is_refused_unparsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*_args: object) -> None:
+        raise AssertionError("a body without a key was parsed")
+
+    monkeypatch.setattr(routes, "decode_body", never)
+    batch = {"batch": [{"type": "track", "anonymousId": "a", "event": "E"}] * 500}
+
+    async def scenario(client: ClientSession) -> tuple[int, str]:
+        response = await client.post("/v1/b", **text_plain(batch, SHOP))
+        return response.status, (await response.json())["error"]["field"]
+
+    (status, field), app = run(scenario)
+    assert (status, field) == (401, "Authorization")
+    assert app[routes.INGESTOR].records == []
