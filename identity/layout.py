@@ -21,7 +21,8 @@ n = first 8 hex of sha1(value) as a number mod the rules' index buckets):
     B f:<type>:<h16>   set     people (12 hex of sha1 of the person key) a contested value (h16:
                                16 hex of sha1) was seen with; expires frequency_guard.window_days
                                after its last write
-    B anon             zset    OneID of a profile holding only anonymous types -> last seen (ms)
+    B anon             zset    OneID of a profile holding only anonymous types -> last seen (receipt
+                               time, ms): what IdentityGraph.collect_idle_anonymous removes once idle
     B s                hash    "type:" + sha256(value) -> deletion time (ms): suppression
     B audit            stream  unmerge / delete entries with actor and time
     B mo               hash    merge outbox: merged OneID -> "survivor|unix seconds"
