@@ -1,10 +1,12 @@
-"""The pure-Python reference resolver (identity/reference.py) against the real Lua on Redis.
+"""The pure-Python reference resolver (identity/reference/) against the real Lua on Redis.
 
-Random batches of events over small value pools (so merges, limits, guard hits and moves are
-frequent) go through both; every batch must answer the same OneIDs, merges, rejections and moves,
-and afterwards the graphs must hold the same index, aliases and edges (anchors and "since"
-included, which decide later re-points). The Lua is the behaviour: a failure here is fixed in the
-reference, unless it shows a bug in the Lua.
+Random sequences of batches over small value pools (so merges, limits, guard hits and moves are
+frequent), interleaved with operator splits, erasures and idle collection, go through both (a
+fresh graph prefix per case); every batch must answer the same OneIDs, merges, rejections and
+moves, every action the same result or error, and afterwards the graphs must hold the same index,
+aliases, edges (anchors and "since" included, which decide later re-points) and anonymous set.
+The Lua is the behaviour: a failure here is fixed in the reference, unless it shows a bug in the
+Lua. 3 rule sets x 400 cases (about 15 s); ``--hypothesis-show-statistics`` shows what they hit.
 """
 
 from __future__ import annotations
