@@ -127,13 +127,12 @@ def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], so
     """Import CRM contacts, orders or events from CSV, JSONL or Parquet through the same validation."""
     from apps import factory
     from connectors.importers import import_file, parse_mapping
-    from connectors.ingest import BlockingIngest
 
     try:
         mapping = parse_mapping(maps)
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
-    ingest = BlockingIngest(settings, source=source or f"import-{kind}")
+    ingest = factory.blocking_ingest(settings, source or f"import-{kind}")
     try:
         summary = import_file(file, kind=kind, mapping=mapping, submit=ingest.submit,
                               progress=not no_progress, limits=factory.limits(settings))

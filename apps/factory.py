@@ -11,14 +11,18 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
-from connectors.ingest import Ingestor, build_ingestor
-from connectors.producer import AsyncProducer
+from connectors.dedup import EdgeDedup
+from connectors.ingest import BlockingIngest, Ingestor
 from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits
 from identity.graph import IdentityGraph
+from identity.identifiers import CORE_TYPES
 from identity.rules import IdentityRules, load_rules
 from profiles.rules import DEFAULT_RULES_PATH, RuleSet
 from profiles.store import ProfileStore
+from schemas.codec import default_registry
+from streams.producers import AsyncProducer, producer_config
+from streams.topics import Topics
 from touchstream.keys import KeyChecker, KeyStore
 from touchstream.settings import Settings
 
@@ -54,9 +58,13 @@ def profile_store(settings: Settings, client: redis.Redis) -> ProfileStore:
                         max_traits_per_profile=settings.max_traits_per_profile)
 
 
-def limits(settings: Settings) -> Limits:
-    """What one message may hold at the edge (phone region, event age, trait and identifier caps)."""
-    return Limits.from_settings(settings)
+def limits(settings: Settings, rules: IdentityRules | None = None) -> Limits:
+    """What one message may hold at the edge (phone region, event age, trait and identifier caps);
+    the identifier types it pulls out of traits by name are the rules' own (``rules``, default
+    the configured file): a custom type is rules data, not code."""
+    rules = rules if rules is not None else identity_rules(settings)
+    custom = tuple(t for t in rules.priority if t not in CORE_TYPES)
+    return Limits.from_settings(settings, custom_types=custom)
 
 
 def key_store(settings: Settings, client: redis.Redis) -> KeyStore:
@@ -73,5 +81,17 @@ def rate_limiter(settings: Settings, client: aioredis.Redis) -> RateLimiter:
 
 
 def ingestor(settings: Settings, client: aioredis.Redis) -> tuple[Ingestor, AsyncProducer]:
-    """The collector's way onto the raw topic (and the producer to close on shutdown)."""
-    return build_ingestor(settings, client)
+    """The way onto the raw topic (and the producer to close on shutdown): the settings' broker,
+    raw topic and dedup window, partition keys ranked by the configured identity rules."""
+    producer = AsyncProducer(producer_config(settings.broker))
+    dedup = EdgeDedup(client, settings.redis_prefix, settings.dedup_window_s)
+    ingest = Ingestor(producer=producer, dedup=dedup, encode=default_registry().encoder("event"),
+                      topic=Topics.of(settings).raw, rules=identity_rules(settings))
+    return ingest, producer
+
+
+def blocking_ingest(settings: Settings, source: str) -> BlockingIngest:
+    """The ingestor for synchronous callers (the importers), with its own Redis client."""
+    client = async_redis_client(settings)
+    ingest, producer = ingestor(settings, client)
+    return BlockingIngest(ingest, producer, client, source=source, limits=limits(settings))

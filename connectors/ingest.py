@@ -16,14 +16,11 @@ import redis.asyncio as aioredis
 
 from connectors.dedup import EdgeDedup
 from connectors.outcome import Outcome
-from connectors.producer import AsyncProducer, producer_config
+from connectors.producer import AsyncProducer
 from connectors.validation import Limits, validate_message
 from identity.rules import IdentityRules, load_rules
-from schemas.codec import default_registry
-from streams.topics import Topics
 from touchstream import metrics
 from touchstream.errors import ValidationError
-from touchstream.settings import Settings
 
 
 @cache
@@ -100,31 +97,19 @@ class Ingestor:
         return final
 
 
-def build_ingestor(
-    settings: Settings, client: aioredis.Redis, rules: IdentityRules | None = None
-) -> tuple[Ingestor, AsyncProducer]:
-    """The Ingestor wired to the settings' broker, raw topic and dedup window (and its producer);
-    partition keys ranked by ``rules`` (default: the identity rules file the settings name)."""
-    producer = AsyncProducer(producer_config(settings.broker))
-    ingestor = Ingestor(
-        producer=producer,
-        dedup=EdgeDedup(client, settings.redis_prefix, settings.dedup_window_s),
-        encode=default_registry().encoder("event"),
-        topic=Topics.of(settings).raw,
-        rules=rules if rules is not None else load_rules(settings.identity_rules_path or None),
-    )
-    return ingestor, producer
-
-
 class BlockingIngest:
-    """Drives the Ingestor from synchronous code (the importers): one chunk per call."""
+    """Drives the Ingestor from synchronous code (the importers): one chunk per call.
 
-    def __init__(self, settings: Settings, *, source: str) -> None:
+    Built by ``apps.factory.blocking_ingest``; it owns the Redis client and producer it is given
+    and closes them with :meth:`close`."""
+
+    def __init__(self, ingestor: Ingestor, producer: AsyncProducer, client: aioredis.Redis, *,
+                 source: str, limits: Limits) -> None:
         self._source = source
-        self._limits = Limits.from_settings(settings)
+        self._limits = limits
         self._loop = asyncio.new_event_loop()
-        self._client = aioredis.Redis.from_url(settings.redis_url)
-        self._ingestor, self._producer = build_ingestor(settings, self._client)
+        self._client = client
+        self._ingestor, self._producer = ingestor, producer
 
     def submit(self, messages: list[dict]) -> list[Outcome]:
         """Validate, dedup and produce; one Outcome per message, after the broker's ack."""

@@ -52,7 +52,7 @@ from identity.exceptions import (
     ProfileNotFoundError,
     UnmergeError,
 )
-from identity.rules import IdentityRules, TypeRule, load_rules
+from identity.rules import IdentityRules, TypeRule
 from touchstream.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -215,10 +215,12 @@ class IdentityGraph:
         self,
         redis_client: redis.Redis,
         prefix: str,
-        rules: IdentityRules | None = None,
+        rules: IdentityRules,
         *,
         max_identifiers_per_event: int = 20,
     ) -> None:
+        """``rules`` always explicit: a graph built with other index buckets or types than the
+        ones that wrote it answers "unknown" for identifiers that exist."""
         if "{" in prefix or "}" in prefix:
             raise ConfigError(f"redis prefix {prefix!r} must not contain braces: the graph adds its hash tag")
         cap = max_identifiers_per_event
@@ -226,7 +228,7 @@ class IdentityGraph:
             raise ConfigError(f"max_identifiers_per_event must be a whole number >= 1, got {cap!r}")
         self.max_identifiers_per_event = max_identifiers_per_event
         self.redis = redis_client
-        self.rules = rules if rules is not None else load_rules()
+        self.rules = rules
         self.base = layout.base(prefix)
         self.meta_key = self.base + layout.K_META
         self._buckets = self.rules.index_buckets

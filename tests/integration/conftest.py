@@ -242,9 +242,9 @@ def wait_caught_up(settings: Settings, topic: str, timeout: float = 120.0) -> No
 def wait_merges_acknowledged(settings: Settings, timeout: float = 90.0) -> None:
     """Wait until the identity graph's merge outbox is empty: every merge record is on Kafka
     (one left behind by a crash is re-sent after a 30 s grace)."""
-    from identity.graph import IdentityGraph
+    from apps import factory
 
-    graph = IdentityGraph(redis.Redis.from_url(settings.redis_url), settings.redis_prefix)
+    graph = factory.identity_graph(settings, redis.Redis.from_url(settings.redis_url))
     deadline = time.monotonic() + timeout
     while graph.unacknowledged_merges(0, float("inf")):
         if time.monotonic() > deadline:
@@ -269,7 +269,7 @@ def recount(settings: Settings, records: list[dict]) -> tuple[Counter[str], Coun
     A crash can make the resolve stage put an event on the topic twice; the profile stage
     applied the copy whose position claimed the messageId first, so that is the one counted.
     """
-    from identity.graph import IdentityGraph
+    from apps import factory
     from streams.claims import Claims
 
     client = redis.Redis.from_url(settings.redis_url)
@@ -281,7 +281,7 @@ def recount(settings: Settings, records: list[dict]) -> tuple[Counter[str], Coun
         assert claim is not None, f"{r['message_id']} never reached the profile stage"
         partition, offset = map(int, claim.split(":"))
         applied[r["message_id"]] = by_position[(partition, offset)]
-    graph = IdentityGraph(client, settings.redis_prefix)
+    graph = factory.identity_graph(settings, client)
     final = graph.resolve_aliases({r["oneid"] for r in applied.values()})
     pages = Counter(final[r["oneid"]] for r in applied.values() if r["type"] == "page")
     orders = Counter(final[r["oneid"]] for r in applied.values()

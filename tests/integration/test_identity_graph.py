@@ -54,7 +54,8 @@ def test_a_new_identifier_gets_a_deterministic_oneid(graph, redis_client, settin
     assert graph.profile_identifiers(oneid) == {"email": ["a@qq.com"], "user_id": ["u1"]}
     assert result.merges == [] and result.rejections == [] and result.moves == []
     # another graph (another store) given the same event agrees
-    other = IdentityGraph(redis_client, f"{settings.redis_prefix}idg-other:{uuid.uuid4().hex[:6]}:")
+    other_prefix = f"{settings.redis_prefix}idg-other:{uuid.uuid4().hex[:6]}:"
+    other = IdentityGraph(redis_client, other_prefix, load_rules())
     assert other.resolve_batch([ev("m1", 1000, ("user_id", "u1"))]).oneids == [oneid]
 
 

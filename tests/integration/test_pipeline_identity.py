@@ -10,7 +10,7 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from identity.graph import IdentityGraph
+from apps import factory
 from identity.quality import score
 from identity.synthetic import generate
 from schemas.codec import default_registry
@@ -238,7 +238,7 @@ def test_two_workers_in_one_group_resolve_conflicting_traffic_correctly(settings
         worked = {r["_partition"] for r in records}
         assert len(worked) == own.partitions  # every partition's events came through
         client = redis.Redis.from_url(own.redis_url)
-        graph = IdentityGraph(client, own.redis_prefix)
+        graph = factory.identity_graph(own, client)
         assert graph.check_consistency() == []
         final = graph.resolve_aliases({r["oneid"] for r in records})
         predicted = {r["message_id"]: final[r["oneid"]] for r in records}
