@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -18,13 +17,13 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from touchstream.errors import ValidationError
-from touchstream.text import is_utf8
+from touchstream.text import NAME, is_utf8
 
 CORE_TYPES: tuple[str, ...] = ("user_id", "anonymous_id", "email", "phone", "device_id")
 DEFAULT_CUSTOM_TYPES: tuple[str, ...] = ("wechat_openid", "wechat_unionid", "crm_id")
 _CORE_SET = frozenset(CORE_TYPES)
 #: What a custom identifier type name may look like (also the rule for unknown externalIds types).
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+TYPE_NAME = NAME  # what an identifier type may be called
 MAX_VALUE_CHARS = 256
 #: Invalid values are kept on the record for inspection; cap them so a junk value stays small.
 MAX_INVALID_VALUE_CHARS = 512

@@ -15,14 +15,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from identity import layout
-from touchstream.errors import ConfigError
+from touchstream.text import NAME
+from touchstream.yamlcheck import YamlReader, read_yaml
 
+WHAT = "identity rules"
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.yaml")
 #: Same rule as identity/identifiers.py: type names are keys in Redis and field prefixes.
-TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+TYPE_NAME = NAME
 DAY_MS = 24 * 3600 * 1000
 MAX_INDEX_BUCKETS = 1 << 20
 
@@ -142,15 +142,7 @@ class IdentityRules:
 def load_rules(path: str | Path | None = None) -> IdentityRules:
     """Read and validate a rules file (default: ``identity/default_rules.yaml``)."""
     source = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"identity rules {source}: cannot be read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"identity rules {source}: not valid YAML ({exc})") from None
-    return parse_rules(data, source=str(source))
+    return parse_rules(read_yaml(source, WHAT), source=str(source))
 
 
 def parse_rules(data: Any, source: str = "<rules>") -> IdentityRules:
@@ -158,31 +150,22 @@ def parse_rules(data: Any, source: str = "<rules>") -> IdentityRules:
     return _Parser(source).parse(data)
 
 
-class _Parser:
+class _Parser(YamlReader):
     def __init__(self, source: str) -> None:
-        self.source = source
+        super().__init__(WHAT, source)
 
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"identity rules {self.source}: {key}: {problem}")
-
-    def mapping(self, value: Any, key: str, allowed: frozenset[str] | None = None) -> Mapping[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise self.fail(key, f"must be a mapping, got {type(value).__name__}")
-        for name in value:
-            if not isinstance(name, str):
-                raise self.fail(key, f"keys must be strings, got {name!r}")
-            if allowed is not None and name not in allowed:
-                raise self.fail(f"{key}.{name}" if key else name, f"unknown key (allowed: {sorted(allowed)})")
-        return value
+    def mapping(self, value: Any, key: str, allowed: frozenset[str] | None = None, *,
+                optional: bool = True) -> Mapping[str, Any]:
+        """Every section of the rules file may be left out."""
+        return super().mapping(value, key, allowed, optional=optional)
 
     def positive_int(self, value: Any, key: str, maximum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.fail(key, f"must be a whole number >= 1, got {value!r}")
-        if maximum is not None and value > maximum:
-            raise self.fail(key, f"must be at most {maximum}, got {value}")
-        return value
+        return self.whole(value, key, 1, maximum)
+
+    def listed(self, name: str, key: str, names: list[str]) -> None:
+        """A setting for a type the priority does not list would be ignored: refuse it instead."""
+        if name not in names:
+            raise self.fail(key, f"{name!r} is not listed in priority")
 
     def type_name(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not TYPE_NAME.match(value):
@@ -216,8 +199,8 @@ class _Parser:
             raise self.fail("unknown_types", f"must be one of {list(_UNKNOWN_MODES)}, got {unknown!r}")
 
         limits = self.limits(top.get("types"), names, person_key)
-        blocked = self.blocked(top.get("blocked"))
-        default_persons, persons, guard_window_ms = self.guard(top.get("frequency_guard"), person_key)
+        blocked = self.blocked(top.get("blocked"), names)
+        default_persons, persons, guard_window_ms = self.guard(top.get("frequency_guard"), names, person_key)
         max_members = self.positive_int(top.get("max_members", DEFAULT_MAX_MEMBERS), "max_members")
         anonymous = self.anonymous(top.get("anonymous_types"), names, person_key)
         storage = self.mapping(top.get("storage"), "storage", _STORAGE_KEYS)
@@ -281,12 +264,13 @@ class _Parser:
             raise self.fail(f"types.{person_key}.max", "the person_key needs a max (normally 1)")
         return out
 
-    def blocked(self, value: Any) -> dict[str, tuple[frozenset[str], tuple[str, ...]]]:
+    def blocked(self, value: Any, names: list[str]) -> dict[str, tuple[frozenset[str], tuple[str, ...]]]:
         out: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {}
         for name, spec in self.mapping(value, "blocked").items():
             key = f"blocked.{name}"
             if name != "any":
                 self.type_name(name, key)
+                self.listed(name, key, names)
             body = self.mapping(spec, key, _BLOCK_KEYS)
             values = body.get("values") or []
             patterns = body.get("patterns") or []
@@ -325,7 +309,7 @@ class _Parser:
                 raise self.fail(key, "the person_key identifies a person; it cannot be anonymous")
         return frozenset(value)
 
-    def guard(self, value: Any, person_key: str) -> tuple[int, dict[str, int], int]:
+    def guard(self, value: Any, names: list[str], person_key: str) -> tuple[int, dict[str, int], int]:
         body = self.mapping(value, "frequency_guard", _GUARD_KEYS)
         default = self.positive_int(body.get("max_persons", 3), "frequency_guard.max_persons")
         days = body.get("window_days", DEFAULT_GUARD_WINDOW_DAYS)
@@ -334,6 +318,7 @@ class _Parser:
         for name, limit in self.mapping(body.get("types"), "frequency_guard.types").items():
             key = f"frequency_guard.types.{name}"
             self.type_name(name, key)
+            self.listed(name, key, names)
             if name == person_key:
                 raise self.fail(key, "the person_key is what the guard counts; it cannot be guarded")
             per_type[name] = self.positive_int(limit, key)

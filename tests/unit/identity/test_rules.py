@@ -218,3 +218,17 @@ def test_bounds_and_anonymous_types_can_be_set(default_data):
     assert rules.guard_window_ms == int(1.5 * DAY_MS)
     assert rules.anonymous_types == frozenset({"anonymous_id"})
     assert parse_rules(with_change(default_data, "anonymous_types", [])).anonymous_types == frozenset()
+
+
+@pytest.mark.parametrize("section", ["blocked", "frequency_guard"])
+def test_a_setting_for_a_type_not_in_priority_is_refused_not_ignored(section: str) -> None:
+    data = copy.deepcopy(yaml.safe_load(DEFAULT_RULES_PATH.read_text(encoding="utf-8")))
+    data["unknown_types"] = "link"
+    if section == "blocked":
+        data["blocked"] = {"loyalty_id": {"values": ["0"]}}
+        key = "blocked.loyalty_id"
+    else:
+        data["frequency_guard"] = {"types": {"loyalty_id": 2}}
+        key = "frequency_guard.types.loyalty_id"
+    with pytest.raises(ConfigError, match=rf"{key}: 'loyalty_id' is not listed in priority"):
+        parse_rules(data)
