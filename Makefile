@@ -68,6 +68,7 @@ topics: install up ## Create the platform's Kafka topics (idempotent)
 
 test: install up chromium browser-sdks ## Unit and integration tests on the real stack (browsers included)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (nothing running needed)

@@ -307,7 +307,7 @@ class IdentityGraph:
                     early.append((i, _clean_type(type_), value, INVALID_VALUE))
                     continue
                 rank = screen(type_, value)
-                if type(rank) is int:
+                if isinstance(rank, int):
                     kept.append((rank, type_, value))
                 else:
                     early.append((i, type_ if rank == BLOCKED else _clean_type(type_), value, rank))
@@ -350,7 +350,7 @@ class IdentityGraph:
         raise IdentityError("the resolve script kept asking for value hashes")
 
     def _call_resolve(self, payload: list[list[Any]], seen_ms: int) -> dict[str, Any]:
-        args = [
+        args: list[str | int | bytes] = [
             self.base,
             self._buckets,
             self.rules.script_config,
@@ -442,9 +442,9 @@ class IdentityGraph:
         what a crash left between the script and Kafka."""
         stale = []
         for merged, value in self.redis.hgetall(self.base + layout.K_MERGE_OUTBOX).items():
-            survivor, _, at = value.decode().partition("|")
+            survivor, _, at = _text(value).partition("|")
             if float(at or 0) < now_s - older_than_s:
-                stale.append((merged.decode(), survivor))
+                stale.append((_text(merged), survivor))
         return stale
 
     # ---- lookups ----
@@ -598,9 +598,9 @@ class IdentityGraph:
 
     def audit_log(self, count: int = 100) -> list[dict[str, str]]:
         """The newest audit entries (unmerge, delete), newest first."""
-        entries = self.redis.xrevrange(self.audit_key, count=count)
+        entries = self.redis.xrevrange(self.audit_key, count=count) or []
         return [
-            {"id": _text(entry_id), **{_text(k): _text(v) for k, v in fields.items()}}
+            {"id": _text(entry_id), **{_text(k): _text(v) for k, v in (fields or {}).items()}}
             for entry_id, fields in entries
         ]
 

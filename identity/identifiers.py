@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -180,7 +180,7 @@ def _shown(value: object, limit: int = MAX_INVALID_VALUE_CHARS) -> str:
     if isinstance(value, str):
         text = value[:limit]
     elif _is_huge_int(value):
-        text = f"<int of {value.bit_length()} bits>"  # type: ignore[union-attr]
+        text = f"<int of {cast(int, value).bit_length()} bits>"
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         text = str(value)
     else:

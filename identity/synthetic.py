@@ -27,12 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from identity.identifiers import normalise
 from touchstream.errors import TouchstreamError
-
-try:  # the project's normaliser; kept optional so the generator also runs on its own
-    from identity.identifiers import normalise as _project_normalise
-except ImportError:  # pragma: no cover - only without identity/identifiers.py
-    _project_normalise = None
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 MINUTE_MS = 60_000
@@ -57,23 +53,9 @@ _PAGES = ("Home", "Product", "Category", "Search", "Cart", "Article", "Campaign"
 _TRACKS = ("Product Viewed", "Product Added", "Video Played", "Coupon Claimed", "Search Performed")
 
 
-def _minimal_normalise(type_: str, value: object) -> str:
-    """Stand-in for identity.identifiers.normalise: trims, lower-cases emails, E.164 for CN mobiles."""
-    text = str(value).strip()
-    if type_ == "email":
-        return text.lower()
-    if type_ == "phone":
-        digits = "".join(c for c in text if c.isdigit())
-        if digits.startswith("0086"):
-            digits = digits[4:]
-        elif digits.startswith("86") and len(digits) == 13:
-            digits = digits[2:]
-        return "+86" + digits
-    return text
-
-
 def _normaliser() -> Callable[[str, object], str]:
-    return _project_normalise if _project_normalise is not None else _minimal_normalise
+    """The project's one normaliser: the ground truth is spelled as the edge would store it."""
+    return normalise
 
 
 @dataclass

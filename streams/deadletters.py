@@ -103,8 +103,8 @@ def read_dead_letters(broker: str, topic: str, *, timeout: float = 10.0) -> Iter
             # a polled message without an error has its partition, offset and value
             partition, offset, value = msg.partition(), msg.offset(), msg.value()
             yield StoredDeadLetter(partition, offset, decode(value))  # type: ignore[arg-type]
-            if offset + 1 >= ends[partition]:  # type: ignore[operator,index]
-                del ends[partition]  # type: ignore[arg-type]
+            if offset + 1 >= ends[partition]:  # type: ignore[operator]
+                del ends[partition]
     finally:
         consumer.close()
 

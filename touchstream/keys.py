@@ -148,7 +148,8 @@ class KeyStore:
 
     def list(self) -> list[ApiKey]:
         return sorted(
-            (_to_api_key(k.decode(), json.loads(v)) for k, v in self._redis.hgetall(self._hash).items()),
+            (_to_api_key(k.decode() if isinstance(k, bytes) else k, json.loads(v))
+             for k, v in self._redis.hgetall(self._hash).items()),
             key=lambda k: k.created_at,
         )
 
