@@ -1,1 +1,1 @@
-"""Sources (HTTP collector, file importers) and sinks (webhooks, Parquet lake)."""
+"""Sources (HTTP collector, file importers) and sinks (webhooks) at the edge of the pipeline."""
