@@ -93,16 +93,21 @@ def _post_batch(base: str, key: str, batch: list[dict]) -> dict:
         return json.loads(response.read())
 
 
+def _poll_value(consumer: Consumer, timeout_s: float) -> bytes | None:
+    """The next record's bytes, or None when nothing (or only an error or a tombstone) came."""
+    msg = consumer.poll(timeout_s)
+    if msg is None or msg.error():
+        return None
+    return msg.value()
+
+
 def _triggers_for(consumer: Consumer, oneids: set[str], settle_s: float) -> dict[str, int]:
     """Triggers fired for these people, by rule (reads until the topic is quiet for settle_s)."""
     decode = default_registry().decoder("trigger")
     counts: dict[str, int] = {}
     quiet_until = time.monotonic() + settle_s
     while time.monotonic() < quiet_until:
-        msg = consumer.poll(0.2)
-        if msg is None or msg.error():
-            continue
-        value = msg.value()
+        value = _poll_value(consumer, 0.2)
         if value is None:
             continue
         trigger = decode(value)
@@ -148,10 +153,7 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
         resolved = 0
         deadline = time.monotonic() + timeout
         while resolved < accepted and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            value = msg.value()
+            value = _poll_value(consumer, 0.5)
             if value is None:
                 continue
             record = decode(value)
