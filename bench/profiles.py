@@ -15,6 +15,7 @@ from typing import Any
 from profiles.engine import Engine
 from profiles.rules import Rules, RuleSet, load_rules_file
 from profiles.state import ProfileState
+from schemas.testing import event_record
 
 _PATHS = [
     "/",
@@ -52,28 +53,10 @@ def synthetic_events(n: int, people: int, *, seed: int = 7, start_ms: int = T0) 
         ts += rng.randint(1, 400)
         person = rng.randrange(people)
         roll = rng.random()
-        ev: dict[str, Any] = {
-            "message_id": f"bench-{seed}-{i}",
-            "type": "page",
-            "event": None,
-            "name": None,
-            "anonymous_id": f"anon-{person}",
-            "user_id": None,
-            "previous_id": None,
-            "group_id": None,
-            "timestamp": ts,
-            "original_timestamp": ts,
-            "sent_at": ts,
-            "received_at": ts,
-            "source": "bench",
-            "identifiers": [{"type": "anonymous_id", "value": f"anon-{person}"}],
-            "invalid_identifiers": [],
-            "properties": "{}",
-            "traits": "{}",
-            "context": "{}",
-            "integrations": "{}",
-            "oneid": f"p{person}",
-        }
+        ev = event_record("page", ts, message_id=f"bench-{seed}-{i}", source="bench",
+                          anonymous_id=f"anon-{person}", original_timestamp=ts, sent_at=ts,
+                          identifiers=[{"type": "anonymous_id", "value": f"anon-{person}"}],
+                          oneid=f"p{person}")
         if roll < 0.65:
             path = rng.choice(_PATHS)
             ev["properties"] = json.dumps(

@@ -15,6 +15,7 @@ from typing import Any
 from identity.graph import BatchResolution
 from profiles.engine import BatchResult
 from schemas.codec import default_registry
+from schemas.testing import event_record
 from streams.records import Record
 
 
@@ -152,9 +153,8 @@ class FakeStore:
 def raw_event(message_id: str, *identifiers: str, source: str = "web", timestamp: int = 1_700_000_000_000,
               event: str = "Page Viewed", oneid: str | None = None) -> dict[str, Any]:
     """An Event record (schemas/event.avsc) whose identifiers are ``email`` values."""
-    return {"message_id": message_id, "type": "track", "event": event, "timestamp": timestamp,
-            "received_at": timestamp, "source": source, "oneid": oneid,
-            "identifiers": [{"type": "email", "value": value} for value in identifiers]}
+    return event_record("track", timestamp, message_id=message_id, source=source, event=event, oneid=oneid,
+                        identifiers=[{"type": "email", "value": value} for value in identifiers])
 
 
 def records(events: Sequence[Mapping[str, Any]], *, topic: str = "raw", partition: int = 0,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any
+
+from schemas.testing import event_record
 
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 S = 1000
@@ -32,28 +33,13 @@ def event(
     if path is not None:
         props.setdefault("path", path)
         props.setdefault("url", f"https://example.com{path}")
-    return {
-        "message_id": message_id or f"msg-{next(_ids)}",
-        "type": kind,
-        "event": name if kind == "track" else None,
-        "name": name if kind in ("page", "screen") else None,
-        "anonymous_id": anonymous_id,
-        "user_id": None,
-        "previous_id": None,
-        "group_id": None,
-        "timestamp": ts,
-        "original_timestamp": ts,
-        "sent_at": ts,
-        "received_at": ts,
-        "source": "test",
-        "identifiers": [{"type": "anonymous_id", "value": anonymous_id}],
-        "invalid_identifiers": [],
-        "properties": json.dumps(props),
-        "traits": json.dumps(traits or {}),
-        "context": json.dumps(context or {}),
-        "integrations": "{}",
-        "oneid": oneid,
-    }
+    return event_record(
+        kind, ts, message_id=message_id or f"msg-{next(_ids)}",
+        event=name if kind == "track" else None, name=name if kind in ("page", "screen") else None,
+        anonymous_id=anonymous_id, original_timestamp=ts, sent_at=ts,
+        identifiers=[{"type": "anonymous_id", "value": anonymous_id}],
+        properties=props, traits=traits or {}, context=context or {}, oneid=oneid,
+    )
 
 
 def page(path: str, ts: int, oneid: str = "p1", **kw: Any) -> dict[str, Any]:
