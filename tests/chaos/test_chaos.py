@@ -7,7 +7,6 @@ a recount, and no trigger was emitted twice. Prints what it verified; fails othe
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from confluent_kafka import Producer
 from connectors.ingest import partition_key
 from identity.synthetic import generate, squeeze
 from schemas.codec import default_registry
+from schemas.testing import anonymous_page
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
     TopicReader,
@@ -37,10 +37,7 @@ def _stream(count_persons: int) -> list[dict]:
     for i in range(100):  # dwell triggers that must fire exactly once each
         anon = f"chaos-dwell-{i}"
         for n, (path, at) in enumerate((("/pricing", 0), ("/docs", 200_000))):
-            out.append({**events[0], "message_id": f"{anon}-{n}", "type": "page", "event": None, "name": path,
-                        "properties": json.dumps({"path": path}), "user_id": None, "anonymous_id": anon,
-                        "identifiers": [{"type": "anonymous_id", "value": anon}], "traits": "{}",
-                        "timestamp": start + i * 5_000 + at, "received_at": start + i * 5_000 + at + 150})
+            out.append(anonymous_page(anon, path, start + i * 5_000 + at, message_id=f"{anon}-{n}"))
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections import Counter
@@ -14,6 +13,7 @@ from confluent_kafka import Producer
 from connectors.ingest import partition_key
 from identity.synthetic import generate, squeeze
 from schemas.codec import default_registry
+from schemas.testing import anonymous_page
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
     TopicReader,
@@ -115,11 +115,7 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
     for i in range(60):
         for n, (path, at) in enumerate((("/pricing", 0), ("/docs", 200_000))):
             anon = f"kill-dwell-{i}"
-            squeezed.append({**events[0], "message_id": f"{anon}-{n}", "type": "page", "event": None,
-                             "name": path, "properties": json.dumps({"path": path}), "user_id": None,
-                             "anonymous_id": anon, "identifiers": [{"type": "anonymous_id", "value": anon}],
-                             "traits": "{}", "timestamp": start + i * 10_000 + at,
-                             "received_at": start + i * 10_000 + at + 150})
+            squeezed.append(anonymous_page(anon, path, start + i * 10_000 + at, message_id=f"{anon}-{n}"))
     producer = Producer({"bootstrap.servers": own.broker, "linger.ms": 5})
     for event in squeezed:
         producer.produce(Topics.of(own).raw, registry.encode("event", event), partition_key(event))
