@@ -6,11 +6,11 @@ that the collector and the workers use, in one process on one core.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from schemas.codec import EVENT, SchemaRegistry, default_registry
+from schemas.testing import event_record
 
 _CONTEXT = {
     "ip": "203.0.113.9",
@@ -36,35 +36,20 @@ def sample_event(i: int = 0) -> dict[str, Any]:
     """A realistic track event (about 1 KB encoded) whose ids vary with ``i``."""
     anonymous_id = f"a3f2a9c1-1b2d-4c5e-8f90-{i:012d}"
     ts = 1_700_000_000_000 + i
-    return {
-        "message_id": f"ajs-next-{ts}-{i:08d}-3f2a9c1e-1b2d-4c5e",
-        "type": "track",
-        "event": "Product Viewed",
-        "name": None,
-        "anonymous_id": anonymous_id,
-        "user_id": f"u-{i}",
-        "previous_id": None,
-        "group_id": None,
-        "timestamp": ts,
-        "original_timestamp": ts - 150,
-        "sent_at": ts - 100,
-        "received_at": ts,
-        "source": "web",
-        "identifiers": [
+    return event_record(
+        "track", ts, message_id=f"ajs-next-{ts}-{i:08d}-3f2a9c1e-1b2d-4c5e", source="web",
+        event="Product Viewed", anonymous_id=anonymous_id, user_id=f"u-{i}",
+        original_timestamp=ts - 150, sent_at=ts - 100,
+        identifiers=[
             {"type": "user_id", "value": f"u-{i}"},
             {"type": "anonymous_id", "value": anonymous_id},
             {"type": "email", "value": f"user{i}@example.com"},
         ],
-        "invalid_identifiers": [{"type": "phone", "value": "12345", "reason": "not_a_number"}],
-        "properties": json.dumps(
-            {"product_id": f"sku-{i % 500}", "price": 19.9, "currency": "CNY", "category": "shoes",
-             "name": "Runner 2", "quantity": 1}
-        ),
-        "traits": "{}",
-        "context": json.dumps(_CONTEXT),
-        "integrations": "{}",
-        "oneid": None,
-    }
+        invalid_identifiers=[{"type": "phone", "value": "12345", "reason": "not_a_number"}],
+        properties={"product_id": f"sku-{i % 500}", "price": 19.9, "currency": "CNY", "category": "shoes",
+                    "name": "Runner 2", "quantity": 1},
+        context=_CONTEXT,
+    )
 
 
 def bench_codec(n: int = 50_000, registry: SchemaRegistry | None = None) -> dict[str, float]:
