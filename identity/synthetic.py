@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity.identifiers import normalise
+from schemas.testing import event_record
 from touchstream.errors import TouchstreamError
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
@@ -149,30 +150,12 @@ class _Builder:
         elif kind in ("page", "screen"):
             name = self.rng.choice(_PAGES)
         context: dict[str, Any] = {"device": {"id": device_id}} if device_id else {}
-        self.events.append(
-            {
-                "message_id": message_id,
-                "type": kind,
-                "event": event_name,
-                "name": name,
-                "anonymous_id": anonymous_id,
-                "user_id": user_id,
-                "previous_id": None,
-                "group_id": None,
-                "timestamp": ts,
-                "original_timestamp": ts,
-                "sent_at": None,
-                "received_at": ts + 150,
-                "source": source,
-                "identifiers": identifiers,
-                "invalid_identifiers": invalid,
-                "properties": "{}",
-                "traits": json.dumps(traits, ensure_ascii=False) if kind == "identify" else "{}",
-                "context": json.dumps(context),
-                "integrations": "{}",
-                "oneid": None,
-            }
-        )
+        self.events.append(event_record(
+            kind, ts, message_id=message_id, source=source, event=event_name, name=name,
+            anonymous_id=anonymous_id, user_id=user_id, original_timestamp=ts, received_at=ts + 150,
+            identifiers=identifiers, invalid_identifiers=invalid, context=json.dumps(context),
+            traits=json.dumps(traits, ensure_ascii=False) if kind == "identify" else "{}",
+        ))
         self.truth[message_id] = pid
 
 
