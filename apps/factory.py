@@ -21,6 +21,7 @@ from identity.rules import IdentityRules, load_rules
 from profiles.rules import DEFAULT_RULES_PATH, RuleSet
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
+from streams.ops_http import Check, kafka_check, redis_check
 from streams.producers import AsyncProducer, producer_config
 from streams.topics import Topics
 from touchstream.keys import KeyChecker, KeyStore
@@ -56,6 +57,11 @@ def profile_store(settings: Settings, client: redis.Redis) -> ProfileStore:
     return ProfileStore(client, settings.redis_prefix, profile_rules(settings),
                         event_time_skew_ms=settings.event_time_skew_s * 1000,
                         max_traits_per_profile=settings.max_traits_per_profile)
+
+
+def readiness_checks(settings: Settings, client: redis.Redis) -> dict[str, Check]:
+    """What ``/readyz`` asks: Redis answers PING, Kafka answers a metadata request."""
+    return {"redis": redis_check(client), "kafka": kafka_check(settings.broker)}
 
 
 def limits(settings: Settings, rules: IdentityRules | None = None) -> Limits:

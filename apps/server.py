@@ -13,8 +13,9 @@ closed on clean-up; errors become JSON answers here, in one place:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from connectors.collector import routes as collector_routes
 from connectors.collector.routes import dumps_strict, inflight_limit, json_error
 from connectors.producer import AsyncProducer
 from identity.identifiers import warm_up
+from streams.ops_http import Check, readiness
 from touchstream import metrics
 from touchstream.errors import ValidationError
 from touchstream.settings import Settings
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", aioredis.Redis)
+READINESS: web.AppKey[Mapping[str, Check]] = web.AppKey("readiness")
 PRODUCER = web.AppKey("producer", AsyncProducer)
 
 #: threads parsing and validating bodies: the GIL makes more useless; two keep one heavy batch
@@ -95,7 +98,15 @@ async def _metrics(_request: web.Request) -> web.Response:
 
 
 async def _health(_request: web.Request) -> web.Response:
+    """Alive: the process answers (a liveness probe never restarts a pod waiting for Kafka)."""
     return web.json_response({"status": "ok"}, dumps=dumps_strict)
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Ready: Redis and Kafka answer; 503 naming the failing checks takes the pod out of rotation."""
+    ready, report = await asyncio.to_thread(readiness, request.app[READINESS])
+    return web.json_response({"status": "ready" if ready else "unavailable", "checks": report},
+                             status=200 if ready else 503, dumps=dumps_strict)
 
 
 def load_openapi() -> dict:
@@ -132,6 +143,7 @@ def create_app(settings: Settings) -> web.Application:
         app[api.API_KEYS] = keys
         app[api.GRAPH] = factory.identity_graph(settings, sync_client)
         app[api.PROFILES] = factory.profile_store(settings, sync_client)
+        app[READINESS] = factory.readiness_checks(settings, sync_client)
         app[api.REGION] = settings.default_phone_region
         yield
         executor.shutdown(wait=True, cancel_futures=True)
@@ -145,6 +157,7 @@ def create_app(settings: Settings) -> web.Application:
     api.add_routes(app)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
     app.router.add_get("/openapi.json", _openapi)
     return app
 

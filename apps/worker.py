@@ -20,7 +20,6 @@ import signal
 import threading
 
 import redis
-from prometheus_client import start_http_server
 
 from apps import factory
 from schemas.codec import default_registry
@@ -28,6 +27,7 @@ from streams.consumer import consumer_config
 from streams.handlers import MergeHandler, ProfileHandler, ResolveHandler, dead_letter_poison, now_ms
 from streams.idle_profiles import collect_idle_profiles
 from streams.observer import StageObserver
+from streams.ops_http import serve_ops
 from streams.outbox import GRACE_MS, RedisHeartbeats, ScanPolicy
 from streams.producers import BlockingProducer, producer_config
 from streams.stage_loop import BatchHandler, StageLoop, Tick
@@ -110,7 +110,7 @@ def run_worker(settings: Settings) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    start_http_server(settings.worker_web_port, addr=settings.http_host)
+    ops = serve_ops(settings.http_host, settings.worker_web_port, factory.readiness_checks(settings, client))
     threads = [threading.Thread(target=guarded, args=(loop,), name=loop.name) for loop in loops]
     for thread in threads:
         thread.start()
@@ -119,5 +119,6 @@ def run_worker(settings: Settings) -> None:
         pass
     for thread in threads:
         thread.join(30)
+    ops.shutdown()
     if failed.is_set():
         raise SystemExit(1)
