@@ -7,6 +7,7 @@ driving the same stages gets the same metrics by calling the same observer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,8 +48,13 @@ class StageObserver:
         self.dead_lettered(out.deadletters)
 
     def triggers_sent(self, triggers: Sequence[dict[str, Any]]) -> None:
+        """Counted, and timed from the moment each became due (its ``fired_at``, event time) to
+        now, Kafka's acknowledgement: how late intent reaches downstream services."""
+        now_s = time.time()
         for trigger in triggers:
             metrics.TRIGGERS.labels(trigger["rule"]).inc()
+            delay_s = now_s - trigger["fired_at"] / 1000
+            metrics.TRIGGER_DELAY.labels(trigger["rule"]).observe(max(0.0, delay_s))
 
     def dead_lettered(self, letters: Sequence[DeadLetter]) -> None:
         """Counted when produced (acknowledged), not when built."""

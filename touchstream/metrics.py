@@ -75,6 +75,11 @@ RULE_ERRORS = Counter(
     "touchstream_rule_errors_total",
     "Rule conditions or expressions that failed on an event's data and counted as false (event kept)",
 )
+TRIGGER_DELAY = Histogram(
+    "touchstream_trigger_delay_seconds",
+    "From the moment a trigger became due (the event time it fired at) to Kafka's acknowledgement",
+    ["rule"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
 PROFILES_COLLECTED = Counter(
     "touchstream_profiles_collected_total", "Anonymous-only profiles removed after their idle period"
 )
