@@ -242,11 +242,13 @@ def _webhook_config_option(func):  # type: ignore[no-untyped-def]
 @click.pass_obj
 def webhooks_run(settings: Settings, config_path: Path, stop_after_idle: float | None) -> None:
     """Deliver triggers from <prefix>.triggers to the configured endpoints, exactly once in effect."""
+    from apps import factory
     from connectors.webhook import run_webhook_sink
 
     try:
         stats = run_webhook_sink(settings, config_path, stop_after_idle_s=stop_after_idle,
-                                 metrics_port=settings.webhook_metrics_port or None)
+                                 metrics_port=settings.webhook_metrics_port or None,
+                                 readiness=factory.readiness_checks(settings, factory.redis_client(settings)))
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(stats.render(), err=True)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from connectors.webhook.exceptions import DoneStoreError, WebhookError
 from schemas.codec import default_registry
 from streams.consumer import consumer_config as loop_consumer_config
 from streams.deadletters import DeadLetter
+from streams.ops_http import Check, serve_ops
 from streams.records import Record
 from streams.sink_loop import SinkOptions, run_sink
 from streams.stage_loop import Stopped
@@ -98,18 +99,18 @@ def consumer_config(settings: Settings, config: WebhookConfig) -> dict[str, Any]
 
 
 def run_webhook_sink(settings: Settings, config_path: str | Path, *, stop_after_idle_s: float | None = None,
-                     metrics_port: int | None = None) -> SinkStats:
+                     metrics_port: int | None = None, readiness: Mapping[str, Check] | None = None
+                     ) -> SinkStats:
     """Deliver triggers until SIGTERM/SIGINT (or ``stop_after_idle_s`` without any); blocking.
 
-    ``metrics_port`` serves Prometheus ``/metrics`` on ``settings.http_host`` when set.
+    ``metrics_port`` serves the ops port (``/metrics``, ``/healthz``, ``/readyz`` by the
+    ``readiness`` checks) on ``settings.http_host`` when set.
     """
     config = load_config(config_path)
     server = None
     if metrics_port:
-        from prometheus_client import start_http_server
-
         try:
-            server, _ = start_http_server(metrics_port, addr=settings.http_host)
+            server = serve_ops(settings.http_host, metrics_port, readiness or {})
         except OSError as exc:
             raise ConfigError(f"webhook metrics port {settings.http_host}:{metrics_port} cannot be bound "
                               f"({exc.strerror}); set TOUCHSTREAM_WEBHOOK_METRICS_PORT") from None
