@@ -8,11 +8,14 @@ once built the identity graph without it and silently used the shipped rules).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import redis
 import redis.asyncio as aioredis
 
 from connectors.dedup import EdgeDedup
 from connectors.ingest import BlockingIngest, Ingestor
+from connectors.lake.config import LakeConfig
 from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits
 from identity.graph import IdentityGraph
@@ -101,3 +104,12 @@ def blocking_ingest(settings: Settings, source: str) -> BlockingIngest:
     client = async_redis_client(settings)
     ingest, producer = ingestor(settings, client)
     return BlockingIngest(ingest, producer, client, source=source, limits=limits(settings))
+
+
+def lake_config(settings: Settings) -> LakeConfig:
+    """The lake's folder and rolls, and the topics, group and batches its sink reads with."""
+    return LakeConfig(path=Path(settings.lake_path), roll_bytes=settings.lake_roll_bytes,
+                      roll_s=float(settings.lake_roll_s), broker=settings.broker,
+                      group=f"{settings.app_id}-lake", topic_prefix=settings.topic_prefix,
+                      deadletter_topic=Topics.of(settings).deadletter, batch_size=settings.lake_batch_size,
+                      metrics_host=settings.http_host, metrics_port=settings.lake_metrics_port)

@@ -94,3 +94,16 @@ ORIGINS_REFUSED = Counter(
     "touchstream_origins_refused_total",
     "Browser requests refused because their Origin is not allowed for the write key", ["source"],
 )
+LAKE_ROWS = Counter("touchstream_lake_rows_total", "Rows the lake sink wrote to Parquet files", ["table"])
+LAKE_BYTES = Counter("touchstream_lake_bytes_total", "Bytes of Parquet files the lake sink wrote", ["table"])
+LAKE_FILES = Counter("touchstream_lake_files_total", "Parquet files the lake sink wrote (rolls)", ["table"])
+LAKE_SKIPPED = Counter(
+    "touchstream_lake_skipped_total",
+    "Replayed records already in a lake file or segment (not written twice)",
+    ["table"],
+)
+LAKE_SPOOLED_ROWS = Gauge(
+    "touchstream_lake_spooled_rows",
+    "Rows durable in the lake's spool but not yet in a Parquet file (visible after the next roll)",
+    ["table"],
+)

@@ -76,6 +76,19 @@ class Settings:
     max_inflight_requests: int = _setting(
         64, "Requests one collector process handles at once; more get a fast 503"
     )
+    lake_path: str = _setting(
+        ".local/lake", "Folder of the Parquet lake (`touchstream lake run`, `touchstream sql`)"
+    )
+    lake_roll_bytes: int = _setting(
+        128 * 1024 * 1024, "A lake partition's rows are rolled into a Parquet file at this many Arrow bytes"
+    )
+    lake_roll_s: int = _setting(
+        60, "A lake partition's rows are rolled into a Parquet file at this age, seconds"
+    )
+    lake_batch_size: int = _setting(
+        5000, "Most records the lake sink takes per batch (one segment per partition)"
+    )
+    lake_metrics_port: int = _setting(6068, "Port of the lake sink's Prometheus /metrics (0: none)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -107,9 +120,13 @@ class Settings:
                               f"got {self.webhook_metrics_port}")
         for name in ("max_traits_per_event", "max_trait_key_chars", "max_trait_value_chars",
                      "max_traits_per_profile", "max_identifiers_per_event", "rate_limit_per_s",
-                     "rate_limit_burst", "max_inflight_requests"):
+                     "rate_limit_burst", "max_inflight_requests", "lake_roll_bytes", "lake_roll_s",
+                     "lake_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.lake_metrics_port < 65536:
+            raise ConfigError(f"{ENV_PREFIX}LAKE_METRICS_PORT must be a TCP port or 0, "
+                              f"got {self.lake_metrics_port}")
         if self.partitions < 1:
             raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
         if len(self.default_phone_region) != 2 or not self.default_phone_region.isalpha():

@@ -1,0 +1,269 @@
+"""The lake sink: resolved events, merges, rejections and triggers to Hive-partitioned Parquet.
+
+A :class:`~streams.sinks.Sink` on the shared checkpointed loop: ``flush(topic, partition)`` makes
+the batch's rows durable as a spool segment (``spool.py``) before the loop commits the offsets,
+and rolls the partition into Parquet files once its segments reach ``roll_bytes``; a timer thread
+rolls partitions whose oldest segment is ``roll_s`` old, and a clean stop rolls everything.
+Records below a partition's ``next_offset`` are already in a segment or file (a replay after a
+crash) and are skipped: exactly once per offset.
+
+One sink process per lake folder: it holds an exclusive lock on ``_spool/.lock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from connectors.lake import files, layout
+from connectors.lake.config import LakeConfig
+from connectors.lake.exceptions import LakeError
+from connectors.lake.rows import TABLES, RowCodec
+from connectors.lake.spool import ROLL_TMP, PartitionSpool, Written
+from schemas.codec import SchemaRegistry, default_registry
+from schemas.exceptions import DecodeError
+from streams.deadletters import DeadLetter
+from streams.records import Record
+from streams.sink_loop import SinkOptions, run_sink
+from touchstream import metrics
+
+log = logging.getLogger(__name__)
+
+STAGE = "lake"
+
+
+@dataclass
+class LakeStats:
+    """What one run of the sink did."""
+
+    records: int = 0
+    rows: int = 0  # rows written to Parquet files by this run
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+
+    @property
+    def active_s(self) -> float:
+        return 0.0 if self.first_at is None or self.last_at is None else self.last_at - self.first_at
+
+    def render(self) -> str:
+        rate = self.records / self.active_s if self.active_s else 0.0
+        return (f"{self.records} record(s) taken, {self.skipped} already in the lake, "
+                f"{self.dead_letters} dead-lettered; {self.rows} row(s) in {self.files} file(s), "
+                f"{self.bytes} bytes; {self.active_s:.2f}s busy ({rate:.0f} records/s)")
+
+
+def subscription(prefix: str) -> str:
+    """A regex subscription to the lake's four topics (the sink loop takes one topic string)."""
+    names = "|".join(re.escape(spec.topic_suffix) for spec in TABLES)
+    return f"^{re.escape(prefix)}\\.({names})$"
+
+
+class LakeSink:
+    """Buffer records per partition; ``flush`` writes a durable segment and rolls when big enough."""
+
+    def __init__(self, config: LakeConfig, registry: SchemaRegistry | None = None) -> None:
+        self.config = config
+        self.root = Path(config.path)
+        self.stats = LakeStats()
+        registry = registry or default_registry()
+        self._codecs = {config.topic(spec.topic_suffix): RowCodec(registry, spec) for spec in TABLES}
+        self._pending: dict[tuple[str, int], list[Record]] = defaultdict(list)
+        self._spools: dict[tuple[str, int], PartitionSpool] = {}
+        self._lock = threading.Lock()  # the flushing loop and the roll timer
+        self._lock_file: IO[str] | None = None
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Take the lake's lock, clean up after a crash, recover every spooled partition."""
+        spool_root = self.root / layout.SPOOL
+        spool_root.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(spool_root / ".lock", "w")  # noqa: SIM115 - held for the sink's life
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LakeError(f"another lake sink holds {spool_root / '.lock'}") from None
+        for spec in TABLES:
+            files.remove_temporaries(self.root / spec.name, ROLL_TMP)
+        for folder in sorted(spool_root.iterdir()):
+            parsed = layout.parse_spool_dir_name(folder.name)
+            if folder.is_dir() and parsed is not None and parsed[0] in self._codecs:
+                self._spool(*parsed)
+        self._timer = threading.Thread(target=self._roll_aged_forever, name="lake-roll", daemon=True)
+        self._timer.start()
+
+    def close(self) -> None:
+        """Stop the roll timer and roll every partition (a clean stop leaves an empty spool)."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+        with self._lock:
+            for spool in self._spools.values():
+                self._count(spool, spool.roll())
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- the Sink contract -----------------------------------------------------------------------
+
+    def add(self, record: Record) -> None:
+        self._pending[(record.topic, record.partition)].append(record)
+
+    def drop(self) -> None:
+        self._pending.clear()
+
+    def flush(self, topic: str, partition: int) -> Sequence[DeadLetter]:
+        records = self._pending.pop((topic, partition), [])
+        if not records:
+            return []
+        now = time.monotonic()
+        stats = self.stats
+        stats.first_at = stats.first_at or now
+        codec = self._codecs.get(topic)
+        if codec is None:
+            error = f"the lake has no table for {topic}"
+            return [DeadLetter(STAGE, "unexpected_topic", error, r) for r in records]
+        with self._lock:
+            spool = self._spool(topic, partition)
+            rows: list[dict[str, Any]] = []
+            letters: list[DeadLetter] = []
+            skipped = 0
+            for record in records:
+                try:
+                    row = codec.row(record)
+                except DecodeError as exc:  # a replayed bad record is dead-lettered again, never lost
+                    letters.append(DeadLetter(STAGE, exc.reason, str(exc), record))
+                    continue
+                if record.offset < spool.next_offset:
+                    skipped += 1
+                else:
+                    rows.append(row)
+            spool.append(codec.table(rows))
+            if spool.bytes >= self.config.roll_bytes:
+                self._count(spool, spool.roll())
+            metrics.LAKE_SPOOLED_ROWS.labels(codec.spec.name).set(self._spooled(codec.spec.name))
+        if skipped:
+            metrics.LAKE_SKIPPED.labels(codec.spec.name).inc(skipped)
+        stats.records += len(records)
+        stats.skipped += skipped
+        stats.dead_letters += len(letters)
+        stats.last_at = time.monotonic()
+        return letters
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _spool(self, topic: str, partition: int) -> PartitionSpool:
+        spool = self._spools.get((topic, partition))
+        if spool is None:
+            spool = PartitionSpool(self.root, self._codecs[topic], topic, partition)
+            self._count(spool, spool.recover())
+            self._spools[(topic, partition)] = spool
+        return spool
+
+    def _spooled(self, table: str) -> int:
+        return sum(s.rows for s in self._spools.values() if s.codec.spec.name == table)
+
+    def _count(self, spool: PartitionSpool, written: Written) -> None:
+        if not written.files:
+            return
+        table = spool.codec.spec.name
+        metrics.LAKE_ROWS.labels(table).inc(written.rows)
+        metrics.LAKE_BYTES.labels(table).inc(written.bytes)
+        metrics.LAKE_FILES.labels(table).inc(written.files)
+        metrics.LAKE_SPOOLED_ROWS.labels(table).set(self._spooled(table))
+        self.stats.rows += written.rows
+        self.stats.files += written.files
+        self.stats.bytes += written.bytes
+        log.debug("lake: rolled %s rows of %s/%s into %s file(s)", written.rows, spool.topic,
+                  spool.partition, written.files)
+
+    def roll_aged(self, now: float | None = None) -> None:
+        """Roll every partition whose oldest segment is ``roll_s`` old."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for spool in self._spools.values():
+                if spool.segments and spool.age_s(now) >= self.config.roll_s:
+                    self._count(spool, spool.roll())
+
+    def _roll_aged_forever(self) -> None:
+        every = min(1.0, self.config.roll_s / 4)
+        while not self._stop.wait(every):
+            try:
+                self.roll_aged()
+            except Exception:  # a full disk: segments stay durable; try again next time
+                log.exception("lake: rolling aged segments failed; trying again")
+
+
+def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None) -> LakeStats:
+    """Write the four topics to the lake until SIGTERM/SIGINT (or idle); blocking, main thread."""
+    server = None
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            server, _ = start_http_server(config.metrics_port, addr=config.metrics_host)
+        except OSError as exc:
+            raise LakeError(f"lake metrics port {config.metrics_host}:{config.metrics_port} cannot be "
+                            f"bound ({exc.strerror}); set TOUCHSTREAM_LAKE_METRICS_PORT") from None
+    sink = LakeSink(config)
+    sink.open()
+    idle = _IdleStop(sink, stop_after_idle_s) if stop_after_idle_s else None
+    try:
+        log.info("lake sink: %s -> %s (group %s)", subscription(config.topic_prefix), config.path,
+                 config.group)
+        run_sink(sink, SinkOptions(
+            name=STAGE, broker=config.broker, group=config.group, topic=subscription(config.topic_prefix),
+            deadletter_topic=config.deadletter_topic, batch_size=config.batch_size, within_s=config.within_s))
+    finally:
+        if idle is not None:
+            idle.cancel()
+        sink.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+    log.info("lake sink: %s", sink.stats.render())
+    return sink.stats
+
+
+class _IdleStop:
+    """SIGTERM to this process once no record arrived for ``idle_s`` (since start or the last one).
+
+    The sink loop's own idle stop counts the partitions of its one topic name, which a regex
+    subscription never matches; a signal takes the same clean path as an operator's SIGTERM.
+    """
+
+    def __init__(self, sink: LakeSink, idle_s: float) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise LakeError("stop_after_idle_s needs the main thread (it stops the sink by SIGTERM)")
+        self._sink = sink
+        self._idle_s = idle_s
+        self._done = threading.Event()
+        self._started = time.monotonic()
+        threading.Thread(target=self._watch, name="lake-idle", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.25):
+            last = self._sink.stats.last_at or self._started
+            if time.monotonic() - last >= self._idle_s:
+                log.info("lake sink: idle for %.1fs, stopping", self._idle_s)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def cancel(self) -> None:
+        self._done.set()
