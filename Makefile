@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-server chromium node browser-sdks up down status topics test test-unit demo lint bench hotspots chaos clean
+.PHONY: help install redis-server chromium node browser-sdks prometheus up down status topics test test-unit demo lint bench hotspots chaos clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,14 @@ $(SDKS_STAMP): tests/browser/package.json tests/browser/package-lock.json
 
 browser-sdks: node $(SDKS_STAMP) ## npm ci the unmodified JavaScript SDKs the browser and Node tests load
 
+prometheus: ## Install Debian's prometheus (with promtool) when missing: the ops tests run the real one
+	@command -v promtool >/dev/null || { \
+	  echo "installing prometheus from Debian"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+	@command -v promtool >/dev/null || { echo "prometheus could not be installed: apt-get install -y prometheus"; exit 1; }
+
 up: redis-server ## Start Kafka (KRaft) and Redis and wait until they answer
 	@$(STACK) up
 
@@ -66,7 +74,7 @@ status: ## Show whether Kafka and Redis answer
 topics: install up ## Create the platform's Kafka topics (idempotent)
 	$(BIN)/touchstream topics create
 
-test: install up chromium browser-sdks ## Unit and integration tests on the real stack (browsers included)
+test: install up chromium browser-sdks prometheus ## Unit and integration tests on the real stack (browsers included)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
