@@ -8,7 +8,7 @@ stable reason code from :data:`REASONS` (they become HTTP 400 bodies and metric 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +57,8 @@ REASONS: tuple[str, ...] = (
     "rate_limited",            # the write key sent more events than its rate allows (HTTP 429)
 )
 
+#: invalid-identifier reason: the write key may not assert this type (touchstream/keys.py)
+NOT_ASSERTABLE = "not_assertable"
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 #: the identifier normaliser's reasons, in this module's vocabulary (REASONS)
 _ID_REASONS = {"not_utf8": "bad_unicode", "empty": "missing"}
@@ -156,11 +158,16 @@ def validate_message(
     source: str,
     limits: Limits,
     raw_size: int | None = None,
+    trusted: bool = True,
+    assertable: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The Event record for one Segment message, or :class:`ValidationError` naming the field.
 
     ``type_`` is the endpoint's type (``/v1/track`` -> ``"track"``); None means the message's
-    own ``type`` decides (``/v1/batch``, ``/v1/import``).
+    own ``type`` decides (``/v1/batch``, ``/v1/import``). ``trusted`` and ``assertable`` come from
+    the write key (touchstream/keys.py; importers are trusted and assert every type): the record
+    carries the trust (an untrusted one links identifiers but never merges people), and
+    identifiers of a type the key may not assert become invalid identifiers (``not_assertable``).
     """
     if not isinstance(message, dict):
         raise ValidationError("body", "not_an_object", "the message must be a JSON object")
@@ -246,6 +253,8 @@ def validate_message(
             where, "too_many_identifiers",
             f"{len(identifiers) + len(invalid)} identifiers; the limit is {limits.max_identifiers_per_event}",
         )
+    if assertable is not None and any(i["type"] not in assertable for i in identifiers):
+        identifiers, invalid = _assertable_only(identifiers, invalid, assertable)
     return {
         "message_id": message_id,
         "type": mtype,
@@ -266,8 +275,17 @@ def validate_message(
         "traits": traits_text,
         "context": texts["context"],
         "integrations": texts["integrations"],
+        "trusted": trusted,
         "oneid": None,
     }
+
+
+def _assertable_only(identifiers: list[dict[str, str]], invalid: list[dict[str, str]],
+                     assertable: Collection[str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Identifiers the key may assert; the rest kept as invalid (a browser cannot claim a crm_id)."""
+    kept = [i for i in identifiers if i["type"] in assertable]
+    dropped = [{**i, "reason": NOT_ASSERTABLE} for i in identifiers if i["type"] not in assertable]
+    return kept, invalid + dropped
 
 
 def _check_external_ids(context: dict[str, Any] | None, limits: Limits) -> None:
@@ -317,6 +335,8 @@ def validate_batch(
     source: str,
     limits: Limits,
     raw_size: int | None = None,
+    trusted: bool = True,
+    assertable: Collection[str] | None = None,
 ) -> tuple[list[dict[str, Any] | None], list[Outcome]]:
     """Records and outcomes, index by index, for a ``/v1/batch`` or ``/v1/import`` body.
 
@@ -363,7 +383,7 @@ def validate_batch(
             merged = _with_batch_values(item, shared, sent_at)
             record = validate_message(
                 merged, type_=None, received_at_ms=received_at_ms, source=source, limits=limits,
-                raw_size=item_size,
+                raw_size=item_size, trusted=trusted, assertable=assertable,
             )
         except ValidationError as exc:
             records.append(None)

@@ -5,9 +5,13 @@
 --          C_DEFAULT_PERSONS default max_persons, C_MAX_MEMBERS max identifiers per profile,
 --          C_GUARD_MS frequency-guard set expiry (ms), C_ANONYMOUS [anonymous types]
 -- ARGV[4]  "1" when every event carries sha256 hashes of its values (suppression is checked)
--- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, [type, value, ...], [sha256, ...]], ...]
---          identifiers already normalised, unblocked, de-duplicated and sorted by priority;
---          partition/offset -1 when unknown
+-- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, trusted, [type, value, ...], [sha256, ...]],
+--          ...] identifiers already normalised, unblocked, de-duplicated and sorted by priority;
+--          partition/offset -1 when unknown; trusted 1, or 0 for an event of an untrusted (browser)
+--          key: it links identifiers marked UNTRUSTED, never merges two profiles that both hold
+--          trusted identity (WHY_UNTRUSTED_MERGE), never re-points nor feeds the frequency guard;
+--          a trusted event that disagrees with an UNTRUSTED identifier (it cannot join that
+--          identifier's profile) takes the identifier over, and one that re-asserts it trusts it
 -- ARGV[6]  receipt time (ms): last-seen time of anonymous-only profiles (idle is judged by arrival,
 --          not by event time, so imported history is not collected the moment it lands)
 -- Returns JSON {R_ONEIDS: [oneid or "" per event], R_MERGES: merges, R_REJECTIONS: rejections,
@@ -50,6 +54,7 @@ end
 -- parent: the anchor's short hash ("" for a root)
 local function new_rec(ev, parent)
   if not ev.cmsg then ev.cmsg = compact_msg(ev.msg) end
+  if ev.u then return {ev.ts, ev.cmsg, parent, 0, ev.part or -1, ev.off or -1, UNTRUSTED} end
   if ev.part then return {ev.ts, ev.cmsg, parent, 0, ev.part, ev.off} end
   return {ev.ts, ev.cmsg, parent}
 end
@@ -127,6 +132,15 @@ local function add_violation(o, pend, npend, t, ts)
   return nil
 end
 
+-- Does profile o hold an identifier of a non-anonymous type that a trusted event asserted?
+local function holds_trusted(o)
+  local members = load_profile(o)
+  for m in pairs(members) do
+    if not ANON_T[split_tv(m)] and rec_of(members, m)[7] ~= UNTRUSTED then return true end
+  end
+  return false
+end
+
 local function never_merge(a, b)
   local na = call('HGET', pkey(a), F_NEVER)
   local nb = call('HGET', pkey(b), F_NEVER)
@@ -197,13 +211,15 @@ local function reroot(members, xtv, anchor, ev)
   local changed = {}
   for i = #path, 2, -1 do
     local child = rec_of(members, path[i - 1])
-    local since = since_of(rec_of(members, path[i]))
+    local mine = rec_of(members, path[i])
     local r = {child[1], child[2], ph(path[i - 1]), 0, child[5], child[6]}
-    set_since(r, since)
-    members[path[i]] = r
+    set_since(r, since_of(mine))
+    members[path[i]] = with_trust(r, mine[7] == UNTRUSTED)
     changed[path[i]] = true
   end
-  members[xtv] = new_rec(ev, ph(anchor))
+  -- an identifier once asserted by a trusted event stays trusted
+  local old = rec_of(members, xtv)
+  members[xtv] = with_trust(new_rec(ev, ph(anchor)), ev.u and old ~= nil and old[7] == UNTRUSTED)
   changed[xtv] = true
   return changed
 end
@@ -299,6 +315,11 @@ end
 -- re-point it (shared device/browser, newer login) or record the rejection.
 local function conflict(st, ei, ev, t, v, tv, o, why)
   known_since = {}
+  -- an untrusted event is no evidence about people: no guard count, no re-point
+  if ev.u then
+    reject(ei, t, v, why)
+    return
+  end
   local rule = RULE[t]
   if t ~= PK then
     local po = call('HGET', pkey(o), F_PERSON)
@@ -317,10 +338,14 @@ local function conflict(st, ei, ev, t, v, tv, o, why)
       end
     end
   end
-  -- only a login (the event carries its person) re-points; anonymous traffic never does
-  if rule and rule.rep and why ~= WHY_UNMERGED and st.pk then
-    local raw = call('HGET', pkey(o), tv)
-    if raw and ev.ts <= since_of(unpack_rec(raw)) then
+  -- A trusted event that cannot join x's profile disagrees with an untrusted link of x: it takes
+  -- x over. Otherwise only a login (the event carries its person) re-points a shared device or
+  -- browser it is newer than; anonymous traffic never does.
+  local raw = call('HGET', pkey(o), tv)
+  local rec = raw and unpack_rec(raw)
+  local takeover = rec and rec[7] == UNTRUSTED
+  if takeover or (rule and rule.rep and why ~= WHY_UNMERGED and st.pk) then
+    if not takeover and rec and ev.ts <= since_of(rec) then
       reject(ei, t, v, WHY_NEWER_LINK)
       return
     end
@@ -348,6 +373,22 @@ end
 -- A logged-in event is fresh evidence that its shared-device/browser identifiers belong to
 -- this person: their "since" moves up (at most every REFRESH_MS), so a login by someone else
 -- that happened earlier, but arrives later, does not take them over.
+-- A trusted event re-asserting identifiers of its profile that only untrusted events asserted
+-- so far: they are trusted from now on.
+local function trust_up(T, ids)
+  local key = pkey(T)
+  for j = 1, #ids, 2 do
+    local tv = ids[j] .. ':' .. ids[j + 1]
+    if owners[tv] == T then
+      local raw = call('HGET', key, tv)
+      local r = raw and unpack_rec(raw)
+      if r and r[7] == UNTRUSTED then
+        call('HSET', key, tv, pack(with_trust(r, false)))
+      end
+    end
+  end
+end
+
 local function refresh_since(T, ids, ts)
   local has_pk = false
   for j = 1, #ids, 2 do
@@ -420,6 +461,8 @@ local function resolve_event(ei, ev, ids)
         if #st.pend > 0 then why = violation(nil, o, st.pcount, #st.pend, ev.ts) end
       elseif never_merge(st.T, o) then
         why = WHY_UNMERGED
+      elseif ev.u and holds_trusted(st.T) and holds_trusted(o) then
+        why = WHY_UNTRUSTED_MERGE
       else
         why = violation(st.T, o, st.pcount, #st.pend, ev.ts)
       end
@@ -446,7 +489,10 @@ local function resolve_event(ei, ev, ids)
   end
   for _, k in ipairs(st.fill) do moves[k][5] = st.T end
   if st.T then
-    refresh_since(st.T, ids, ev.ts)
+    if not ev.u then
+      trust_up(st.T, ids)
+      refresh_since(st.T, ids, ev.ts)
+    end
     seen_anonymous(st.T, ids)
   end
   return st.T
@@ -454,14 +500,14 @@ end
 
 for ei = 1, #events do
   local e = events[ei]
-  local ev = {msg = e[1], ts = e[2]}
+  local ev = {msg = e[1], ts = e[2], u = e[5] == 0}
   if e[3] >= 0 then
     ev.part, ev.off = e[3], e[4]
   end
-  local ids = e[5]
+  local ids = e[6]
   local suppressed = false
   if use_sup and #ids > 0 then
-    local hs, fields = e[6], {}
+    local hs, fields = e[7], {}
     for j = 1, #hs do fields[j] = ids[2 * j - 1] .. ':' .. hs[j] end
     local got = hmget_many(SKEY, fields)
     for j = 1, #got do

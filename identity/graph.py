@@ -18,6 +18,16 @@ How an event resolves (identifiers in priority order):
   evidence tying them to the other person;
 - events carrying an identifier of a deleted profile (suppressed, by hash) resolve to nothing.
 
+Trust (``trusted`` False: an event of a browser key, which anyone can copy out of a page):
+- its identifiers link into profiles marked untrusted (:attr:`Edge.trusted`); it never merges
+  two profiles that both hold a trusted identifier of a non-anonymous type (rejection
+  ``untrusted_merge``), never re-points a shared identifier and never feeds the frequency guard;
+- a trusted event *disagrees* with an untrusted identifier when it cannot join that
+  identifier's profile (the merge would break a limit, e.g. two user_ids, or an operator split
+  them): the trusted event wins and takes the identifier over (a move), whatever the times;
+- a trusted event re-asserting an untrusted identifier of its own profile makes it trusted, and
+  an identifier once trusted stays so when untrusted events assert it again.
+
 What one event and one person can hold is bounded: an event brings at most
 ``max_identifiers_per_event`` identifiers (more: ``too_many_identifiers`` rejections), a profile
 holds at most the rules' ``max_members`` (past it: ``profile_full``). A profile holding only the
@@ -69,6 +79,7 @@ FREQUENCY_GUARD = layout.WHY_FREQUENCY_GUARD  # the value was seen with too many
 NEWER_LINK = layout.WHY_NEWER_LINK  # a shared device/browser was re-pointed by a newer login already
 UNMERGED = layout.WHY_UNMERGED  # an operator split these two profiles; they are not merged again
 LIMIT_PREFIX = layout.WHY_LIMIT  # "limit:<type>": linking would exceed that type's limit
+UNTRUSTED_MERGE = layout.WHY_UNTRUSTED_MERGE  # an untrusted event met two profiles holding trusted ids
 PROFILE_FULL = layout.WHY_PROFILE_FULL  # linking would put more than the rules' max_members into one profile
 TOO_MANY_IDENTIFIERS = "too_many_identifiers"  # past max_identifiers_per_event in one event
 INVALID_VALUE = "invalid_value"  # not a string, not UTF-8 or longer than MAX_GRAPH_VALUE_CHARS
@@ -113,6 +124,7 @@ class Edge:
     event: EventRef
     anchor: tuple[str, str] | None
     since: int  # when it joined its person: a later login by someone else may take it over
+    trusted: bool = True  # False: only untrusted events (browser keys) asserted it so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +335,7 @@ class IdentityGraph:
                 int(event["timestamp"]),
                 -1 if partition is None else int(partition),
                 -1 if offset is None else int(offset),
+                0 if event.get("trusted") is False else 1,
                 flat,
             ]
             if with_hashes:
@@ -333,8 +346,9 @@ class IdentityGraph:
     def resolve_batch(
         self, events: Sequence[Mapping[str, Any]], now_ms: int | None = None
     ) -> BatchResolution:
-        """Resolve ``events`` (each ``{message_id, timestamp, identifiers[, partition, offset]}``,
-        identifiers normalised) in order, in one atomic script run (see the module docstring).
+        """Resolve ``events`` (each ``{message_id, timestamp, identifiers[, partition, offset,
+        trusted]}``, identifiers normalised; ``trusted`` False for an event of an untrusted write
+        key) in order, in one atomic script run (see the module docstring).
         ``now_ms`` (default: the wall clock) is when they arrived: an anonymous-only profile's
         last-seen time, from which it is judged idle."""
         if not events:
@@ -501,10 +515,12 @@ class IdentityGraph:
         """Every identifier of the profile with the event that linked it and its anchor."""
         out = self._admin(layout.OP_EDGES, oneid)
         edges = []
-        for member, ts, message_id, parent, partition, offset, since in _as_list(out.get(layout.R_EDGES)):
+        for row in _as_list(out.get(layout.R_EDGES)):
+            member, ts, message_id, parent, partition, offset, since, trusted = row
             type_, value = _split(member)
             anchor = _split(parent) if parent else None
-            edges.append(Edge(type_, value, _ref(message_id, ts, partition, offset), anchor, int(since)))
+            edges.append(Edge(type_, value, _ref(message_id, ts, partition, offset), anchor, int(since),
+                              bool(trusted)))
         return edges
 
     # ---- operator actions ----

@@ -95,7 +95,7 @@ if op == OP_UNMERGE then
   local fv, refs, seen_msg, created, kept = {}, {}, {}, nil, {}
   for _, m in ipairs(moved) do
     local r = rec_of(members, m)
-    if m == xtv then r = {r[1], r[2], '', r[4] or 0, r[5], r[6]} end
+    if m == xtv then r = {r[1], r[2], '', r[4] or 0, r[5], r[6], r[7]} end
     fv[#fv + 1] = m
     fv[#fv + 1] = pack(r)
     if created == nil or r[1] < created then created = r[1] end
@@ -207,7 +207,7 @@ if op == OP_EDGES then
   for _, m in ipairs(sorted_keys(members)) do
     local r = rec_of(members, m)
     local parent = byh[r[3] or ''] or ''
-    out[#out + 1] = {m, r[1], expand_msg(r[2]), parent, r[5] or -1, r[6] or -1, since_of(r)}
+    out[#out + 1] = {m, r[1], expand_msg(r[2]), parent, r[5] or -1, r[6] or -1, since_of(r), r[7] ~= UNTRUSTED}
   end
   return cjson.encode({[R_ONEID] = o, [R_EDGES] = out})
 end

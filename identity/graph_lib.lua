@@ -145,6 +145,17 @@ local function set_since(r, ts)
   r[4] = (r[1] ~= ts) and ts or 0
 end
 
+-- r marked UNTRUSTED (only untrusted events asserted the identifier) or not; the elements before
+-- the mark are filled so the table stays an array (cmsgpack packs a table with holes as a map)
+local function with_trust(r, untrusted)
+  if untrusted then
+    r[4], r[5], r[6], r[7] = r[4] or 0, r[5] or -1, r[6] or -1, UNTRUSTED
+  else
+    r[7] = nil
+  end
+  return r
+end
+
 -- an edge names its parent by a short hash of "type:value"
 local function ph(tv)
   return sub(sha1(tv), 1, 8)

@@ -12,11 +12,13 @@ n = first 8 hex of sha1(value) as a number mod the rules' index buckets):
                                anonymous profiles collected so far)
     B i:<type>:<n>     hash    value -> OneID, or GUARDED once the frequency guard stopped the value
     B p:<oneid>        hash    "type:value" -> edge, msgpack [ts, message_id, parent, since, partition,
-                               offset]: the linking event (a lower-case UUID message_id is packed to
-                               17 bytes), the identifier it linked through as the first 8 hex of
-                               sha1("type:value") ("" for a root), when it joined its person (0: ts)
-                               and the event's partition/offset when known (values stay <= 64 bytes,
-                               so the hash keeps Redis's listpack encoding); plus the fields below
+                               offset, untrusted]: the linking event (a lower-case UUID message_id is
+                               packed to 17 bytes), the identifier it linked through as the first 8
+                               hex of sha1("type:value") ("" for a root), when it joined its person
+                               (0: ts), the event's partition/offset when known (-1 when unknown but
+                               untrusted is set) and UNTRUSTED when only untrusted events asserted the
+                               identifier (absent: trusted); values stay <= 64 bytes, so the hash
+                               keeps Redis's listpack encoding; plus the fields below
     B a:<n>            hash    merged OneID -> survivor (n from sha1 of the merged OneID)
     B f:<type>:<h16>   set     people (12 hex of sha1 of the person key) a contested value (h16:
                                16 hex of sha1) was seen with; expires frequency_guard.window_days
@@ -57,6 +59,7 @@ K_MERGE_OUTBOX = "mo"
 
 # ---- values ----
 GUARDED = "!"  # index value of a value the frequency guard stopped
+UNTRUSTED = 1  # edge element 7: only untrusted events (browser keys) asserted this identifier
 ONEID_PREFIX = "o_"
 LAYOUT_VERSION = 1
 
@@ -111,6 +114,7 @@ WHY_NEWER_LINK = "newer_link"  # a shared device/browser was re-pointed by a new
 WHY_UNMERGED = "unmerged"  # an operator split these two profiles; they are not merged again
 WHY_LIMIT = "limit:"  # "limit:<type>": linking would exceed that type's limit
 WHY_PROFILE_FULL = "profile_full"  # linking would put more than max_members into one profile
+WHY_UNTRUSTED_MERGE = "untrusted_merge"  # an untrusted event met two profiles that hold trusted ids
 WHY_SHARED = "shared:"  # merge reason "shared:<type>": the identifier both profiles met on
 
 # ---- error replies: a code, a space, then detail ----
@@ -120,7 +124,7 @@ E_NOT_LINKED = "NOT_LINKED"
 E_UNMERGE_ALL = "UNMERGE_ALL"
 E_UNKNOWN_OP = "UNKNOWN_OP"
 
-_LUA_NAME = re.compile(r"^(K|F|M|C|R|OP|WHY|E)_[A-Z_]+$|^(GUARDED|ONEID_PREFIX|LAYOUT_VERSION)$")
+_LUA_NAME = re.compile(r"^(K|F|M|C|R|OP|WHY|E)_[A-Z_]+$|^(GUARDED|UNTRUSTED|ONEID_PREFIX|LAYOUT_VERSION)$")
 
 
 def base(prefix: str) -> str:

@@ -14,6 +14,13 @@ https://shop.example.cn``, several allowed, ``*`` only when asked for): a browse
 ``Origin`` is not listed is refused (connectors/collector/cors.py). A key with no origins is a
 server key: browsers cannot use it at all. Origins are kept in their serialised form
 (``scheme://host[:port]``, lower case, default port dropped), as browsers send them.
+
+Trust: anyone can copy a browser key out of a page, so a write key says whether its events are
+``trusted`` and which identifier types it may assert at all (``assertable``). A server key (no origins) is
+trusted and may assert every type; a browser key is untrusted and may assert
+:data:`BROWSER_ASSERTABLE` unless created otherwise (``--trusted``, ``--assert TYPE``). The edge
+drops the other types from identity (connectors/validation.py) and stamps each record with the
+key's trust; the graph never lets an untrusted record merge two people (identity/graph.py).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ _KEY_PREFIX = "tsk_"
 #: the origin that allows every site: only when asked for explicitly
 ANY_ORIGIN = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: What a browser key may assert unless created with ``--assert``: the anonymous types, email and
+#: phone (traits a visitor types in) and user_id (analytics.js identify); all linked untrusted.
+BROWSER_ASSERTABLE: tuple[str, ...] = ("anonymous_id", "device_id", "email", "phone", "user_id")
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,10 @@ class ApiKey:
     rate: int | None = None
     burst: int | None = None
     origins: tuple[str, ...] = ()
+    #: its events may merge people and override untrusted links (server keys: True)
+    trusted: bool = True
+    #: identifier types its events may assert (None: every type)
+    assertable: tuple[str, ...] | None = None
 
     def allows(self, scope: str) -> bool:
         return not self.revoked and (self.scope == scope or (self.scope == "admin" and scope == "read"))
@@ -105,19 +119,21 @@ class KeyStore:
         self._hash = f"{prefix}apikeys"
 
     def create(self, scope: str, name: str, *, rate: int | None = None, burst: int | None = None,
-               origins: tuple[str, ...] = ()) -> str:
+               origins: tuple[str, ...] = (), trusted: bool | None = None,
+               assertable: tuple[str, ...] | None = None) -> str:
         """Create a key and return it; the only time the secret exists outside the caller.
 
         ``rate`` (events/s) and ``burst`` (events) override the collector's default rate limit;
-        ``origins`` are the web origins whose pages may use a write key (none: a server key).
+        ``origins`` are the web origins whose pages may use a write key (none: a server key);
+        ``trusted`` and ``assertable`` default by origins (see the module docstring).
         """
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         for label, value in (("rate", rate), ("burst", burst)):
             if value is not None and value < 1:
                 raise ValueError(f"{label} must be at least 1")
-        if origins and scope != "write":
-            raise ValueError("origins apply to write keys only")
+        if (origins or trusted is not None or assertable is not None) and scope != "write":
+            raise ValueError("origins, trust and assertable types apply to write keys only")
         allowed = sorted({normalise_origin(origin) for origin in origins})
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(24).replace("_", "-")
@@ -129,9 +145,16 @@ class KeyStore:
             record["burst"] = burst
         if allowed:
             record["origins"] = allowed
+        if scope == "write":
+            record["trusted"] = (not allowed) if trusted is None else trusted
+            if assertable is not None:
+                record["assertable"] = sorted(set(assertable))
+            elif allowed:
+                record["assertable"] = list(BROWSER_ASSERTABLE)
         if not self._redis.hsetnx(self._hash, key_id, json.dumps(record, allow_nan=False)):
             # id collision: astronomically rare, just draw again
-            return self.create(scope, name, rate=rate, burst=burst, origins=origins)
+            return self.create(scope, name, rate=rate, burst=burst, origins=origins, trusted=trusted,
+                               assertable=assertable)
         return f"{_KEY_PREFIX}{key_id}_{secret}"
 
     def revoke(self, key_or_id: str) -> bool:
@@ -194,5 +217,9 @@ class KeyChecker:
 
 
 def _to_api_key(key_id: str, record: dict) -> ApiKey:
+    origins = tuple(record.get("origins", ()))
+    # keys stored before trust existed: a browser key is untrusted with the browser defaults
+    assertable = record.get("assertable", BROWSER_ASSERTABLE if origins else None)
     return ApiKey(key_id, record["name"], record["scope"], record["created_at"], bool(record.get("revoked")),
-                  record.get("rate"), record.get("burst"), tuple(record.get("origins", ())))
+                  record.get("rate"), record.get("burst"), origins, bool(record.get("trusted", not origins)),
+                  None if assertable is None else tuple(assertable))

@@ -133,27 +133,30 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _single_record(raw: bytes, encoding: str, type_: str, received: int, source: str,
+def _single_record(raw: bytes, encoding: str, type_: str, received: int, key: ApiKey,
                    limits: Limits) -> dict[str, Any]:
     body, size = decode_body(raw, encoding, limits.max_message_bytes)
-    return _validate_single(body, size, type_, received, source, limits)
+    return _validate_single(body, size, type_, received, key, limits)
 
 
-def _validate_single(body: object, size: int, type_: str, received: int, source: str,
+def _validate_single(body: object, size: int, type_: str, received: int, key: ApiKey,
                      limits: Limits) -> dict[str, Any]:
-    return validate_message(body, type_=type_, received_at_ms=received, source=source, limits=limits,
-                            raw_size=size)
+    return validate_message(body, type_=type_, received_at_ms=received, source=key.name, limits=limits,
+                            raw_size=size, trusted=key.trusted, assertable=key.assertable)
 
 
-def _batch_records(raw: bytes, encoding: str, received: int, source: str,
+def _batch_records(raw: bytes, encoding: str, received: int, key: ApiKey,
                    limits: Limits) -> tuple[list[dict[str, Any] | None], list[Outcome]]:
     body, size = decode_body(raw, encoding, limits.max_batch_bytes)
-    return _validate_batch(body, size, received, source, limits)
+    return _validate_batch(body, size, received, key, limits)
 
 
-def _validate_batch(body: object, size: int, received: int, source: str,
+def _validate_batch(body: object, size: int, received: int, key: ApiKey,
                     limits: Limits) -> tuple[list[dict[str, Any] | None], list[Outcome]]:
-    return validate_batch(body, received_at_ms=received, source=source, limits=limits, raw_size=size)
+    """The key decides the records' source, which identifier types they may assert and their trust
+    (stamped on each record: the graph lets an untrusted one link identifiers, never merge people)."""
+    return validate_batch(body, received_at_ms=received, source=key.name, limits=limits, raw_size=size,
+                          trusted=key.trusted, assertable=key.assertable)
 
 
 async def single(request: web.Request) -> web.Response:
@@ -167,13 +170,13 @@ async def single(request: web.Request) -> web.Response:
     if key is not None:
         await admit(request, key, 1)
         record = await off_loop(request, raw, encoding, _single_record, raw, encoding, type_, received,
-                                key.name, limits)
+                                key, limits)
     else:
         body, size = await parse_for_key(request, raw, encoding, limits.max_message_bytes)
         key = await key_from_body(request, body)
         await admit(request, key, 1)
         record = await off_loop(request, raw, encoding, _validate_single, body, size, type_, received,
-                                key.name, limits)
+                                key, limits)
     final = await request.app[INGESTOR].ingest([record], [Outcome(0, True)], source=key.name,
                                                 source_kind="http")
     return web.json_response({"success": True, "duplicate": final[0].duplicate}, dumps=dumps_strict)
@@ -188,12 +191,12 @@ async def batch(request: web.Request) -> web.Response:
     limits = request.app[LIMITS]
     if key is not None:
         records, outcomes = await off_loop(request, raw, encoding, _batch_records, raw, encoding, received,
-                                           key.name, limits)
+                                           key, limits)
     else:
         body, size = await parse_for_key(request, raw, encoding, limits.max_batch_bytes)
         key = await key_from_body(request, body)
         records, outcomes = await off_loop(request, raw, encoding, _validate_batch, body, size, received,
-                                           key.name, limits)
+                                           key, limits)
     await admit(request, key, len(outcomes))
     final = await request.app[INGESTOR].ingest(records, outcomes, source=key.name, source_kind="http")
     rejected = [

@@ -46,7 +46,7 @@ def unmerge(g: GraphState, oneid: str, type_: str, value: str) -> UnmergeResult:
     for m in moved:
         rec = old.members.pop(m)
         if m == xtv:
-            rec = Rec(rec.ts, rec.msg, "", rec.since)
+            rec = Rec(rec.ts, rec.msg, "", rec.since, rec.untrusted)
         split.members[m] = rec
         if rec.msg not in {r.message_id for r in refs}:
             refs.append(EventRef(rec.msg, rec.ts))

@@ -92,7 +92,8 @@ class ReferenceGraph:
         oneids = []
         for i, event in enumerate(events):
             ids = self._screen(i, event, early)
-            oneids.append(run.resolve(Event(i, event["message_id"], int(event["timestamp"])), ids))
+            ev = Event(i, event["message_id"], int(event["timestamp"]), event.get("trusted") is False)
+            oneids.append(run.resolve(ev, ids))
         return _result(events, [o or None for o in run.final(oneids)], early, run)
 
     def _screen(self, i: int, event: Mapping[str, Any], early: list[Early]) -> list[str]:

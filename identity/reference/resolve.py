@@ -32,6 +32,8 @@ class Event:
     index: int
     msg: str
     ts: int
+    #: an event of an untrusted (browser) write key
+    untrusted: bool = False
 
 
 @dataclass
@@ -156,6 +158,12 @@ class BatchRun:
             return layout.WHY_PROFILE_FULL
         return None
 
+    def _holds_trusted(self, o: str) -> bool:
+        """Does o hold an identifier of a non-anonymous type that a trusted event asserted?"""
+        members = self.g.profiles[o].members
+        anonymous = self.anonymous_types
+        return any(split_tv(m)[0] not in anonymous and not rec.untrusted for m, rec in members.items())
+
     def _never_merge(self, a: str, b: str) -> bool:
         g = self.g
         return any(g.resolve_alias(x) == b for x in g.profiles[a].never) or any(
@@ -174,7 +182,8 @@ class BatchRun:
     def _attach(self, o: str, tv: str, anchor: str | None, ev: Event, fresh: bool = False) -> None:
         profile = self.g.profiles[o]
         t, v = split_tv(tv)
-        profile.members[tv] = Rec(ev.ts, ev.msg, parent_hash(anchor) if anchor else "")
+        parent = parent_hash(anchor) if anchor else ""
+        profile.members[tv] = Rec(ev.ts, ev.msg, parent, untrusted=ev.untrusted)
         profile.counts[t] = profile.counts.get(t, 0) + 1
         # a stronger identifier: the profile is no longer anonymous (never collected from now on)
         if t not in self.anonymous_types and o != self.created_now:
@@ -207,11 +216,14 @@ class BatchRun:
             seen.add(parent)
             cur = parent
         for i in range(len(path) - 1, 0, -1):
-            child = members[path[i - 1]]
-            rec = Rec(child.ts, child.msg, parent_hash(path[i - 1]))
-            rec.set_since(members[path[i]].since_of())
+            child, mine = members[path[i - 1]], members[path[i]]
+            rec = Rec(child.ts, child.msg, parent_hash(path[i - 1]), untrusted=mine.untrusted)
+            rec.set_since(mine.since_of())
             members[path[i]] = rec
-        members[xtv] = Rec(ev.ts, ev.msg, parent_hash(anchor))
+        # an identifier once asserted by a trusted event stays trusted
+        old = members.get(xtv)
+        untrusted = ev.untrusted and old is not None and old.untrusted
+        members[xtv] = Rec(ev.ts, ev.msg, parent_hash(anchor), untrusted=untrusted)
 
     def _merge(self, T: str, o: str, xtv: str, anchor: str, ev: Event, t: str) -> str:
         """Fold profiles T and o into the older one (creation time, then id): replays agree."""
@@ -259,6 +271,9 @@ class BatchRun:
         it (shared device/browser, newer login) or record the rejection."""
         g = self.g
         t, v = split_tv(tv)
+        if ev.untrusted:  # no evidence about people: no guard count, no re-point
+            self.reject(ev, t, v, why)
+            return
         rule = self.limits.get(t)
         if t != self.pk:
             po = g.profiles[o].person
@@ -274,10 +289,12 @@ class BatchRun:
                     del g.guard[tv]
                     self.reject(ev, t, v, layout.WHY_FREQUENCY_GUARD)
                     return
-        # only a login (the event carries its person) re-points; anonymous traffic never does
-        if rule and rule.rep and why != layout.WHY_UNMERGED and st.pk:
-            rec = g.profiles[o].members.get(tv)
-            if rec and ev.ts <= rec.since_of():
+        # a trusted event that cannot join tv's profile disagrees with an untrusted link: it takes
+        # tv over; otherwise only a login re-points a shared device/browser it is newer than
+        rec = g.profiles[o].members.get(tv)
+        takeover = rec is not None and rec.untrusted
+        if takeover or (rule and rule.rep and why != layout.WHY_UNMERGED and st.pk):
+            if not takeover and rec and ev.ts <= rec.since_of():
                 self.reject(ev, t, v, layout.WHY_NEWER_LINK)
                 return
             why2 = self._add_violation(st, t, ev.ts)
@@ -295,6 +312,14 @@ class BatchRun:
                 st.fill.append(len(self.moves) - 1)
             return
         self.reject(ev, t, v, why)
+
+    def _trust_up(self, T: str, ids: list[str]) -> None:
+        """A trusted event re-asserting untrusted identifiers of its profile trusts them."""
+        members = self.g.profiles[T].members
+        for j in range(0, len(ids), 2):
+            tv = f"{ids[j]}:{ids[j + 1]}"
+            if self.g.index.get(tv) == T and tv in members:
+                members[tv].untrusted = False
 
     def _refresh_since(self, T: str, ids: list[str], ts: int) -> None:
         """A login is fresh evidence that its shared identifiers belong to this person: their
@@ -348,6 +373,8 @@ class BatchRun:
                         why = self._violation(None, o, st, ev.ts)
                 elif self._never_merge(st.T, o):
                     why = layout.WHY_UNMERGED
+                elif ev.untrusted and self._holds_trusted(st.T) and self._holds_trusted(o):
+                    why = layout.WHY_UNTRUSTED_MERGE
                 else:
                     why = self._violation(st.T, o, st, ev.ts)
                 if why:
@@ -370,6 +397,8 @@ class BatchRun:
         for k in st.fill:
             self.moves[k][4] = st.T
         if st.T:
-            self._refresh_since(st.T, ids, ev.ts)
+            if not ev.untrusted:
+                self._trust_up(st.T, ids)
+                self._refresh_since(st.T, ids, ev.ts)
             self._seen_anonymous(st.T, ids)
         return st.T

@@ -30,13 +30,14 @@ def split_tv(tv: str) -> tuple[str, str]:
 
 @dataclass
 class Rec:
-    """One edge: the linking event, its anchor's short hash ("" for a root), and when the
-    identifier joined its person (0: ``ts``)."""
+    """One edge: the linking event, its anchor's short hash ("" for a root), when the
+    identifier joined its person (0: ``ts``) and whether only untrusted events asserted it."""
 
     ts: int
     msg: str
     parent: str
     since: int = 0
+    untrusted: bool = False
 
     def since_of(self) -> int:
         return self.since if self.since else self.ts
@@ -94,7 +95,8 @@ class GraphState:
             type_, value = split_tv(tv)
             parent = byh.get(rec.parent)
             anchor = split_tv(parent) if parent else None
-            out.append(Edge(type_, value, EventRef(rec.msg, rec.ts), anchor, rec.since_of()))
+            ref = EventRef(rec.msg, rec.ts)
+            out.append(Edge(type_, value, ref, anchor, rec.since_of(), not rec.untrusted))
         return out
 
     def only_anonymous(self, members: Iterable[str]) -> bool:

@@ -71,7 +71,8 @@ class ResolveStage:
         fresh = intake.fresh
         resolution = self._graph.resolve_batch([
             {"message_id": e["message_id"], "timestamp": self._decision_time(e),
-             "identifiers": e["identifiers"], "partition": r.partition, "offset": r.offset}
+             "identifiers": e["identifiers"], "partition": r.partition, "offset": r.offset,
+             "trusted": e["trusted"]}
             for r, e in fresh
         ])
         suppressed = {rej["message_id"] for rej in resolution.rejections if rej["reason"] == SUPPRESSED}

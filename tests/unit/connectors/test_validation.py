@@ -18,7 +18,7 @@ LIMITS = Limits()
 RECORD_KEYS = {
     "message_id", "type", "event", "name", "anonymous_id", "user_id", "previous_id", "group_id",
     "timestamp", "original_timestamp", "sent_at", "received_at", "source", "identifiers",
-    "invalid_identifiers", "properties", "traits", "context", "integrations", "oneid",
+    "invalid_identifiers", "properties", "traits", "context", "integrations", "trusted", "oneid",
 }
 
 
