@@ -10,26 +10,14 @@ from pathlib import Path
 
 import click
 import yaml
-from prometheus_client import REGISTRY
 
-import connectors.webhook.metrics  # noqa: F401  (registers the webhook sink's metrics)
-import touchstream.metrics  # noqa: F401  (registers every other metric)
 from apps.cli import cli
+from tests.unit.deploy.conftest import exported
 from touchstream.settings import ENV_PREFIX, Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 #: metrics a dashboard panel reads from other exporters, named here on purpose
 EXTERNAL = {"redis_memory_used_bytes"}
-
-
-def exported() -> set[str]:
-    names = set()
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
-    for metric in REGISTRY.collect():  # a labelled metric with no child yet has no samples
-        names.add(metric.name)
-        names.update(metric.name + suffix for suffix in suffixes.get(metric.type, ()))
-        names.update(sample.name for sample in metric.samples)
-    return names
 
 
 def manifests() -> list[dict]:
