@@ -80,12 +80,24 @@ def _key_store(settings: Settings):  # type: ignore[no-untyped-def]
 @click.option("--origin", "origins", multiple=True, metavar="ORIGIN",
               help="A site whose pages may use this write key, e.g. https://shop.example.cn (repeat for "
                    "several; '*' allows every site). Without it the key is refused to browsers.")
+@click.option("--trusted/--untrusted", default=None,
+              help="Whether this write key's events may merge people and override untrusted links "
+                   "(default: trusted without --origin, untrusted with it).")
+@click.option("--assert", "assertable", multiple=True, metavar="TYPE",
+              help="An identifier type this write key may assert (repeat; default: every type for a "
+                   "server key, anonymous_id, device_id, email, phone and user_id for a browser key).")
 @click.pass_obj
 def keys_create(settings: Settings, scope: str, name: str, rate: int | None, burst: int | None,
-                origins: tuple[str, ...]) -> None:
+                origins: tuple[str, ...], trusted: bool | None, assertable: tuple[str, ...]) -> None:
     """Create a key and print it (only the key, on stdout; it is not shown again)."""
-    if (rate is not None or burst is not None or origins) and scope != "write":
-        raise click.UsageError("--rate, --burst and --origin apply to write keys only")
+    if (rate is not None or burst is not None or origins or trusted is not None or assertable) \
+            and scope != "write":
+        raise click.UsageError("--rate, --burst, --origin, --trusted and --assert apply to write keys only")
+    from touchstream.text import NAME
+
+    for type_ in assertable:
+        if not NAME.match(type_):
+            raise click.BadParameter(f"{type_!r} is not an identifier type name", param_hint="--assert")
     from touchstream.keys import normalise_origin
 
     for origin in origins:
@@ -93,7 +105,8 @@ def keys_create(settings: Settings, scope: str, name: str, rate: int | None, bur
             normalise_origin(origin)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--origin") from None
-    click.echo(_key_store(settings).create(scope, name, rate=rate, burst=burst, origins=origins))
+    click.echo(_key_store(settings).create(scope, name, rate=rate, burst=burst, origins=origins,
+                                           trusted=trusted, assertable=assertable or None))
 
 
 @keys.command("revoke")
