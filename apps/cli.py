@@ -321,6 +321,86 @@ def lake_compact(settings: Settings, table: str | None, small_mb: float | None, 
 
 
 @cli.group()
+def lake() -> None:
+    """The Parquet lake: the sink that writes it, compaction, the profile snapshot."""
+
+
+@lake.command("run")
+@click.option("--stop-after-idle", type=float, default=None,
+              help="Stop after this many seconds without a record (default: run until SIGTERM).")
+@click.pass_obj
+def lake_run(settings: Settings, stop_after_idle: float | None) -> None:
+    """Write resolved events, merges, rejections and triggers to the lake, exactly once per offset."""
+    from apps import factory
+    from connectors.lake import run_lake_sink
+
+    try:
+        stats = run_lake_sink(factory.lake_config(settings), stop_after_idle_s=stop_after_idle)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(stats.render(), err=True)
+
+
+@lake.command("compact")
+@click.option("--table", type=click.Choice(["events", "merges", "rejections", "triggers"]), default=None,
+              help="Only this table (default: all).")
+@click.option("--small-mb", type=float, default=None,
+              help="Files under this size are merged (default: half of TOUCHSTREAM_LAKE_ROLL_BYTES).")
+@click.option("--min-files", default=2, show_default=True, help="Merge runs of at least this many files.")
+@click.pass_obj
+def lake_compact(settings: Settings, table: str | None, small_mb: float | None, min_files: int) -> None:
+    """Merge small files of each date folder and topic partition (rows unchanged, atomic)."""
+    from apps import factory
+    from connectors.lake.compact import compact
+
+    config = factory.lake_config(settings)
+    small = int(small_mb * 1024 * 1024) if small_mb is not None else config.roll_bytes // 2
+    click.echo(compact(config.path, small_bytes=small, min_files=min_files, table=table).render())
+
+
+@lake.command("snapshot")
+@click.pass_obj
+def lake_snapshot(settings: Settings) -> None:
+    """Export the profile state of every survivor OneID in the lake to profiles/snapshot.parquet."""
+    from apps import factory
+    from connectors.lake.query import connect, survivors
+    from connectors.lake.snapshot import snapshot_profiles
+
+    config = factory.lake_config(settings)
+    try:
+        oneids = survivors(connect(config.path))
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = factory.profile_store(settings, factory.redis_client(settings))
+    written = snapshot_profiles(config.path, oneids, store.get_profile)
+    click.echo(f"{written} profile(s) of {len(oneids)} OneID(s) written to the profiles snapshot")
+
+
+@cli.command("sql")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True, help="json: one object per line.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout.")
+@click.pass_obj
+def sql(settings: Settings, query: str, fmt: str, out: Path | None) -> None:
+    """Query the lake with DuckDB: events, identities, merges, triggers, rejections, profiles."""
+    from apps import factory
+    from connectors.lake.query import connect, run_query, write_result
+
+    try:
+        result = run_query(connect(factory.lake_config(settings).path), query)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out is None:
+        write_result(result, fmt, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    with open(out, "wb") as target:
+        write_result(result, fmt, target)
+
+
+@cli.group()
 def deadletter() -> None:
     """Inspect and replay dead letters."""
 

@@ -1,0 +1,145 @@
+"""DuckDB over the lake: one view per table, the identity view, and output in four formats.
+
+Views are built from the live file list (``layout.live``: files a compaction covered are left
+out), read by column name so files written before a schema change still read, with the
+``event_date`` Hive column from the folder names. A table with no file yet is an empty view with
+the table's columns, so a query never fails for want of data.
+
+``identities`` maps every OneID the lake knows (stamped on an event, or merged) to its survivor
+by following the merges table to its end: history follows merges without rewriting a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connectors.lake import layout
+from connectors.lake.exceptions import LakeError
+from connectors.lake.rows import TABLES, arrow_schema
+from connectors.lake.snapshot import SNAPSHOT_SCHEMA
+from schemas.codec import SchemaRegistry, default_registry
+
+FORMATS = ("table", "csv", "json", "parquet")
+# A chain is followed for at most 64 merges (a cycle left by an unmerge and a re-merge stops there).
+IDENTITIES = """
+CREATE VIEW identities AS
+WITH RECURSIVE links AS (
+    SELECT merged, arg_max(survivor, timestamp) AS survivor FROM merges GROUP BY merged
+), walk(oneid, survivor, depth) AS (
+    SELECT merged, survivor, 1 FROM links
+    UNION ALL
+    SELECT w.oneid, l.survivor, w.depth + 1 FROM walk w JOIN links l ON l.merged = w.survivor
+    WHERE w.depth < 64
+), merged AS (
+    SELECT oneid, arg_max(survivor, depth) AS survivor, max(depth) AS hops FROM walk GROUP BY oneid
+)
+SELECT oneid, survivor, hops FROM merged
+UNION ALL
+SELECT DISTINCT oneid, oneid AS survivor, 0 AS hops FROM events
+WHERE oneid IS NOT NULL AND oneid NOT IN (SELECT oneid FROM merged)
+"""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[Path], empty: pa.Table,
+                  hive: bool) -> None:
+    if paths:
+        listed = ", ".join(_quote(str(p)) for p in paths)
+        options = "hive_partitioning = true, union_by_name = true" if hive else "union_by_name = true"
+        # a view cannot take parameters: the paths are quoted, the names are the lake's own tables
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], {options})")  # noqa: S608
+        return
+    con.register(f"_empty_{name}", empty)
+    extra = ", CAST(NULL AS DATE) AS event_date" if hive else ""
+    con.execute(f"CREATE VIEW {name} AS SELECT *{extra} FROM _empty_{name}")  # noqa: S608
+
+
+def connect(root: Path, registry: SchemaRegistry | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the views ``events``, ``merges``, ``rejections``, ``triggers``,
+    ``profiles`` and ``identities`` over the lake at ``root``."""
+    registry = registry or default_registry()
+    con = duckdb.connect()
+    for spec in TABLES:
+        paths = [path for path, _ in layout.live(layout.table_files(root, spec.name))]
+        _parquet_view(con, spec.name, paths, arrow_schema(registry, spec.schema).empty_table(), hive=True)
+    snapshot = root / layout.PROFILES / layout.SNAPSHOT
+    _parquet_view(con, "profiles", [snapshot] if snapshot.exists() else [], SNAPSHOT_SCHEMA.empty_table(),
+                  hive=False)
+    con.execute(IDENTITIES)
+    return con
+
+
+def survivors(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every OneID the lake knows that is nobody else's now (the profiles worth a snapshot)."""
+    return [str(v) for v in run_query(con, "SELECT DISTINCT survivor FROM identities ORDER BY 1")
+            .column(0).to_pylist()]
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """The result of ``sql`` as an Arrow table; DuckDB's message as a :class:`LakeError`."""
+    try:
+        relation = con.sql(sql)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    except duckdb.Error as exc:
+        raise LakeError(str(exc)) from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def render_table(result: pa.Table) -> str:
+    """Aligned columns with a header, like a terminal client's."""
+    names = result.column_names
+    rows = [[_text(_plain(v)) for v in row.values()] for row in result.to_pylist()]
+    widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
+    lines = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)),
+             "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines) + "\n"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def write_result(result: pa.Table, fmt: str, out: IO[bytes]) -> None:
+    """``result`` in ``fmt`` (table, csv, json lines, parquet) to a binary stream."""
+    if fmt == "parquet":
+        pq.write_table(result, out, compression="zstd")
+        return
+    if fmt == "table":
+        out.write(render_table(result).encode())
+        return
+    text = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(text)
+        writer.writerow(result.column_names)
+        for row in result.to_pylist():
+            writer.writerow([_text(_plain(v)) if v is not None else "" for v in row.values()])
+    elif fmt == "json":
+        for row in result.to_pylist():
+            text.write(json.dumps({k: _plain(v) for k, v in row.items()}, default=str, ensure_ascii=False))
+            text.write("\n")
+    else:
+        raise LakeError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    out.write(text.getvalue().encode())
