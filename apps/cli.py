@@ -320,44 +320,6 @@ def lake_compact(settings: Settings, table: str | None, small_mb: float | None, 
     click.echo(compact(config.path, small_bytes=small, min_files=min_files, table=table).render())
 
 
-@cli.group()
-def lake() -> None:
-    """The Parquet lake: the sink that writes it, compaction, the profile snapshot."""
-
-
-@lake.command("run")
-@click.option("--stop-after-idle", type=float, default=None,
-              help="Stop after this many seconds without a record (default: run until SIGTERM).")
-@click.pass_obj
-def lake_run(settings: Settings, stop_after_idle: float | None) -> None:
-    """Write resolved events, merges, rejections and triggers to the lake, exactly once per offset."""
-    from apps import factory
-    from connectors.lake import run_lake_sink
-
-    try:
-        stats = run_lake_sink(factory.lake_config(settings), stop_after_idle_s=stop_after_idle)
-    except TouchstreamError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(stats.render(), err=True)
-
-
-@lake.command("compact")
-@click.option("--table", type=click.Choice(["events", "merges", "rejections", "triggers"]), default=None,
-              help="Only this table (default: all).")
-@click.option("--small-mb", type=float, default=None,
-              help="Files under this size are merged (default: half of TOUCHSTREAM_LAKE_ROLL_BYTES).")
-@click.option("--min-files", default=2, show_default=True, help="Merge runs of at least this many files.")
-@click.pass_obj
-def lake_compact(settings: Settings, table: str | None, small_mb: float | None, min_files: int) -> None:
-    """Merge small files of each date folder and topic partition (rows unchanged, atomic)."""
-    from apps import factory
-    from connectors.lake.compact import compact
-
-    config = factory.lake_config(settings)
-    small = int(small_mb * 1024 * 1024) if small_mb is not None else config.roll_bytes // 2
-    click.echo(compact(config.path, small_bytes=small, min_files=min_files, table=table).render())
-
-
 @lake.command("snapshot")
 @click.pass_obj
 def lake_snapshot(settings: Settings) -> None:
