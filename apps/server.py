@@ -164,6 +164,8 @@ def create_app(settings: Settings) -> web.Application:
 
 def serve(settings: Settings) -> None:
     """Run the server until interrupted."""
-    # auto_decompress off: gzip bodies are inflated by connectors.collector.body, bounded.
+    # auto_decompress off: gzip bodies are inflated by connectors.collector.body, bounded. Both go
+    # to the request handler as keywords: an unknown one (handler_args={...} once) made aiohttp
+    # drop them all, so the access log wrote identifiers from URLs and aiohttp inflated bodies.
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
-                access_log=None, print=None, handler_args={"auto_decompress": False})
+                access_log=None, print=None, auto_decompress=False)
