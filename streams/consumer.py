@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+#: librdkafka's own lines (``%3|...`` on stderr otherwise) go through logging under this name,
+#: with the process's format and level, for producers and consumers alike
+KAFKA_LOG = logging.getLogger("librdkafka")
+
 #: A loop that has not polled for this long is hung (one that waits out an outage still polls).
 MAX_POLL_INTERVAL_MS = 120_000
 
@@ -25,4 +31,5 @@ def consumer_config(broker: str, group: str, client_id: str, *,
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 32_768,
         "max.poll.interval.ms": max_poll_interval_ms,
+        "logger": KAFKA_LOG,
     }

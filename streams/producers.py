@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from streams.consumer import KAFKA_LOG
+
 log = logging.getLogger(__name__)
 
 
@@ -30,6 +32,7 @@ def producer_config(broker: str, **extra: object) -> dict[str, object]:
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
         "message.timeout.ms": 30_000,
+        "logger": KAFKA_LOG,
     }
     config.update(extra)
     return config
