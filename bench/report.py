@@ -35,6 +35,9 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
     quality = bench_identity(max(1000, min(20_000, events // 50)), settings=replace(
         settings, redis_prefix="bench:identity:"))
     results["identity"] = quality
+    from bench.lake import bench_lake
+
+    results["lake"] = bench_lake(settings, min(events, 100_000))  # quick: beside its own bare consumer
     for prefix in ("bench:collector:", "bench:identity:"):
         pipeline.forget(replace(settings, redis_prefix=prefix))
     results["bench_seconds"] = round(time.monotonic() - started, 1)

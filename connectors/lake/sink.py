@@ -54,6 +54,7 @@ class LakeStats:
     dead_letters: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    close_s: float = 0.0  # the final rolls of a clean stop
 
     @property
     def active_s(self) -> float:
@@ -113,9 +114,11 @@ class LakeSink:
         self._stop.set()
         if self._timer is not None:
             self._timer.join()
+        started = time.monotonic()
         with self._lock:
             for spool in self._spools.values():
                 self._count(spool, spool.roll())
+        self.stats.close_s = time.monotonic() - started
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -1,0 +1,115 @@
+"""The lake sink's throughput beside a bare confluent-kafka consumer over the same topic, same run.
+
+``N`` resolved events (default 100,000: quick) go on a fresh resolved topic; a bare consumer
+reads them (decodes nothing), then ``run_lake_sink`` writes them to a temporary lake (decode,
+Arrow, a durable segment per partition and batch, zstd Parquet at the rolls). The sink's rate
+counts from its first batch to its last roll, the final rolls of its clean stop included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from apps.factory import lake_config
+from connectors.lake import run_lake_sink
+from connectors.lake.layout import table_files
+from schemas.codec import EVENT, default_registry
+from schemas.testing import T0, event_record
+from streams.topics import Topics, create_topics, new_topics
+from touchstream.settings import Settings
+
+log = logging.getLogger(__name__)
+DAY = 86_400_000
+
+
+def produce(settings: Settings, count: int) -> None:
+    """``count`` events over 30 days and 5,000 people, with properties and context like the SDKs'."""
+    encode = default_registry().encoder(EVENT)
+    producer = Producer({"bootstrap.servers": settings.broker, "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 20, "compression.type": "lz4"})
+    topic = Topics.of(settings).resolved
+    for n in range(count):
+        oneid = f"o-{n % 5000:05d}"
+        record = event_record("track" if n % 3 else "page", T0 + (n % 30) * DAY + n,
+                              message_id=f"b-{n}", oneid=oneid, event="Product Viewed", name="Pricing",
+                              anonymous_id=f"a-{n % 7000}",
+                              properties={"sku": f"sku-{n % 300}", "price": n % 997, "path": "/pricing"},
+                              context={"ip": "10.0.0.1", "userAgent": "Mozilla/5.0", "locale": "zh-CN"})
+        while True:
+            try:
+                producer.produce(topic, encode(record), oneid.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(60):
+        raise RuntimeError("bench: the broker did not acknowledge every event")
+
+
+def consume_rate(settings: Settings, topic: str, count: int) -> float:
+    """Events/s of a bare confluent-kafka consumer over ``topic`` (decodes nothing, commits nothing)."""
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen, started = 0, None
+    while seen < count:
+        messages = consumer.consume(1000, timeout=1.0)
+        if messages and started is None:
+            started = time.perf_counter()
+        seen += sum(1 for m in messages if not m.error())
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return count / elapsed if elapsed else 0.0
+
+
+def bench_lake(settings: Settings, events: int = 100_000) -> dict[str, Any]:
+    """Bare consumer and lake sink over the same ``events``; must run in the main thread."""
+    run = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(settings, topic_prefix=f"bench-lake-{run}", app_id=f"bench-lake-{run}",
+                                   lake_metrics_port=0)
+    admin = AdminClient({"bootstrap.servers": settings.broker})
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            create_topics(settings)
+            produce(settings, events)
+            bare = consume_rate(settings, Topics.of(settings).resolved, events)
+            config = dataclasses.replace(lake_config(settings), path=Path(folder))
+            cpu = time.process_time()
+            stats = run_lake_sink(config, stop_after_idle_s=3.0)
+            cpu = time.process_time() - cpu
+            parquet = sum(p.stat().st_size for p, _ in table_files(Path(folder), "events"))
+        finally:
+            for name, future in admin.delete_topics([t.topic for t in new_topics(settings)]).items():
+                try:
+                    future.result(30)
+                except KafkaException as exc:  # cleanup only: report and go on
+                    log.warning("bench: topic %s not deleted: %s", name, exc)
+    busy = stats.active_s + stats.close_s
+    rate = stats.records / busy if busy else 0.0
+    return {
+        "events": events, "rows": stats.rows, "files": stats.files, "parquet_bytes": parquet,
+        "bare_consume_events_per_s": round(bare), "sink_events_per_s": round(rate),
+        "sink_vs_bare": round(rate / bare, 3) if bare else 0.0,
+        "close_rolls_seconds": round(stats.close_s, 2),
+        "sink_cpu_us_per_event": round(cpu / max(stats.records, 1) * 1e6),  # idle wait included
+    }
+
+
+def main(argv: list[str]) -> None:
+    logging.basicConfig(level="WARNING")
+    events = int(argv[0]) if argv else 100_000
+    print(json.dumps(bench_lake(Settings.from_env(), events), indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
