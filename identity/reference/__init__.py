@@ -12,8 +12,8 @@ Modules mirror the scripts: ``state`` (graph_lib.lua: the graph's structures and
 ``graph`` (graph.py: screening before the script, the answer's shape after).
 
 It models the whole state the scripts read: the index (GUARDED once the frequency guard stopped a
-value), profiles (edges with anchor and "since", creation time, person, per-type counts, aliases,
-never-merge lists), the alias map, the frequency-guard sets, the suppression hash and the
+value), profiles (edges with anchor, "since" and trust mark, creation time, person, per-type
+counts, aliases, never-merge lists), the alias map, the frequency-guard sets, the suppression hash and the
 anonymous set. It leaves out partition/offset provenance, message-id compaction, the merge outbox,
 the audit stream and the guard sets' expiry (Redis expires them frequency_guard.window_days after
 the last write, by wall clock).

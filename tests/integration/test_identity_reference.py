@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context, event
 
 from identity.exceptions import IdentityError
-from identity.graph import HOT, IdentityGraph, UnmergeResult
+from identity.graph import HOT, IdentityGraph, UnmergeResult, value_hash
 from identity.reference import ReferenceGraph
 from identity.rules import DAY_MS, IdentityRules, load_rules, parse_rules
 
@@ -181,6 +181,17 @@ def _operate(graph: IdentityGraph, ref: ReferenceGraph, step: tuple[str, int, in
     return {want.new_oneid} if isinstance(want, UnmergeResult) else set()
 
 
+def _untrusted(ref: ReferenceGraph) -> set[tuple[str, str, str]]:
+    """(OneID, type, value hash) of every identifier only untrusted events asserted."""
+    return {(oneid, *_hashed(tv)) for oneid, profile in ref.state.profiles.items()
+            for tv, rec in profile.members.items() if rec.untrusted}
+
+
+def _hashed(tv: str) -> tuple[str, str]:
+    type_, _, value = tv.partition(":")
+    return type_, value_hash(value)
+
+
 def _clock_free(scores: dict[str, int]) -> dict[str, int | str]:
     """Last-seen times; those the scripts took from Redis's clock (years after the generated
     receipt times) only as "clock": the two clocks differ by the time a call takes."""
@@ -215,6 +226,7 @@ def _compare(redis_client: redis.Redis, settings: Any, rules_name: str, raw: lis
             if isinstance(step, tuple):
                 oneids |= _operate(graph, ref, step)
                 continue
+            untrusted = _untrusted(ref)
             got = graph.resolve_batch(step, now_ms=NOW + n * DAY_MS)
             want = ref.resolve_batch(step, now_ms=NOW + n * DAY_MS)
             assert got == want
@@ -224,6 +236,8 @@ def _compare(redis_client: redis.Redis, settings: Any, rules_name: str, raw: lis
                 _note("merge")
             if got.moves:
                 _note("move")
+            if any((m["from_oneid"], m["type"], m["value_hash"]) in untrusted for m in got.moves):
+                _note("trusted take-over of an untrusted identifier")
             if any(not e["trusted"] for e in step):
                 _note("untrusted event")
             oneids.update(o for o in got.oneids if o)
