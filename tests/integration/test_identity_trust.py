@@ -180,3 +180,19 @@ def test_a_browser_key_cannot_assert_a_crm_id_it_is_kept_as_invalid_and_counted(
     assert [(i["type"], i["reason"]) for i in record["invalid_identifiers"]] == [("crm_id", "not_assertable")]
     after = metric(collector, counted, type="crm_id", reason="not_assertable")
     assert after == before + 1
+
+
+def test_keys_create_sets_trust_and_assertable_types(settings, redis_client, collector) -> None:
+    m = uuid.uuid4().hex[:8]
+    key = cli(settings, "keys", "create", "--scope", "write", "--name", f"portal-{m}", "--origin", SITE,
+              "--trusted", "--assert", "crm_id", "--assert", "anonymous_id").strip()
+    [stored] = [k for k in KeyStore(redis_client, settings.redis_prefix).list() if k.name == f"portal-{m}"]
+    assert stored.trusted and stored.assertable == ("anonymous_id", "crm_id")
+    body = {"type": "track", "event": "Viewed", "anonymousId": f"a-{m}", "messageId": f"pt-{m}",
+            "traits": {"email": f"p.{m}@163.com"},
+            "context": {"externalIds": [{"id": f"c-{m}", "type": "crm_id", "collection": "users"}]}}
+    status, answer = browser_post(collector, "/v1/t", body, key)
+    assert status == 200, answer
+    [record] = raw_records(settings, f"pt-{m}", expect=1)
+    assert record["trusted"] is True
+    assert {i["type"] for i in record["identifiers"]} == {"anonymous_id", "crm_id"}
