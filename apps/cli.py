@@ -134,21 +134,32 @@ def keys_list(settings: Settings) -> None:
 @click.option("--map", "maps", multiple=True, help="column=field pairs, e.g. mobile=traits.phone.")
 @click.option("--source", default=None, help="Source name for dedup and lineage (default import-KIND).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--timezone", "zone_name", default=None,
+              help="Where times without an offset were written, e.g. Asia/Shanghai (default: UTC).")
+@click.option("--encoding", default="auto", show_default=True,
+              help="Text files' encoding: auto (UTF-8, else GB18030/GBK), utf-8, gb18030, ...")
 @click.pass_obj
 def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], source: str | None,
-            no_progress: bool) -> None:
-    """Import CRM contacts, orders or events from CSV, JSONL or Parquet through the same validation."""
+            no_progress: bool, zone_name: str | None, encoding: str) -> None:
+    """Import CRM contacts, orders or events from CSV, JSONL, Parquet or Excel (.xlsx) through the
+    same validation as the collector."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     from apps import factory
     from connectors.importers import import_file, parse_mapping
 
     try:
         mapping = parse_mapping(maps)
+        zone = ZoneInfo(zone_name) if zone_name else None
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {zone_name!r}", param_hint="--timezone") from None
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     ingest = factory.blocking_ingest(settings, source or f"import-{kind}")
     try:
         summary = import_file(file, kind=kind, mapping=mapping, submit=ingest.submit,
-                              progress=not no_progress, limits=factory.limits(settings))
+                              progress=not no_progress, limits=factory.limits(settings), timezone=zone,
+                              encoding=encoding)
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -14,7 +14,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from identity.identifiers import DEFAULT_CUSTOM_TYPES, extract_identifiers
@@ -165,7 +165,10 @@ class RowMapper:
         custom_types: tuple[str, ...] = DEFAULT_CUSTOM_TYPES,
         default_region: str = "CN",
         derive_anonymous_id: bool = True,
+        timezone: tzinfo | None = None,
     ) -> None:
+        """``timezone``: where times written without an offset were written (None: UTC)."""
+        self.timezone = timezone
         if kind not in KINDS:
             raise ConfigError(f"unknown import kind {kind!r}; use one of {', '.join(KINDS)}")
         self.kind = kind
@@ -219,9 +222,11 @@ class RowMapper:
             if column in self.mapping:
                 explicit.append((column, target, value))
             else:
-                _set(message, target, _convert(column, target, value), overwrite=False, column=column)
+                _set(message, target, _convert(column, target, value, self.timezone), overwrite=False,
+                     column=column)
         for column, target, value in explicit:  # --map wins over defaults
-            _set(message, target, _convert(column, target, value), overwrite=True, column=column)
+            _set(message, target, _convert(column, target, value, self.timezone), overwrite=True,
+                 column=column)
 
         if self.kind == "contacts":
             message["type"] = "identify"
@@ -259,11 +264,11 @@ class RowMapper:
         return "imp-" + uuid.uuid5(_NAMESPACE, f"{best['type']}:{best['value']}").hex
 
 
-def _convert(column: str, target: str, value: Any) -> Any:
+def _convert(column: str, target: str, value: Any, zone: tzinfo | None = None) -> Any:
     if target in NUMERIC_FIELDS:
         return _number(column, target, value)
     if target in TIME_FIELDS:
-        return _time_text(value)
+        return _time_text(value, zone)
     return value
 
 
@@ -289,11 +294,17 @@ def _number(column: str, target: str, value: Any) -> int | float:
     raise ValidationError(column, "bad_number", f"column {column!r} ({target}) must be a number")
 
 
-def _time_text(value: Any) -> Any:
-    """Epoch seconds or milliseconds (numbers or digit strings) become ISO-8601; the rest is left as is.
+def _time_text(value: Any, zone: tzinfo | None = None) -> Any:
+    """Epoch seconds or milliseconds (numbers or digit strings) become ISO-8601; with ``zone``, a
+    time written without an offset ("2024-05-01 10:30", "2024/5/1") is read in that zone and
+    written in UTC; the rest is left as is.
 
     Validation parses the text (naive times are UTC) and rejects what is not a time.
     """
+    if zone is not None and isinstance(value, str):
+        zoned = _in_zone(value, zone)
+        if zoned is not None:
+            return zoned
     number: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
@@ -306,6 +317,28 @@ def _time_text(value: Any) -> Any:
         return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
     except (OverflowError, OSError, ValueError):
         return value
+
+
+_NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
+                  "%Y/%m/%d")
+
+
+def _in_zone(text: str, zone: tzinfo) -> str | None:
+    """UTC ISO text of a time written without an offset, read in ``zone``; None for anything else."""
+    stripped = text.strip()
+    try:
+        parsed: datetime | None = datetime.fromisoformat(stripped)
+    except ValueError:
+        parsed = None
+        for pattern in _NAIVE_FORMATS:
+            try:
+                parsed = datetime.strptime(stripped, pattern)  # noqa: DTZ007  (the zone is added below)
+                break
+            except ValueError:
+                continue
+    if parsed is None or parsed.tzinfo is not None:
+        return None
+    return parsed.replace(tzinfo=zone).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _set(message: dict[str, Any], path: str, value: Any, *, overwrite: bool, column: str) -> None:

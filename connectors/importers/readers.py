@@ -1,11 +1,14 @@
-"""Streaming row readers for CSV/TSV, JSONL and Parquet, chosen by file extension.
+"""Streaming row readers for CSV/TSV, JSONL, Parquet and Excel (.xlsx), chosen by extension.
 
 A 1 GB export must not be loaded into memory: every reader yields chunks of rows and can say
-how far it has got (bytes for text files, rows for Parquet) for the progress bar.
+how far it has got (bytes for text files, rows for Parquet and Excel) for the progress bar.
+Text files are UTF-8 or, as Chinese CRMs and Excel "CSV" exports often are, GBK/GB18030: with
+``encoding="auto"`` the first megabyte decides (valid UTF-8, else GB18030, GBK's superset).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -19,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
+import openpyxl
 import pyarrow.parquet as pq
 
 from touchstream.errors import ConfigError
@@ -31,7 +35,10 @@ FORMATS: dict[str, str] = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".xlsx": "xlsx",
 }
+#: how much of a text file decides its encoding under "auto"
+SNIFF_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +89,34 @@ class RowReader:
         self.close()
 
 
+def detect_encoding(path: Path) -> str:
+    """``utf-8-sig`` when the first megabyte is valid UTF-8 (a BOM is dropped), else ``gb18030``."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a cut last char is fine
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8-sig"
+
+
+def _encoding(path: Path, encoding: str) -> str:
+    if encoding == "auto":
+        return detect_encoding(path)
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"unknown encoding {encoding!r}; use auto, utf-8 or gb18030") from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
 class _TextReader(RowReader):
     """Text formats read through one binary handle, whose offset is the progress."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, encoding: str = "auto") -> None:
         super().__init__(path)
+        self.encoding = _encoding(path, encoding)
         self.total = path.stat().st_size
         self._raw = path.open("rb")
         gzipped = path.suffix.lower() == ".gz"
@@ -94,7 +124,7 @@ class _TextReader(RowReader):
         stream = cast(BinaryIO, gzip.GzipFile(fileobj=self._raw)) if gzipped else self._raw
         # utf-8-sig: spreadsheets put a BOM in front of the first column's name; a stray bad byte
         # becomes U+FFFD in its row rather than ending a long import.
-        self._text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+        self._text = io.TextIOWrapper(stream, encoding=self.encoding, errors="replace", newline="")
 
     def position(self) -> int:
         return self._raw.tell()
@@ -107,8 +137,8 @@ class _TextReader(RowReader):
 class CsvReader(_TextReader):
     """CSV (or TSV) with a header row; values stripped, empty cells absent (None)."""
 
-    def __init__(self, path: Path, delimiter: str = ",") -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, delimiter: str = ",", encoding: str = "auto") -> None:
+        super().__init__(path, encoding)
         self._reader = csv.reader(self._text, delimiter=delimiter)
         try:
             header = next(self._reader)
@@ -193,6 +223,52 @@ class ParquetReader(RowReader):
         self._file.close()
 
 
+class XlsxReader(RowReader):
+    """The first sheet of an Excel workbook, streamed (openpyxl read-only); the first row is the
+    header. Dates come as naive datetimes: ``--timezone`` says where they were written."""
+
+    unit = "rows"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        try:
+            self._book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # zipfile/XML errors of a damaged file: the user's file, not a crash
+            raise ConfigError(f"{path.name}: not a readable .xlsx workbook ({type(exc).__name__})") from None
+        sheet = self._book.worksheets[0]
+        self._rows = sheet.iter_rows(values_only=True)
+        header = next(self._rows, None) or ()
+        self.columns = [str(name).strip() if name is not None else "" for name in header]
+        if not self.columns or any(not name for name in self.columns):
+            self.close()
+            raise ConfigError(f"{path.name}: the first row must be a header naming every column")
+        self.total = max(0, (sheet.max_row or 1) - 1)
+        self._read = 0
+
+    def position(self) -> int:
+        return self._read
+
+    def rows(self) -> Iterator[RawRow]:
+        columns = self.columns or []
+        number = 0
+        for cells in self._rows:
+            if not cells or all(cell is None or cell == "" for cell in cells):
+                continue  # blank row
+            number += 1
+            self._read = number
+            if len(cells) > len(columns) and any(c is not None for c in cells[len(columns):]):
+                yield RawRow(number, None, "bad_row", f"cells beyond the {len(columns)} header columns")
+                continue
+            data = {}
+            for name, cell in zip(columns, cells, strict=False):
+                value = cell.strip() if isinstance(cell, str) else plain(cell)
+                data[name] = None if value == "" else value
+            yield RawRow(number, data)
+
+    def close(self) -> None:
+        self._book.close()
+
+
 def plain(value: Any) -> Any:
     """A JSON-ready value: times as ISO text, decimals as numbers, NaN as absent."""
     if value is None or isinstance(value, (str, bool, int)):
@@ -213,12 +289,12 @@ def plain(value: Any) -> Any:
 
 
 def file_format(path: Path) -> str:
-    """csv | tsv | jsonl | parquet, from the extension (``.gz`` allowed after csv/tsv/jsonl)."""
+    """csv | tsv | jsonl | parquet | xlsx, from the extension (``.gz`` allowed after csv/tsv/jsonl)."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
         fmt = FORMATS.get(suffixes[-1]) if suffixes else None
-        if fmt == "parquet":
+        if fmt in ("parquet", "xlsx"):
             fmt = None
     else:
         fmt = FORMATS.get(suffixes[-1]) if suffixes else None
@@ -229,15 +305,18 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def open_reader(path: Path) -> RowReader:
-    """The reader for ``path``'s format; :class:`ConfigError` when the file is not usable."""
+def open_reader(path: Path, encoding: str = "auto") -> RowReader:
+    """The reader for ``path``'s format; :class:`ConfigError` when the file is not usable.
+    ``encoding`` applies to text formats (``auto``: UTF-8 or GB18030, see the module)."""
     fmt = file_format(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     if fmt == "csv":
-        return CsvReader(path)
+        return CsvReader(path, encoding=encoding)
     if fmt == "tsv":
-        return CsvReader(path, delimiter="\t")
+        return CsvReader(path, delimiter="\t", encoding=encoding)
     if fmt == "jsonl":
-        return JsonlReader(path)
+        return JsonlReader(path, encoding)
+    if fmt == "xlsx":
+        return XlsxReader(path)
     return ParquetReader(path)

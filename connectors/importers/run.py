@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import tzinfo
 from pathlib import Path
 
 from rich.console import Console
@@ -45,6 +46,8 @@ def import_file(
     progress: bool = True,
     limits: Limits | None = None,
     derive_anonymous_id: bool = True,
+    timezone: tzinfo | None = None,
+    encoding: str = "auto",
 ) -> ImportSummary:
     """Import ``path`` as ``kind`` (contacts|orders|events); every row is counted in the summary.
 
@@ -52,17 +55,19 @@ def import_file(
     :class:`Outcome` per message (``index`` = position in the list). ``limits`` supplies the
     custom identifier types and phone region used to derive an anonymousId for rows that
     have neither userId nor anonymousId (``derive_anonymous_id=False`` leaves them to be rejected).
+    ``timezone``: where times without an offset were written (a Chinese CRM: Asia/Shanghai);
+    ``encoding`` of text files (``auto``: UTF-8 or GB18030).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     limits = limits or Limits()
     mapper = RowMapper(
         kind, mapping, file_name=path.name, custom_types=limits.custom_types,
-        default_region=limits.default_region, derive_anonymous_id=derive_anonymous_id,
+        default_region=limits.default_region, derive_anonymous_id=derive_anonymous_id, timezone=timezone,
     )
     summary = ImportSummary(path=path, kind=kind)
     started = time.perf_counter()
-    with open_reader(path) as reader:
+    with open_reader(path, encoding) as reader:
         mapper.check_columns(reader.columns)
         with _progress_bar(progress, reader, summary) as advance:
             for chunk in reader.chunks(batch_size):

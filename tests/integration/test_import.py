@@ -37,3 +37,16 @@ def test_contacts_csv_import_counts_rejections_and_reimport_adds_nothing(setting
     ids = {(i["type"], i["value"]) for r in records for i in r["identifiers"]}
     assert ("phone", "+8613912345678") in ids and ("email", "a@example.com") in ids
     assert all(r["type"] == "identify" and r["source"] == "import-contacts" for r in records)
+
+
+def test_a_gbk_crm_export_with_local_times_imports_through_the_cli(settings, tmp_path):
+    marker = uuid.uuid4().hex[:8]
+    path = tmp_path / f"crm-{marker}.csv"
+    path.write_bytes(f"客户编号,手机,注册时间\nG{marker},13712345678,2026-01-05 09:30:00\n".encode("gbk"))
+    out = cli(settings, "import", str(path), "--kind", "contacts", "--timezone", "Asia/Shanghai",
+              "--map", "客户编号=traits.crm_id", "--map", "手机=traits.phone", "--map", "注册时间=timestamp",
+              "--no-progress")
+    assert counts(out)["accepted"] == 1, out
+    [record] = [r for r in raw_records(settings, "")
+                if any(i["type"] == "crm_id" and i["value"] == f"G{marker}" for i in r["identifiers"])]
+    assert record["timestamp"] == 1_767_576_600_000  # 09:30 in Shanghai is 01:30 UTC

@@ -315,8 +315,11 @@ def test_text_files_are_read_as_a_stream(tmp_path: Path) -> None:
 
 
 def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
-    (tmp_path / "x.xlsx").write_bytes(b"")
+    (tmp_path / "x.xls").write_bytes(b"")  # the pre-2007 binary format
     with pytest.raises(ConfigError, match="unknown file type"):
+        run(tmp_path / "x.xls", "contacts")
+    (tmp_path / "x.xlsx").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"x.xlsx: not a readable .xlsx workbook"):
         run(tmp_path / "x.xlsx", "contacts")
     with pytest.raises(ConfigError, match="no such file"):
         run(tmp_path / "missing.csv", "contacts")
