@@ -168,7 +168,11 @@ end
 
 local function attach(o, t, v, tv, anchor, ev, fresh)
   local key = pkey(o)
-  call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')))
+  if ev.u then
+    call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')), F_UNTRUSTED, 1)
+  else
+    call('HSET', key, tv, pack(new_rec(ev, anchor and ph(anchor) or '')))
+  end
   call('HINCRBY', key, F_COUNT .. t, 1)
   -- a stronger identifier: the profile is no longer anonymous (never collected from now on)
   if not ANON_T[t] and o ~= created_now then anon_set(o, false) end
@@ -296,6 +300,10 @@ local function merge(T, o, xtv, anchor, ev, ei, t)
     meta[#meta + 1] = F_NEVER
     meta[#meta + 1] = is[3] and (is[3] .. ' ' .. il[3]) or il[3]
   end
+  if lmeta[F_UNTRUSTED] then
+    meta[#meta + 1] = F_UNTRUSTED
+    meta[#meta + 1] = 1
+  end
   hset_many(skey, meta)
   for _, a in ipairs(al) do
     call('HSET', akey(a), a, surv)
@@ -377,6 +385,7 @@ end
 -- so far: they are trusted from now on.
 local function trust_up(T, ids)
   local key = pkey(T)
+  if not call('HGET', key, F_UNTRUSTED) then return end
   for j = 1, #ids, 2 do
     local tv = ids[j] .. ':' .. ids[j + 1]
     if owners[tv] == T then

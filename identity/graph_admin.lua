@@ -116,6 +116,7 @@ if op == OP_UNMERGE then
   local nm = meta[F_NEVER] and (meta[F_NEVER] .. ' ' .. new) or new
   call('HSET', okey, F_NEVER, nm)
   call('HSET', nkey, F_CREATED, created, F_NEVER, o)
+  if meta[F_UNTRUSTED] then call('HSET', nkey, F_UNTRUSTED, 1) end
   local now = now_ms()
   split_anonymous(o, kept, new, moved, now)
   anon_flush()

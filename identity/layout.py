@@ -36,6 +36,9 @@ Profile fields that are not identifiers (they all start with F_MARK):
     !n:<type>          how many identifiers of the type it holds
     !a:<oneid>         "" for every OneID merged into it (its aliases)
     !nm                OneIDs it must never be merged with again (space separated)
+    !ut                "1" once it may hold an UNTRUSTED edge (set when one is written, carried by
+                       merges and splits, never cleared): a trusted event re-asserting identifiers
+                       of a profile without it reads no edges
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ F_PERSON = "!u"
 F_COUNT = "!n:"
 F_ALIAS = "!a:"
 F_NEVER = "!nm"
+F_UNTRUSTED = "!ut"
 
 # ---- meta hash fields ----
 M_BUCKETS = "nb"
