@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from streams.clients import use_options
 from touchstream import logs
 from touchstream.errors import TouchstreamError
 from touchstream.settings import Settings
@@ -22,6 +23,7 @@ def cli(ctx: click.Context) -> None:
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     logs.configure(settings.log_level)
+    use_options(settings.kafka_client_options())  # TLS/SASL for every Kafka client of this process
     ctx.obj = settings
 
 

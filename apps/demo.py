@@ -24,6 +24,7 @@ from apps import factory
 from apps.procs import wait_http
 from connectors.samples import sample_events
 from schemas.codec import default_registry
+from streams.clients import client_config
 from streams.topics import Topics, create_topics
 from touchstream.settings import Settings
 
@@ -125,11 +126,11 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
     # the demo sends its whole history at once: its own key is not held to the default rate
     key = factory.key_store(settings, client).create("write", "demo", rate=1_000_000, burst=1_000_000)
     run_id = uuid.uuid4().hex[:12]
-    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"demo-{run_id}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(client_config(settings.broker, **{"group.id": f"demo-{run_id}",
+                                                          "enable.auto.commit": False}))
     consumer.assign(_end_offsets(consumer, topics.resolved))
-    trigger_consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"demo-{run_id}-t",
-                                 "enable.auto.commit": False})
+    trigger_consumer = Consumer(client_config(settings.broker, **{"group.id": f"demo-{run_id}-t",
+                                                                  "enable.auto.commit": False}))
     trigger_consumer.assign(_end_offsets(trigger_consumer, topics.triggers))
 
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
-#: librdkafka's own lines (``%3|...`` on stderr otherwise) go through logging under this name,
-#: with the process's format and level, for producers and consumers alike
-KAFKA_LOG = logging.getLogger("librdkafka")
+from streams.clients import client_config
 
 #: A loop that has not polled for this long is hung (one that waits out an outage still polls).
 MAX_POLL_INTERVAL_MS = 120_000
@@ -18,8 +14,7 @@ def consumer_config(broker: str, group: str, client_id: str, *,
 
     A sink whose batch can outlast two minutes (HTTP retries) raises ``max_poll_interval_ms``.
     """
-    return {
-        "bootstrap.servers": broker,
+    settings: dict[str, object] = {
         "group.id": group,
         "client.id": client_id,
         "enable.auto.commit": False,
@@ -31,5 +26,5 @@ def consumer_config(broker: str, group: str, client_id: str, *,
         "fetch.wait.max.ms": 50,
         "queued.max.messages.kbytes": 32_768,
         "max.poll.interval.ms": max_poll_interval_ms,
-        "logger": KAFKA_LOG,
     }
+    return client_config(broker, **settings)

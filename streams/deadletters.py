@@ -21,6 +21,7 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.codec import default_registry
+from streams.clients import client_config
 from streams.records import Record
 
 #: The longest error text a dead letter keeps.
@@ -83,8 +84,8 @@ class StoredDeadLetter:
 
 def read_dead_letters(broker: str, topic: str, *, timeout: float = 10.0) -> Iterator[StoredDeadLetter]:
     """Every dead letter currently on the topic, oldest first."""
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": "touchstream-deadletter-reader",
-                         "enable.auto.commit": False})
+    consumer = Consumer(client_config(broker, **{"group.id": "touchstream-deadletter-reader",
+                                                 "enable.auto.commit": False}))
     try:
         meta = consumer.list_topics(topic, timeout=timeout)
         ends = {}
@@ -118,7 +119,7 @@ def replay(broker: str, topic: str, *, stage: str | None = None, reason: str | N
     replay does not send the same record again. ``before_send`` sees each record first (the CLI
     releases the stream claim of a record that failed while processing).
     """
-    producer = Producer({"bootstrap.servers": broker, "enable.idempotence": True, "acks": "all"})
+    producer = Producer(client_config(broker, **{"enable.idempotence": True, "acks": "all"}))
     done_key = f"{prefix}deadletter:replayed"
     count = 0
     for stored in read_dead_letters(broker, topic):

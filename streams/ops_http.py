@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.clients import client_config
+
 log = logging.getLogger(__name__)
 
 #: a readiness check raises (anything) when its dependency does not answer
@@ -35,7 +37,7 @@ def redis_check(client: object) -> Check:
 
 def kafka_check(bootstrap: str, timeout_s: float = 2.0, **config: str) -> Check:
     """Kafka answers a metadata request within ``timeout_s``."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **config})
+    admin = AdminClient(client_config(bootstrap, **config))
 
     def check() -> None:
         admin.list_topics(timeout=timeout_s)

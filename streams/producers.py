@@ -16,15 +16,14 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from streams.consumer import KAFKA_LOG
+from streams.clients import client_config
 
 log = logging.getLogger(__name__)
 
 
 def producer_config(broker: str, **extra: object) -> dict[str, object]:
     """Idempotent, acks=all: no acknowledged-but-lost event and no broker-side duplicates."""
-    config: dict[str, object] = {
-        "bootstrap.servers": broker,
+    settings: dict[str, object] = {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -32,8 +31,8 @@ def producer_config(broker: str, **extra: object) -> dict[str, object]:
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
         "message.timeout.ms": 30_000,
-        "logger": KAFKA_LOG,
     }
+    config = client_config(broker, **settings)
     config.update(extra)
     return config
 

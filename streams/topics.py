@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.clients import client_config
 from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def new_topics(settings: Settings) -> list[NewTopic]:
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create every topic that does not exist yet; returns ``{name: "created"|"exists"}``."""
-    admin = AdminClient({"bootstrap.servers": settings.broker})
+    admin = AdminClient(client_config(settings.broker))
     outcome: dict[str, str] = {}
     futures = admin.create_topics(new_topics(settings), request_timeout=timeout)
     for name, future in futures.items():

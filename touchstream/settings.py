@@ -7,6 +7,7 @@ checked against this list by a test. Everything else receives a :class:`Settings
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from touchstream.errors import ConfigError
 
 ENV_PREFIX = "TOUCHSTREAM_"
+
+
+_KAFKA_KEY = re.compile(r"^[a-z][a-z0-9_.]*$")
 
 
 def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
@@ -89,6 +93,9 @@ class Settings:
         5000, "Most records the lake sink takes per batch (one segment per partition)"
     )
     lake_metrics_port: int = _setting(6068, "Port of the lake sink's Prometheus /metrics (0: none)")
+    kafka_options: str = _setting(
+        "", "librdkafka options for every Kafka client, `key=value;key=value` (TLS, SASL)", secret=True
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -127,6 +134,7 @@ class Settings:
         if not 0 <= self.lake_metrics_port < 65536:
             raise ConfigError(f"{ENV_PREFIX}LAKE_METRICS_PORT must be a TCP port or 0, "
                               f"got {self.lake_metrics_port}")
+        self.kafka_client_options()  # refuses a malformed value now, not in the first client
         if self.partitions < 1:
             raise ConfigError(f"{ENV_PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
         if len(self.default_phone_region) != 2 or not self.default_phone_region.isalpha():
@@ -134,6 +142,21 @@ class Settings:
                 f"{ENV_PREFIX}DEFAULT_PHONE_REGION must be a two-letter region code, "
                 f"got {self.default_phone_region!r}"
             )
+
+    def kafka_client_options(self) -> dict[str, str]:
+        """``kafka_options`` as librdkafka properties, e.g. ``security.protocol=SASL_SSL;
+        sasl.mechanism=SCRAM-SHA-512;sasl.username=u;sasl.password=p;ssl.ca.location=/ca.pem``."""
+        options: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in self.kafka_options.split(";"))):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or not _KAFKA_KEY.match(key):
+                raise ConfigError(f"{ENV_PREFIX}KAFKA_OPTIONS: {key or item[:20]!r} is not key=value "
+                                  "with a librdkafka property name")
+            if key == "bootstrap.servers":
+                raise ConfigError(f"{ENV_PREFIX}KAFKA_OPTIONS: set the broker with {ENV_PREFIX}BROKER")
+            options[key] = value.strip()
+        return options
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:

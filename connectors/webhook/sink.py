@@ -31,6 +31,7 @@ from connectors.webhook.delivery import Deliverer, Waiter, wait_for_stop
 from connectors.webhook.done import DoneStore
 from connectors.webhook.exceptions import DoneStoreError, WebhookError
 from schemas.codec import default_registry
+from streams.clients import client_config
 from streams.consumer import consumer_config as loop_consumer_config
 from streams.deadletters import DeadLetter
 from streams.ops_http import Check, serve_ops
@@ -209,7 +210,7 @@ class WebhookSink:
 def _require_topic(broker: str, topic: str, timeout: float = 10.0) -> None:
     """Fail fast and say why when the triggers topic is missing (the project creates its topics)."""
     try:
-        admin = AdminClient({"bootstrap.servers": broker})
+        admin = AdminClient(client_config(broker))
         found = admin.list_topics(topic, timeout=timeout).topics.get(topic)
     except KafkaException as exc:
         raise WebhookError(f"Kafka did not answer for topic {topic}: {exc}") from None

@@ -60,3 +60,20 @@ def test_the_redis_url_is_never_printed():
     settings = Settings.from_env({"TOUCHSTREAM_REDIS_URL": "redis://:hunter2@cache.internal:6379/0"})
     assert settings.redis_url.endswith("@cache.internal:6379/0")
     assert "hunter2" not in repr(settings) and "redis_url='***'" in repr(settings)
+
+
+def test_kafka_options_are_librdkafka_properties_and_a_secret():
+    settings = Settings.from_env({"TOUCHSTREAM_KAFKA_OPTIONS":
+                                  "security.protocol=SASL_SSL; sasl.mechanism=SCRAM-SHA-512;"
+                                  "sasl.username=ts;sasl.password=s3cret=x;"})
+    assert settings.kafka_client_options() == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "ts",
+        "sasl.password": "s3cret=x"}
+    assert "s3cret" not in repr(settings)
+    assert Settings.from_env({}).kafka_client_options() == {}
+
+
+@pytest.mark.parametrize("value", ["security.protocol", "Bad Key=1", "bootstrap.servers=x:9092"])
+def test_malformed_kafka_options_are_refused_at_start(value):
+    with pytest.raises(ConfigError, match="TOUCHSTREAM_KAFKA_OPTIONS"):
+        Settings.from_env({"TOUCHSTREAM_KAFKA_OPTIONS": value})
