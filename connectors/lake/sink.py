@@ -244,8 +244,14 @@ def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None)
     return sink.stats
 
 
+#: Before its first record a sink may be waiting for its group: a SIGKILLed member's session
+#: (10 s) must expire before the partitions move. Idleness starts counting after this.
+JOIN_GRACE_S = 15.0
+
+
 class _IdleStop:
-    """SIGTERM to this process once no record arrived for ``idle_s`` (since start or the last one).
+    """SIGTERM to this process once no record arrived for ``idle_s`` (after the last one, or after
+    the start plus ``JOIN_GRACE_S`` when none came).
 
     The sink loop's own idle stop counts the partitions of its one topic name, which a regex
     subscription never matches; a signal takes the same clean path as an operator's SIGTERM.
@@ -262,7 +268,7 @@ class _IdleStop:
 
     def _watch(self) -> None:
         while not self._done.wait(0.25):
-            last = self._sink.stats.last_at or self._started
+            last = self._sink.stats.last_at or self._started + JOIN_GRACE_S
             if time.monotonic() - last >= self._idle_s:
                 log.info("lake sink: idle for %.1fs, stopping", self._idle_s)
                 os.kill(os.getpid(), signal.SIGTERM)
