@@ -43,7 +43,9 @@ ANY_ORIGIN = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: What a browser key may assert unless created with ``--assert``: the anonymous types, email and
 #: phone (traits a visitor types in) and user_id (analytics.js identify); all linked untrusted.
-BROWSER_ASSERTABLE: tuple[str, ...] = ("anonymous_id", "device_id", "email", "phone", "user_id")
+#: a page's own ids and what a visitor types into a form; a login id (user_id) only when the key
+#: is created with ``--assert user_id`` (anyone can copy a browser key and claim any login)
+BROWSER_ASSERTABLE: tuple[str, ...] = ("anonymous_id", "device_id", "email", "phone")
 
 
 @dataclass(frozen=True)
