@@ -29,18 +29,24 @@ def test_sigkill_mid_stream_neither_duplicates_nor_loses_a_row(settings: Setting
     producing = threading.Event()
     producing.set()
 
-    def traffic() -> None:  # live traffic during the kills: ~2,500 events/s over four days
-        n = 0
-        while producing.is_set():
-            chunk = []
-            for _ in range(250):
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+
+    def send(count: int) -> None:
+        chunk = []
+        with lock:
+            for _ in range(count):
+                n = next(counter)
                 mid = f"{marker}{n}"
                 event = event_record("track", T0 + (n % 4) * DAY, message_id=mid, oneid=f"o-{n % 97}",
                                      event="Seen", properties={"n": n})
                 chunk.append((f"o-{n % 97}".encode(), encode(event)))
                 sent.append(mid)
-                n += 1
-            produce(config, topic, chunk)
+        produce(config, topic, chunk)
+
+    def traffic() -> None:  # live traffic during the kills: ~2,500 events/s over four days
+        while producing.is_set():
+            send(250)
             time.sleep(0.1)
 
     producer = threading.Thread(target=traffic, daemon=True)
@@ -53,10 +59,11 @@ def test_sigkill_mid_stream_neither_duplicates_nor_loses_a_row(settings: Setting
             sink.start()
             before = progress(config, group)[0]
             deadline = time.monotonic() + 60
-            while progress(config, group)[0] <= before:  # joined and committing: mid-stream now
+            while progress(config, group)[0] <= before:  # joined and committing
                 assert time.monotonic() < deadline, (tmp_path / "lake.log").read_text()[-3000:]
                 time.sleep(0.2)
-            time.sleep(rng.uniform(0.2, 1.5))
+            send(15_000)  # a backlog: the kill lands mid-batch (decoding, a segment, a roll)
+            time.sleep(rng.uniform(0.0, 0.8))
             sink.kill()
             kills += 1
         producing.clear()
