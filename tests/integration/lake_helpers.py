@@ -16,13 +16,22 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from connectors.lake import layout
 from connectors.lake.rows import TABLES
+from streams.topics import create_topics
 from touchstream.settings import Settings
 
 
-def lake_settings(settings: Settings, path: Path, **overrides: object) -> Settings:
-    """This run's topics with a lake folder and a lake consumer group of the test's own."""
-    return replace(settings, app_id=f"lake-{uuid.uuid4().hex[:8]}", lake_path=str(path), lake_metrics_port=0,
+def lake_settings(settings: Settings, path: Path, *, own_topics: bool = False,
+                  **overrides: object) -> Settings:
+    """This run's topics (or, with ``own_topics``, fresh ones of the test's own: the run's topics
+    hold every other test's records) with a lake folder and a lake consumer group of its own."""
+    name = f"lake-{uuid.uuid4().hex[:8]}"
+    if own_topics:
+        overrides["topic_prefix"] = f"{settings.topic_prefix}-{name}"
+    lake = replace(settings, app_id=name, lake_path=str(path), lake_metrics_port=0,
                    **overrides)  # type: ignore[arg-type]
+    if own_topics:
+        create_topics(lake)
+    return lake
 
 
 class LakeProcess:

@@ -44,7 +44,8 @@ def rows_json(config: Settings, query: str) -> list[dict]:
 
 def test_identities_follow_a_merge_chain_and_compaction_keeps_the_rows(settings: Settings,
                                                                         tmp_path: Path) -> None:
-    config = lake_settings(settings, tmp_path / "lake", lake_batch_size=7, lake_roll_bytes=1)  # tiny files
+    config = lake_settings(settings, tmp_path / "lake", own_topics=True, lake_batch_size=7,
+                           lake_roll_bytes=1)  # tiny files
     m = uuid.uuid4().hex[:8]
     a, b, c = f"a-{m}", f"b-{m}", f"c-{m}"
     registry = default_registry()
@@ -82,7 +83,7 @@ def test_identities_follow_a_merge_chain_and_compaction_keeps_the_rows(settings:
 
 
 def test_bad_sql_exits_non_zero_with_duckdbs_message(settings: Settings, tmp_path: Path) -> None:
-    config = lake_settings(settings, tmp_path / "lake")
+    config = lake_settings(settings, tmp_path / "lake", own_topics=True)
     for query, message in (("SELEC 1", "Parser Error"), ("SELECT nope FROM events", "Binder Error"),
                            ("SELECT * FROM no_such_view", "Catalog Error")):
         done = sql(config, query)

@@ -20,7 +20,8 @@ DAY = 86_400_000
 
 def test_sigkill_mid_stream_neither_duplicates_nor_loses_a_row(settings: Settings, tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    config = lake_settings(settings, lake, lake_roll_bytes=50_000, lake_roll_s=1, lake_batch_size=300)
+    config = lake_settings(settings, lake, own_topics=True, lake_roll_bytes=50_000, lake_roll_s=1,
+                           lake_batch_size=300)
     group = f"{config.app_id}-lake"
     topic = Topics.of(config).resolved
     marker = f"lk-{uuid.uuid4().hex[:8]}-"
