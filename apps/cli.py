@@ -310,7 +310,8 @@ def lake_run(settings: Settings, stop_after_idle: float | None) -> None:
     from connectors.lake import run_lake_sink
 
     try:
-        stats = run_lake_sink(factory.lake_config(settings), stop_after_idle_s=stop_after_idle)
+        stats = run_lake_sink(factory.lake_config(settings), stop_after_idle_s=stop_after_idle,
+                              readiness=factory.readiness_checks(settings, factory.redis_client(settings)))
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(stats.render(), err=True)

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +33,7 @@ from connectors.lake.spool import ROLL_TMP, PartitionSpool, Written
 from schemas.codec import SchemaRegistry, default_registry
 from schemas.exceptions import DecodeError
 from streams.deadletters import DeadLetter
+from streams.ops_http import Check, serve_ops
 from streams.records import Record
 from streams.sink_loop import SinkOptions, run_sink
 from touchstream import metrics
@@ -213,14 +214,14 @@ class LakeSink:
                 log.exception("lake: rolling aged segments failed; trying again")
 
 
-def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None) -> LakeStats:
-    """Write the four topics to the lake until SIGTERM/SIGINT (or idle); blocking, main thread."""
+def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None,
+                  readiness: Mapping[str, Check] | None = None) -> LakeStats:
+    """Write the four topics to the lake until SIGTERM/SIGINT (or idle); blocking, main thread.
+    The ops port serves ``/metrics``, ``/healthz`` and ``/readyz`` (by ``readiness``)."""
     server = None
     if config.metrics_port:
-        from prometheus_client import start_http_server
-
         try:
-            server, _ = start_http_server(config.metrics_port, addr=config.metrics_host)
+            server = serve_ops(config.metrics_host, config.metrics_port, readiness or {})
         except OSError as exc:
             raise LakeError(f"lake metrics port {config.metrics_host}:{config.metrics_port} cannot be "
                             f"bound ({exc.strerror}); set TOUCHSTREAM_LAKE_METRICS_PORT") from None
