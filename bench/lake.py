@@ -18,10 +18,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from apps.factory import lake_config
+from bench.pipeline import consume_rate
 from connectors.lake import run_lake_sink
 from connectors.lake.layout import table_files
 from schemas.codec import EVENT, default_registry
@@ -56,22 +57,6 @@ def produce(settings: Settings, count: int) -> None:
         raise RuntimeError("bench: the broker did not acknowledge every event")
 
 
-def consume_rate(settings: Settings, topic: str, count: int) -> float:
-    """Events/s of a bare confluent-kafka consumer over ``topic`` (decodes nothing, commits nothing)."""
-    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    seen, started = 0, None
-    while seen < count:
-        messages = consumer.consume(1000, timeout=1.0)
-        if messages and started is None:
-            started = time.perf_counter()
-        seen += sum(1 for m in messages if not m.error())
-    elapsed = time.perf_counter() - (started or time.perf_counter())
-    consumer.close()
-    return count / elapsed if elapsed else 0.0
-
-
 def bench_lake(settings: Settings, events: int = 100_000) -> dict[str, Any]:
     """Bare consumer and lake sink over the same ``events``; must run in the main thread."""
     run = uuid.uuid4().hex[:8]
@@ -82,7 +67,7 @@ def bench_lake(settings: Settings, events: int = 100_000) -> dict[str, Any]:
         try:
             create_topics(settings)
             produce(settings, events)
-            bare = consume_rate(settings, Topics.of(settings).resolved, events)
+            bare = consume_rate(settings, events, Topics.of(settings).resolved)
             config = dataclasses.replace(lake_config(settings), path=Path(folder))
             cpu = time.process_time()
             stats = run_lake_sink(config, stop_after_idle_s=3.0)

@@ -125,9 +125,10 @@ def pipeline_rate(settings: Settings, events: list[dict[str, Any]], log_dir: Pat
             f"pipeline{suffix}_seconds": round(seconds, 1)}
 
 
-def consume_rate(settings: Settings, count: int) -> float:
-    """Events/s of a bare confluent-kafka consumer over the raw topic (decode nothing)."""
-    topic = Topics.of(settings).raw
+def consume_rate(settings: Settings, count: int, topic: str | None = None) -> float:
+    """Events/s of a bare confluent-kafka consumer over ``topic`` (default: the raw topic); it
+    decodes nothing and commits nothing: the baseline every sink and stage is measured beside."""
+    topic = topic or Topics.of(settings).raw
     consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"bench-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])

@@ -143,17 +143,19 @@ def read_key(settings: Settings) -> str:
     return cli(settings, "keys", "create", "--scope", "read", "--name", "analyst").strip()
 
 
-class WorkerProcess:
-    """A real `touchstream worker` subprocess; SIGKILL-able for fault tests."""
+class CliProcess:
+    """A real `touchstream <command>` subprocess with these settings; SIGKILL-able for fault tests."""
 
-    def __init__(self, settings: Settings, log_path: Path, web_port: int) -> None:
-        self.settings = replace(settings, worker_web_port=web_port)
+    command: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, *args: str):  # type: ignore[no-untyped-def]  # returns self, the subclass
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *self.command, *args],
                                          env=self.settings.child_env(), stdout=out, stderr=subprocess.STDOUT)
         return self
 
@@ -162,15 +164,26 @@ class WorkerProcess:
         self.proc.kill()
         self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def stop(self, timeout: float = 60) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout``); the exit code, None if never started."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+class WorkerProcess(CliProcess):
+    """A real `touchstream worker`, its ops port on ``web_port``."""
+
+    command = ("worker",)
+
+    def __init__(self, settings: Settings, log_path: Path, web_port: int) -> None:
+        super().__init__(replace(settings, worker_web_port=web_port), log_path)
 
 
 @pytest.fixture(scope="session")

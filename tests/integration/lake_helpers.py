@@ -3,9 +3,6 @@ the lake group's progress and the rows of the lake."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import replace
@@ -17,6 +14,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from connectors.lake import layout
 from connectors.lake.rows import TABLES
 from streams.topics import create_topics
+from tests.integration.conftest import CliProcess
 from touchstream.settings import Settings
 
 
@@ -34,30 +32,10 @@ def lake_settings(settings: Settings, path: Path, *, own_topics: bool = False,
     return lake
 
 
-class LakeProcess:
-    """A real `touchstream lake run` subprocess; SIGKILL-able."""
+class LakeProcess(CliProcess):
+    """A real `touchstream lake run`."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *args: str) -> LakeProcess:
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "lake", "run", *args],
-                                         env=self.settings.child_env(), stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+    command = ("lake", "run")
 
 
 def produce(settings: Settings, topic: str, values: list[tuple[bytes, bytes]]) -> None:
