@@ -305,8 +305,13 @@ def _java() -> list[str]:
 
 
 def _kafka_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, never starting with
+    '-' (kafka-storage would read it as an option: 1 run in 64 failed; Kafka's own Uuid.randomUuid
+    draws again for the same reason)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _stop(pid_file: Path, name: str, timeout: float = 30.0) -> str:

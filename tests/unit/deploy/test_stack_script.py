@@ -32,3 +32,13 @@ def test_kafka_config_uses_the_stack_ports_and_data_dir(tmp_path):
     assert "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093" in text
     assert f"log.dirs={tmp_path / 'kafka' / 'data'}" in text
     assert "auto.create.topics.enable=false" in text
+
+
+def test_a_cluster_id_never_reads_as_an_option(monkeypatch):
+    """kafka-storage took a cluster id starting with '-' for an option (1 run in 64 failed)."""
+    draws = iter([b"\xfb" + bytes(15), b"\x00" * 16])  # urlsafe base64 of 0xfb... starts with '-'
+    monkeypatch.setattr(stack_module.uuid, "uuid4", lambda: type("U", (), {"bytes": next(draws)})())
+    assert stack_module._kafka_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
+    monkeypatch.undo()
+    ids = [stack_module._kafka_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
