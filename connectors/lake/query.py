@@ -5,6 +5,11 @@ out), read by column name so files written before a schema change still read, wi
 ``event_date`` Hive column from the folder names. A table with no file yet is an empty view with
 the table's columns, so a query never fails for want of data.
 
+``events`` holds each event once: the resolve stage may put an event on its topic twice after a
+crash (a new offset, the same messageId), and the lake keeps one row per Kafka record, so the view
+keeps the first copy per (source, messageId), as the profile stage's claims did; every record
+stays readable in ``events_raw``.
+
 ``identities`` maps every OneID the lake knows (stamped on an event, or merged) to its survivor
 by following the merges table to its end: history follows merges without rewriting a file.
 """
@@ -24,11 +29,17 @@ import pyarrow.parquet as pq
 
 from connectors.lake import layout
 from connectors.lake.exceptions import LakeError
-from connectors.lake.rows import TABLES, arrow_schema
+from connectors.lake.rows import OFFSET, PARTITION, TABLES, arrow_schema
 from connectors.lake.snapshot import SNAPSHOT_SCHEMA
 from schemas.codec import SchemaRegistry, default_registry
 
 FORMATS = ("table", "csv", "json", "parquet")
+RAW_EVENTS = "events_raw"
+# the lake's own constant names only: nothing a user wrote
+EVENTS = f"""
+CREATE VIEW events AS SELECT * FROM {RAW_EVENTS}
+QUALIFY row_number() OVER (PARTITION BY source, message_id ORDER BY {PARTITION}, {OFFSET}) = 1
+"""  # noqa: S608
 # A chain is followed for at most 64 merges (a cycle left by an unmerge and a re-merge stops there).
 IDENTITIES = """
 CREATE VIEW identities AS
@@ -73,7 +84,9 @@ def connect(root: Path, registry: SchemaRegistry | None = None) -> duckdb.DuckDB
     con = duckdb.connect()
     for spec in TABLES:
         paths = [path for path, _ in layout.live(layout.table_files(root, spec.name))]
-        _parquet_view(con, spec.name, paths, arrow_schema(registry, spec.schema).empty_table(), hive=True)
+        name = RAW_EVENTS if spec.name == "events" else spec.name
+        _parquet_view(con, name, paths, arrow_schema(registry, spec.schema).empty_table(), hive=True)
+    con.execute(EVENTS)
     snapshot = root / layout.PROFILES / layout.SNAPSHOT
     _parquet_view(con, "profiles", [snapshot] if snapshot.exists() else [], SNAPSHOT_SCHEMA.empty_table(),
                   hive=False)

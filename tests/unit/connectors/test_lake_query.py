@@ -133,3 +133,13 @@ def test_the_profile_snapshot_reads_back_through_the_view(lake: Path) -> None:
     (row,) = query(lake, "SELECT oneid, tier, score, tags, aggregates, snapshot_at FROM profiles")
     assert row == {"oneid": "a", "tier": "gold", "score": 42.0, "tags": '["vip"]',
                    "aggregates": '{"orders": 3}', "snapshot_at": T0 + 1}
+
+
+def test_an_event_the_resolve_stage_wrote_twice_is_one_row_of_events(tmp_path: Path) -> None:
+    """After a crash the resolve stage may re-produce an event (new offset, same messageId)."""
+    first, again = event(0, "a"), event(7, "a")
+    copy = again._replace(value=first.value)  # the same event at a later offset
+    write_lake(tmp_path, [[first, event(1, "a")], [copy]])
+    assert query(tmp_path, "SELECT count(*) AS n FROM events_raw") == [{"n": 3}]
+    rows = query(tmp_path, "SELECT message_id, _offset FROM events ORDER BY message_id")
+    assert rows == [{"message_id": "m-0", "_offset": 0}, {"message_id": "m-1", "_offset": 1}]
