@@ -32,7 +32,7 @@ class SinkOptions:
     name: str  # the dead letters' stage, the loop's metric label, the consumer's client id
     broker: str
     group: str
-    topic: str
+    topics: tuple[str, ...]
     deadletter_topic: str
     batch_size: int = 500
     within_s: float = 0.25
@@ -53,7 +53,7 @@ def run_sink(sink: Sink | AsyncSink, options: SinkOptions) -> None:
     idle = None if options.stop_after_idle_s is None else _IdleStop(stop, options.stop_after_idle_s, driver)
     loop = StageLoop(options.name, consumer_config(options.broker, options.group, options.name,
                                                    max_poll_interval_ms=options.max_poll_interval_ms),
-                     [options.topic], driver,
+                     options.topics, driver,
                      poison=dead_letter_poison(options.name, producer, options.deadletter_topic, observer),
                      batch_size=options.batch_size, within_s=options.within_s, stop=stop, tick=idle,
                      tick_every_s=options.within_s)

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import re
-import signal
 import threading
 import time
 from collections import defaultdict
@@ -68,10 +65,9 @@ class LakeStats:
                 f"{self.bytes} bytes; {self.active_s:.2f}s busy ({rate:.0f} records/s)")
 
 
-def subscription(prefix: str) -> str:
-    """A regex subscription to the lake's four topics (the sink loop takes one topic string)."""
-    names = "|".join(re.escape(spec.topic_suffix) for spec in TABLES)
-    return f"^{re.escape(prefix)}\\.({names})$"
+def lake_topics(prefix: str) -> tuple[str, ...]:
+    """The four topics the lake writes, one table each."""
+    return tuple(f"{prefix}.{spec.topic_suffix}" for spec in TABLES)
 
 
 class LakeSink:
@@ -227,53 +223,17 @@ def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None,
                             f"bound ({exc.strerror}); set TOUCHSTREAM_LAKE_METRICS_PORT") from None
     sink = LakeSink(config)
     sink.open()
-    idle = _IdleStop(sink, stop_after_idle_s) if stop_after_idle_s else None
+    topics = lake_topics(config.topic_prefix)
     try:
-        log.info("lake sink: %s -> %s (group %s)", subscription(config.topic_prefix), config.path,
-                 config.group)
+        log.info("lake sink: %s -> %s (group %s)", ", ".join(topics), config.path, config.group)
         run_sink(sink, SinkOptions(
-            name=STAGE, broker=config.broker, group=config.group, topic=subscription(config.topic_prefix),
-            deadletter_topic=config.deadletter_topic, batch_size=config.batch_size, within_s=config.within_s))
+            name=STAGE, broker=config.broker, group=config.group, topics=topics,
+            deadletter_topic=config.deadletter_topic, batch_size=config.batch_size, within_s=config.within_s,
+            stop_after_idle_s=stop_after_idle_s))
     finally:
-        if idle is not None:
-            idle.cancel()
         sink.close()
         if server is not None:
             server.shutdown()
             server.server_close()
     log.info("lake sink: %s", sink.stats.render())
     return sink.stats
-
-
-#: Before its first record a sink may be waiting for its group: a SIGKILLed member's session
-#: (10 s) must expire before the partitions move. Idleness starts counting after this.
-JOIN_GRACE_S = 15.0
-
-
-class _IdleStop:
-    """SIGTERM to this process once no record arrived for ``idle_s`` (after the last one, or after
-    the start plus ``JOIN_GRACE_S`` when none came).
-
-    The sink loop's own idle stop counts the partitions of its one topic name, which a regex
-    subscription never matches; a signal takes the same clean path as an operator's SIGTERM.
-    """
-
-    def __init__(self, sink: LakeSink, idle_s: float) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            raise LakeError("stop_after_idle_s needs the main thread (it stops the sink by SIGTERM)")
-        self._sink = sink
-        self._idle_s = idle_s
-        self._done = threading.Event()
-        self._started = time.monotonic()
-        threading.Thread(target=self._watch, name="lake-idle", daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self._done.wait(0.25):
-            last = self._sink.stats.last_at or self._started + JOIN_GRACE_S
-            if time.monotonic() - last >= self._idle_s:
-                log.info("lake sink: idle for %.1fs, stopping", self._idle_s)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-
-    def cancel(self) -> None:
-        self._done.set()

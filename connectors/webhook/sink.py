@@ -131,7 +131,7 @@ def _run(settings: Settings, config: WebhookConfig, stop_after_idle_s: float | N
     log.info("webhook sink: %s endpoint(s), group %s, topic %s", len(config.endpoints), group_id(settings),
              topics.triggers)
     run_sink(sink, SinkOptions(
-        name=STAGE, broker=settings.broker, group=group_id(settings), topic=topics.triggers,
+        name=STAGE, broker=settings.broker, group=group_id(settings), topics=(topics.triggers,),
         deadletter_topic=topics.deadletter, batch_size=settings.batch_size, within_s=POLL_S,
         max_poll_interval_ms=poll_interval_ms(config), stop_after_idle_s=stop_after_idle_s))
     sink.stats.seconds = time.monotonic() - started

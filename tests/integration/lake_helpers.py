@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from connectors.lake import layout
-from connectors.lake.rows import TABLES
+from connectors.lake.sink import lake_topics as sink_topics
 from streams.topics import create_topics
 from tests.integration.conftest import CliProcess
 from touchstream.settings import Settings
@@ -48,7 +48,7 @@ def produce(settings: Settings, topic: str, values: list[tuple[bytes, bytes]]) -
 
 
 def lake_topics(settings: Settings) -> list[str]:
-    return [f"{settings.topic_prefix}.{spec.topic_suffix}" for spec in TABLES]
+    return list(sink_topics(settings.topic_prefix))
 
 
 def progress(settings: Settings, group: str, timeout: float = 30.0) -> tuple[int, int]:
