@@ -157,11 +157,11 @@ def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], so
         raise click.BadParameter(f"unknown time zone {zone_name!r}", param_hint="--timezone") from None
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
-    ingest = factory.blocking_ingest(settings, source or f"import-{kind}")
+    limits = factory.limits(settings)
+    ingest = factory.blocking_ingest(settings, source or f"import-{kind}", limits)
     try:
         summary = import_file(file, kind=kind, mapping=mapping, submit=ingest.submit,
-                              progress=not no_progress, limits=factory.limits(settings), timezone=zone,
-                              encoding=encoding)
+                              progress=not no_progress, limits=limits, timezone=zone, encoding=encoding)
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -8,6 +8,7 @@ once built the identity graph without it and silently used the shipped rules).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import redis
@@ -32,8 +33,14 @@ from touchstream.settings import Settings
 
 
 def identity_rules(settings: Settings) -> IdentityRules:
-    """Identity merge rules (priority, limits, blocked values); read once at start."""
-    return load_rules(settings.identity_rules_path or None)
+    """Identity merge rules (priority, limits, blocked values); read once per process and path
+    (the graph, the ingestor and the edge limits all ask)."""
+    return _identity_rules(settings.identity_rules_path or None)
+
+
+@functools.cache
+def _identity_rules(path: str | None) -> IdentityRules:
+    return load_rules(path)
 
 
 def profile_rules(settings: Settings) -> RuleSet:
@@ -99,11 +106,11 @@ def ingestor(settings: Settings, client: aioredis.Redis) -> tuple[Ingestor, Asyn
     return ingest, producer
 
 
-def blocking_ingest(settings: Settings, source: str) -> BlockingIngest:
+def blocking_ingest(settings: Settings, source: str, edge_limits: Limits) -> BlockingIngest:
     """The ingestor for synchronous callers (the importers), with its own Redis client."""
     client = async_redis_client(settings)
     ingest, producer = ingestor(settings, client)
-    return BlockingIngest(ingest, producer, client, source=source, limits=limits(settings))
+    return BlockingIngest(ingest, producer, client, source=source, limits=edge_limits)
 
 
 def lake_config(settings: Settings) -> LakeConfig:

@@ -12,7 +12,6 @@ import gzip
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +23,7 @@ from connectors.collector import routes
 from connectors.outcome import Outcome
 from connectors.ratelimit import Decision
 from connectors.validation import Limits
+from tests.unit.connectors.conftest import serve
 from touchstream import metrics
 from touchstream.keys import ApiKey
 
@@ -73,21 +73,6 @@ def make_app(*, limiter: FakeLimiter | None = None, inflight: int = 64) -> web.A
     app.router.add_get("/healthz", server._health)
     return app
 
-
-def run(app: web.Application, scenario: Callable[[ClientSession], Awaitable[Any]]) -> Any:
-    """Serve ``app`` as `touchstream serve` does (gzip left to connectors.collector.body) for ``scenario``."""
-    async def main() -> Any:
-        runner = web.AppRunner(app, auto_decompress=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            async with ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
-                return await scenario(client)
-        finally:
-            await runner.cleanup()
-    return asyncio.run(main())
 
 
 def big_batch(messages: int = 200) -> bytes:
@@ -139,7 +124,7 @@ def test_a_heavy_batch_is_validated_off_the_loop_small_requests_are_answered_mea
         await heavy_task
         return done
 
-    done = run(app, scenario)
+    done = serve(app, scenario)
     assert done["small_finished_while_heavy_ran"] == 1.0, done
     assert done["health"] < done["heavy"] / 4 and done["small"] < done["heavy"] / 2, done
 
@@ -170,7 +155,7 @@ def test_over_the_inflight_cap_a_collector_request_gets_a_fast_503(monkeypatch):
         assert [r.status for r in await asyncio.gather(*first)] == [200, 200]
         assert (await client.post("/v1/batch", data=body, headers=headers)).status == 200
 
-    run(app, scenario)
+    serve(app, scenario)
     assert metrics.REQUESTS_SHED._value.get() == shed_before + 1
 
 
@@ -190,7 +175,7 @@ def test_over_the_rate_a_429_with_retry_after_and_nothing_ingested():
         single = await client.post("/v1/track", headers=AUTH, json={"userId": "u", "event": "E"})
         assert single.status == 429
 
-    run(app, scenario)
+    serve(app, scenario)
     assert limiter.taken == [2, 1]  # a batch costs its messages (rejected ones too), a call one
     assert app[routes.INGESTOR].records == []
     assert metrics.RATE_LIMITED.labels("web")._value.get() == counted + 2
@@ -206,7 +191,7 @@ def test_tokens_are_taken_before_anything_is_ingested_and_only_for_parsed_batche
             {"type": "track", "userId": "u", "event": "E"}] * 3})
         assert ok.status == 200
 
-    run(app, scenario)
+    serve(app, scenario)
     assert limiter.taken == [3]
 
 
@@ -223,7 +208,7 @@ def test_framework_errors_are_json_naming_a_field(method: str, path: str, status
         error = (await response.json())["error"]
         assert (error["field"], error["reason"]) == (field, reason)
 
-    run(make_app(), scenario)
+    serve(make_app(), scenario)
 
 
 def test_an_unexpected_error_is_a_logged_500_without_the_input(monkeypatch, caplog):
@@ -238,7 +223,7 @@ def test_an_unexpected_error_is_a_logged_500_without_the_input(monkeypatch, capl
         error = (await response.json())["error"]
         assert error["reason"] == "internal_error" and "secret" not in json.dumps(error)
 
-    run(make_app(), scenario)
+    serve(make_app(), scenario)
     assert "unexpected error" in caplog.text and "secret@example.com" not in caplog.text
 
 
@@ -259,7 +244,7 @@ def test_a_bad_single_call_is_a_400_naming_the_field(raw: bytes, encoding: str, 
         assert response.status == 400
         return (await response.json())["error"]
 
-    error = run(make_app(), scenario)
+    error = serve(make_app(), scenario)
     assert error["field"] == field or (field is None and error["field"].startswith("properties"))
     assert reason is None or error["reason"] == reason
 
@@ -276,7 +261,7 @@ def test_a_batch_with_bad_values_accepts_the_others():
         assert response.status == 200
         return await response.json()
 
-    answer = run(app, scenario)
+    answer = serve(app, scenario)
     assert answer["accepted"] == 1
     assert [(r["index"], r["field"], r["reason"]) for r in answer["rejected"]] == [
         (1, "name", "bad_unicode"), (2, "properties.n", "bad_number"), (3, "properties.r", "bad_number")]

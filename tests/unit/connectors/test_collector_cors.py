@@ -20,6 +20,7 @@ from connectors.collector import cors, routes, sdk_config
 from connectors.outcome import Outcome
 from connectors.ratelimit import Decision
 from connectors.validation import Limits
+from tests.unit.connectors.conftest import serve
 from touchstream import metrics
 from touchstream.keys import ApiKey, normalise_origin
 
@@ -68,23 +69,8 @@ def make_app() -> web.Application:
 
 
 def run(scenario: Callable[[ClientSession], Awaitable[Any]]) -> tuple[Any, web.Application]:
-    import asyncio
-
     app = make_app()
-
-    async def main() -> Any:
-        runner = web.AppRunner(app, auto_decompress=False, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            async with ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
-                return await scenario(client)
-        finally:
-            await runner.cleanup()
-
-    return asyncio.run(main()), app
+    return serve(app, scenario), app
 
 
 def basic(key: str) -> dict[str, str]:
