@@ -103,5 +103,5 @@ def _merge(run: list[tuple[Path, Span]]) -> int:
     files.publish(tmp, final)  # the inputs are covered from here on: readers skip them
     for path, _ in run:
         path.unlink(missing_ok=True)
-    files.fsync_dir(final.parent)
+    files.fsync(final.parent)
     return table.num_rows

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 COMPRESSION = "zstd"
 
 
-def fsync_dir(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries (what makes a rename durable), to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -23,12 +24,6 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def temporary(path: Path, kind: str) -> Path:
@@ -40,7 +35,7 @@ def write_parquet(table: pa.Table, path: Path) -> int:
     """Write ``table`` as zstd Parquet at ``path`` (a temporary name) and fsync it; its size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression=COMPRESSION)
-    fsync_file(path)
+    fsync(path)
     return path.stat().st_size
 
 
@@ -49,7 +44,7 @@ def write_arrow(table: pa.Table, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    fsync_file(path)
+    fsync(path)
     return path.stat().st_size
 
 
@@ -62,7 +57,7 @@ def publish(tmp: Path, final: Path, *, sync_dir: bool = True) -> None:
     """Rename a written and fsynced temporary file to its final name (atomic, replaces)."""
     os.replace(tmp, final)
     if sync_dir:
-        fsync_dir(final.parent)
+        fsync(final.parent)
 
 
 def remove_temporaries(folder: Path, kind: str) -> int:

@@ -138,7 +138,7 @@ class PartitionSpool:
         relative = [str(final.relative_to(self.root)) for _, final in staged]
         manifest_tmp = files.temporary(manifest, SEGMENT_TMP)
         manifest_tmp.write_text(json.dumps({"files": relative}))
-        files.fsync_file(manifest_tmp)
+        files.fsync(manifest_tmp)
         files.publish(manifest_tmp, manifest)
         for tmp, final in staged:  # the commit point is the manifest: from here on, redo or finish
             files.publish(tmp, final)
@@ -146,11 +146,11 @@ class PartitionSpool:
         written.files = len(staged)
         self._forget_segments()
         manifest.unlink()
-        files.fsync_dir(self.folder)
+        files.fsync(self.folder)
         return written
 
     def _forget_segments(self) -> None:
         for span in self.segments:
             (self.folder / span.segment_name).unlink(missing_ok=True)
-        files.fsync_dir(self.folder)
+        files.fsync(self.folder)
         self.segments, self.bytes, self.rows, self.started_at = [], 0, 0, None
