@@ -2,7 +2,8 @@
 
 Floors, bottom up: the ground every layer shares (``touchstream``: settings, errors, metrics,
 keys; then ``schemas``), the domain (``identity`` and ``profiles``, which know nothing of each
-other), the stage runtime (``streams``), sources and sinks (``connectors``), and the processes
+other), the stage runtime (``streams``), sources and sinks (``connectors``), questions answered from the lake
+(``analytics``), and the processes
 with their wiring (``apps``). ``bench/`` sits outside the wheel and may import anything; nothing
 in the wheel imports it (the CLI's bench command loads it by name, from a checkout).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = {"touchstream": 0, "schemas": 1, "identity": 2, "profiles": 2, "streams": 3, "connectors": 4,
-          "apps": 5}
+          "analytics": 5, "apps": 6}
 
 
 def imported_packages(path: Path) -> set[str]:
