@@ -4,7 +4,8 @@ Floors, bottom up: the ground every layer shares (``touchstream``: settings, err
 keys; then ``schemas``), the domain (``identity`` and ``profiles``, which know nothing of each
 other), the stage runtime (``streams``), sources and sinks (``connectors``), questions answered
 from the lake (``analytics``), and the processes with their wiring (``apps``). ``bench/`` sits
-outside the wheel and may import anything; nothing in the wheel imports it (the CLI's bench command loads it by name, from a checkout).
+outside the wheel and may import anything; nothing in the wheel imports it (the CLI's bench
+command loads it by name, from a checkout).
 """
 
 from __future__ import annotations
