@@ -17,6 +17,7 @@ from typing import Any
 
 from yarl import URL
 
+from connectors.webhook.breaker import BreakerPolicy
 from touchstream.yamlcheck import YamlReader, read_yaml
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ DAY_S = 24 * 3600
 WHAT = "webhook config"
 _TOP_KEYS = frozenset({"version", "endpoints", "batch_deadline_s", "max_in_flight", "done_ttl_s"})
 _ENDPOINT_KEYS = frozenset({"name", "url", "secret", "rules", "timeout_s", "max_attempts", "backoff",
-                            "max_in_flight"})
+                            "max_in_flight", "breaker"})
 _BACKOFF_KEYS = frozenset({"base_s", "max_s"})
+_BREAKER_KEYS = frozenset({"failures", "open_s"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Endpoint:
     max_attempts: int = 8
     backoff: Backoff = Backoff()
     max_in_flight: int = 32
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
 
     def matches(self, rule: str) -> bool:
         """True when this endpoint subscribes to ``rule`` (by name or through ``"*"``)."""
@@ -162,6 +165,7 @@ class _Parser(YamlReader):
             max_attempts=self.whole(body.get("max_attempts", 8), f"{key}.max_attempts"),
             backoff=backoff,
             max_in_flight=self.whole(body.get("max_in_flight", 32), f"{key}.max_in_flight"),
+            breaker=self.breaker(body.get("breaker", {}), f"{key}.breaker"),
         )
 
     def url(self, value: Any, key: str) -> str:
@@ -176,6 +180,12 @@ class _Parser(YamlReader):
         if parsed.user or parsed.password:
             raise self.fail(key, "must not carry credentials; the signature authenticates the sink")
         return value
+
+    def breaker(self, value: Any, key: str) -> BreakerPolicy:
+        body = self.mapping(value, key, _BREAKER_KEYS)
+        failures = self.whole(body.get("failures", BreakerPolicy.failures), f"{key}.failures", minimum=0)
+        open_s = self.seconds(body.get("open_s", BreakerPolicy.open_s), f"{key}.open_s")
+        return BreakerPolicy(failures, open_s)
 
     def backoff(self, value: Any, key: str) -> Backoff:
         body = self.mapping(value, key, _BACKOFF_KEYS)

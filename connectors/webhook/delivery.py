@@ -1,7 +1,8 @@
 """POST one trigger to one endpoint until it is answered, refused, out of attempts or out of time.
 
 Each delivery is its own coroutine, so a slow or failing endpoint only delays its own
-deliveries; a per-endpoint semaphore keeps one receiver from taking every connection. Waits
+deliveries; a per-endpoint semaphore keeps one receiver from taking every connection, and a
+per-endpoint circuit breaker (``breaker.py``) stops calling a receiver that keeps failing. Waits
 between attempts hold no semaphore. No attempt starts after the batch deadline (a retry
 that would is not waited for; one still queued for a connection is given up), and each runs
 with its full timeout, so a batch lasts at most its deadline plus the longest timeout. A stop
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from connectors.webhook import metrics
+from connectors.webhook.breaker import Admission, CircuitBreaker
 from connectors.webhook.config import Endpoint
 from connectors.webhook.done import DoneStore
 from connectors.webhook.retry import Verdict, backoff_delay, classify, parse_retry_after
@@ -31,6 +33,7 @@ DELIVERED = "delivered"
 ALREADY_DONE = "already_done"
 DELIVERY_FAILED = "delivery_failed"
 ABANDONED = "abandoned"
+CIRCUIT_OPEN = "circuit_open"
 
 
 #: Waits up to ``seconds`` for ``stop``; True if it was set. Tests pass one that does not sleep.
@@ -81,6 +84,7 @@ class Deliverer:
         self._clock = clock
         self._wait = waiter
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
 
     def now(self) -> float:
         """The clock deadlines are measured on (monotonic seconds)."""
@@ -92,19 +96,42 @@ class Deliverer:
             slot = self._slots[endpoint.name] = asyncio.Semaphore(endpoint.max_in_flight)
         return slot
 
+    def breaker(self, endpoint: Endpoint) -> CircuitBreaker:
+        """The endpoint's circuit breaker, kept for the life of the sink (across batches)."""
+        breaker = self._breakers.get(endpoint.name)
+        if breaker is None:
+            breaker = self._breakers[endpoint.name] = CircuitBreaker(endpoint.breaker, self._clock)
+            metrics.CIRCUIT_OPEN.labels(endpoint.name).set(0)
+        return breaker
+
     async def deliver(self, delivery: Delivery, deadline: float) -> Delivery:
         """Attempt until a final outcome; never raises for what the receiver or network does."""
         endpoint = delivery.endpoint
         while True:
             if self._stop.is_set():
                 return self._finish(delivery, ABANDONED)
+            breaker = self.breaker(endpoint)
             async with self._slot(endpoint):
                 if self._clock() > deadline:  # no attempt starts after the deadline: the batch stays bounded
                     delivery.detail = "; ".join(filter(None, (
                         delivery.detail, "batch deadline passed while waiting for a free connection")))
                     return self._finish(delivery, DELIVERY_FAILED)
-                delivery.attempts += 1
-                answer = await self._attempt(delivery)
+                admission = breaker.admit()
+                if admission is Admission.REFUSE:
+                    delivery.detail = "; ".join(filter(None, (
+                        delivery.detail, f"circuit open, next probe in {breaker.retry_in():.0f}s")))
+                    return self._finish(delivery, CIRCUIT_OPEN)
+                if admission is not Admission.WAIT:
+                    delivery.attempts += 1
+                    try:
+                        answer = await self._attempt(delivery)
+                    except BaseException:  # cancelled: a probe without an answer must not block others
+                        breaker.release(admission)
+                        raise
+                    self._record(endpoint, breaker, answer, admission)
+            if admission is Admission.WAIT:  # outside the slot: the probe may need it
+                await breaker.probe_settled()
+                continue
             delivery.detail = answer.detail
             if answer.verdict is Verdict.DELIVERED:
                 self._done.mark(delivery.done_key)
@@ -121,6 +148,19 @@ class Deliverer:
                 delivery.detail += "; next retry would pass the batch deadline"
                 return self._finish(delivery, DELIVERY_FAILED)
             await self._wait(self._stop, delay)  # then try again, or give up if stopped meanwhile
+
+    @staticmethod
+    def _record(endpoint: Endpoint, breaker: CircuitBreaker, answer: _Answer, admission: Admission) -> None:
+        was_open = breaker.is_open
+        failed = answer.verdict is Verdict.RETRY and answer.result != "429"  # 429: alive, pacing us
+        if breaker.record(failed, admission):
+            metrics.CIRCUIT_OPENED.labels(endpoint.name).inc()
+            log.warning("webhook %s: circuit opened after %d failed attempts in a row (last: %s); "
+                        "deliveries are dead-lettered as circuit_open for %.0fs, then one probe",
+                        endpoint.name, endpoint.breaker.failures, answer.detail, endpoint.breaker.open_s)
+        elif was_open and not breaker.is_open:
+            log.info("webhook %s: circuit closed, the receiver answered (%s)", endpoint.name, answer.detail)
+        metrics.CIRCUIT_OPEN.labels(endpoint.name).set(1 if breaker.is_open else 0)
 
     def _finish(self, delivery: Delivery, outcome: str) -> Delivery:
         delivery.outcome = outcome

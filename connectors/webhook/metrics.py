@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERIES = Counter(
     "touchstream_webhook_deliveries_total",
@@ -25,6 +25,14 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 TRIGGERS = Counter("touchstream_webhook_triggers_total", "Trigger records read from Kafka")
+CIRCUIT_OPEN = Gauge(
+    "touchstream_webhook_circuit_open",
+    "1 while the endpoint's circuit breaker is open (deliveries dead-lettered as circuit_open), else 0",
+    ["endpoint"],
+)
+CIRCUIT_OPENED = Counter(
+    "touchstream_webhook_circuit_opened_total", "Times an endpoint's circuit breaker opened", ["endpoint"],
+)
 
 
 # Labelled children, looked up once: ``labels()`` costs more than the increment on the hot path.

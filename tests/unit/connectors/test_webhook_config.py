@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from connectors.webhook.breaker import BreakerPolicy
 from connectors.webhook.config import Backoff, load_config, parse_config
 from touchstream.errors import ConfigError
 
@@ -37,6 +38,16 @@ def test_defaults_and_values():
     assert everything.timeout_s == 2.0 and everything.max_attempts == 3
     assert everything.backoff == Backoff(0.1, 1.0)
     assert config.done_ttl_s == 30 * 24 * 3600
+    assert crm.breaker == BreakerPolicy(failures=5, open_s=30.0)
+
+
+def test_breaker_settings_and_zero_failures_meaning_never():
+    data = base()
+    data["endpoints"][0]["breaker"] = {"failures": 0}
+    data["endpoints"][1]["breaker"] = {"failures": 3, "open_s": 5}
+    crm, everything = parse_config(data).endpoints
+    assert crm.breaker == BreakerPolicy(failures=0, open_s=30.0)
+    assert everything.breaker == BreakerPolicy(failures=3, open_s=5.0)
 
 
 def test_matching_rules_by_name_and_star():
@@ -98,6 +109,11 @@ def _mutate(path: str, value):
         ("endpoints.1.backoff.max_s", 0.05, "endpoints[1].backoff.max_s"),
         ("endpoints.0.backoff.jitter", 1, "endpoints[0].backoff.jitter"),
         ("endpoints.0.secret_env", "HOOK_SECRET", "endpoints[0].secret_env"),
+        ("endpoints.0.breaker", "on", "endpoints[0].breaker"),
+        ("endpoints.0.breaker.failures", -1, "endpoints[0].breaker.failures"),
+        ("endpoints.0.breaker.failures", 2.5, "endpoints[0].breaker.failures"),
+        ("endpoints.0.breaker.open_s", 0, "endpoints[0].breaker.open_s"),
+        ("endpoints.0.breaker.half_open", 1, "endpoints[0].breaker.half_open"),
     ],
 )
 def test_validation_errors_name_the_key(path, value, named):

@@ -275,7 +275,7 @@ def test_a_failing_endpoint_does_not_delay_a_healthy_one():
             receiver.scripts,
             [{"name": "ok", "url": "http://127.0.0.1:PORT/ok", "rules": ["*"]},
              {"name": "bad", "url": "http://127.0.0.1:PORT/bad", "rules": ["*"], "max_attempts": 4,
-              "backoff": {"base_s": 0.2, "max_s": 0.2}}],
+              "backoff": {"base_s": 0.2, "max_s": 0.2}, "breaker": {"failures": 0}}],
             [message(n, ENCODE(trigger(n))) for n in range(20)], fake=fake, receiver=receiver), 10)
 
     result, receiver, _ = asyncio.run(scenario())
