@@ -1,4 +1,6 @@
-"""``touchstream serve``: one aiohttp server for the collector, the read API and /metrics.
+"""``touchstream serve``: one aiohttp server for the collector and the read API; /metrics and
+/openapi.json on an internal port of their own (``TOUCHSTREAM_HTTP_OPS_PORT``; 0 puts them on the
+public port).
 
 Shared resources (Kafka producer, Redis clients, key checker) are opened on start-up and
 closed on clean-up; errors become JSON answers here, in one place:
@@ -155,11 +157,35 @@ def create_app(settings: Settings) -> web.Application:
     collector_routes.add_routes(app)
     sdk_config.add_routes(app)
     api.add_routes(app)
-    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _health)
     app.router.add_get("/readyz", _ready)
-    app.router.add_get("/openapi.json", _openapi)
+    if settings.http_ops_port:
+        app.cleanup_ctx.append(_ops_listener(settings))
+    else:
+        add_ops_routes(app)
     return app
+
+
+def add_ops_routes(app: web.Application) -> None:
+    """What operators read and the public must not: the metrics and the API description."""
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/openapi.json", _openapi)
+
+
+def _ops_listener(settings: Settings):  # type: ignore[no-untyped-def]  # an aiohttp cleanup context
+    """The internal port, started and stopped with the public app: metrics stay off the internet."""
+
+    async def listener(_app: web.Application):  # type: ignore[no-untyped-def]
+        ops = web.Application()
+        add_ops_routes(ops)
+        ops.router.add_get("/healthz", _health)  # the scrape target itself answers
+        runner = web.AppRunner(ops, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.http_ops_host, settings.http_ops_port).start()
+        yield
+        await runner.cleanup()
+
+    return listener
 
 
 def serve(settings: Settings) -> None:

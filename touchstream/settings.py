@@ -36,6 +36,12 @@ class Settings:
     app_id: str = _setting("touchstream", "Consumer group of the workers")
     http_host: str = _setting("127.0.0.1", "Address the collector/API binds to")
     http_port: int = _setting(8080, "Port of the collector/API (`touchstream serve`)")
+    http_ops_port: int = _setting(
+        6065, "Internal port of `touchstream serve` for /metrics and /openapi.json (0: on the public port)"
+    )
+    http_ops_host: str = _setting(
+        "127.0.0.1", "Address of that internal port (0.0.0.0 in a pod, which no Service exposes)"
+    )
     worker_web_port: int = _setting(6066, "Port of a worker's web server (metrics, health)")
     default_phone_region: str = _setting("CN", "Region for phone numbers written without +country code")
     dedup_window_s: int = _setting(7 * 24 * 3600, "How long a messageId is remembered for dedup, seconds")
@@ -122,6 +128,9 @@ class Settings:
     def validate(self) -> None:
         if not 0 < self.http_port < 65536:
             raise ConfigError(f"{ENV_PREFIX}HTTP_PORT must be a TCP port, got {self.http_port}")
+        if not 0 <= self.http_ops_port < 65536 or self.http_ops_port == self.http_port:
+            raise ConfigError(f"{ENV_PREFIX}HTTP_OPS_PORT must be a TCP port other than HTTP_PORT, or 0, "
+                              f"got {self.http_ops_port}")
         if not 0 <= self.webhook_metrics_port < 65536:
             raise ConfigError(f"{ENV_PREFIX}WEBHOOK_METRICS_PORT must be a TCP port or 0, "
                               f"got {self.webhook_metrics_port}")

@@ -66,6 +66,7 @@ def settings(stack: object, run_id: str) -> Settings:
         partitions=3,
         worker_web_port=free_port(),
         http_port=free_port(),
+        http_ops_port=0,  # one port, as a single-port deployment; test_ops_port.py runs the split
     )
     create_topics(settings)
     return settings

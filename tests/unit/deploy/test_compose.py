@@ -22,6 +22,10 @@ def test_only_the_collector_is_published_beyond_this_machine_and_redis_needs_a_p
     for name, service in services.items():
         for port in service.get("ports", []):
             assert name == "collector" or port.startswith("127.0.0.1:"), (name, port)
+    public = [p for p in services["collector"]["ports"] if not p.startswith("127.0.0.1:")]
+    assert public == ["8080:8080"]  # events and API only: the ops port (metrics, OpenAPI) stays local
+    ops_port = services["collector"]["environment"].get("TOUCHSTREAM_HTTP_OPS_PORT", "6065")
+    assert f"127.0.0.1:{ops_port}:{ops_port}" in services["collector"]["ports"]
     assert "--requirepass" in services["redis"]["command"]
     assert "@redis:6379" in services["worker"]["environment"]["TOUCHSTREAM_REDIS_URL"]
 

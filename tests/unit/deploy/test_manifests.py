@@ -56,6 +56,19 @@ def test_the_collector_worker_and_sinks_have_probes_on_a_port_they_serve() -> No
         assert int(annotations["prometheus.io/port"]) in ports.values()
 
 
+def test_the_public_service_exposes_only_the_collectors_http_port() -> None:
+    [collector] = [d for d in deployments() if d["metadata"]["name"] == "touchstream-collector"]
+    [container] = collector["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["ops"] == int(env["TOUCHSTREAM_HTTP_OPS_PORT"]) != ports["http"]
+    annotations = collector["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == ports["ops"]  # scraped in-cluster, not via the Service
+    [service] = [d for d in manifests()
+                 if d["kind"] == "Service" and d["metadata"]["name"] == "touchstream-collector"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+
 def test_manifests_run_real_commands_with_real_settings() -> None:
     settings = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
     config = next(d for d in manifests() if d["kind"] == "ConfigMap")
