@@ -8,7 +8,8 @@
 - ``POST /v1/profiles/{oneid}/unmerge`` (admin): split one identifier (and what came through it)
   off into a new profile; audited.
 
-Graph and store calls use the synchronous Redis client in a thread, off the event loop.
+Graph and store calls use the synchronous Redis client in a thread, off the event loop. Every
+read of a person is audited first (``touchstream/audit.py``: who, when, which OneID).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from identity.exceptions import IdentityError, NotLinkedError, ProfileNotFoundEr
 from identity.graph import IdentityGraph
 from identity.identifiers import InvalidIdentifier, known_types, normalise
 from profiles.store import ProfileStore
-from touchstream import metrics
+from touchstream import audit, metrics
 from touchstream.errors import ValidationError
 from touchstream.keys import ApiKey, KeyChecker
 from touchstream.text import is_utf8
@@ -33,6 +34,7 @@ GRAPH = web.AppKey("graph", IdentityGraph)
 API_KEYS = web.AppKey("api_keys", KeyChecker)
 REGION = web.AppKey("phone_region", str)
 PROFILES = web.AppKey("profiles", ProfileStore)
+AUDIT = web.AppKey("read_audit", tuple)  # (async Redis client, key prefix): where reads are recorded
 _MAX_UNMERGE_BYTES = 64 * 1024
 
 
@@ -54,6 +56,16 @@ async def require(request: web.Request, scope: str) -> ApiKey:
     return key
 
 
+async def audited(request: web.Request, key: ApiKey, subject: str, found: bool) -> None:
+    """Record this read of ``subject`` by ``key`` before anything is answered."""
+    target = request.app.get(AUDIT)
+    if target is not None:
+        client, prefix = target
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+        await audit.record_read(client, prefix, actor=f"api:{key.name}", route=f"{request.method} {route}",
+                                subject=subject, found=found)
+
+
 def _not_found(what: str) -> web.HTTPNotFound:
     error = {"field": "path", "reason": "not_found", "message": what}
     body = dumps_strict({"success": False, "error": error})
@@ -61,7 +73,7 @@ def _not_found(what: str) -> web.HTTPNotFound:
 
 
 async def get_identity(request: web.Request) -> web.Response:
-    await require(request, "read")
+    key = await require(request, "read")
     type_ = request.match_info["type"]
     if type_ not in known_types():
         raise ValidationError("type", "unknown_type", f"unknown identifier type {type_!r}")
@@ -71,6 +83,7 @@ async def get_identity(request: web.Request) -> web.Response:
         raise ValidationError("value", exc.reason, f"invalid {type_}: {exc.reason}") from None
     graph = request.app[GRAPH]
     oneid = await asyncio.to_thread(graph.lookup, type_, value)
+    await audited(request, key, oneid or f"type:{type_}", found=oneid is not None)  # never the value
     if oneid is None:
         raise _not_found("no profile has this identifier")
     identifiers = await asyncio.to_thread(graph.profile_identifiers, oneid)
@@ -78,13 +91,14 @@ async def get_identity(request: web.Request) -> web.Response:
 
 
 async def get_profile(request: web.Request) -> web.Response:
-    await require(request, "read")
+    key = await require(request, "read")
     requested = request.match_info["oneid"]
     graph = request.app[GRAPH]
     survivor = await asyncio.to_thread(graph.resolve_alias, requested)
     identifiers = await asyncio.to_thread(graph.profile_identifiers, survivor)
     store = request.app.get(PROFILES)
     state = await asyncio.to_thread(store.get_profile, survivor) if store is not None else None
+    await audited(request, key, survivor, found=bool(identifiers or state))
     if not identifiers and not state:
         raise _not_found("no such profile")
     body: dict[str, object] = {"oneid": survivor, "identifiers": identifiers}
@@ -96,9 +110,10 @@ async def get_profile(request: web.Request) -> web.Response:
 
 
 async def get_triggers(request: web.Request) -> web.Response:
-    await require(request, "read")
+    key = await require(request, "read")
     graph = request.app[GRAPH]
     survivor = await asyncio.to_thread(graph.resolve_alias, request.match_info["oneid"])
+    await audited(request, key, survivor, found=True)
     store = request.app.get(PROFILES)
     fired = await asyncio.to_thread(store.list_triggers, survivor) if store is not None else []
     return web.json_response({"oneid": survivor, "triggers": fired}, dumps=dumps_strict)

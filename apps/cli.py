@@ -249,6 +249,23 @@ def identity_audit(settings: Settings, count: int) -> None:
 
 
 @cli.group()
+def audit() -> None:
+    """Who read whose personal data through the API."""
+
+
+@audit.command("reads")
+@click.option("--count", default=20, show_default=True)
+@click.pass_obj
+def audit_reads(settings: Settings, count: int) -> None:
+    """The newest reads of a person (profile, identity, triggers), newest first, as JSON lines."""
+    from apps import factory
+    from touchstream.audit import recent_reads
+
+    for entry in recent_reads(factory.redis_client(settings), settings.redis_prefix, count):
+        click.echo(json.dumps(entry))
+
+
+@cli.group()
 def webhooks() -> None:
     """Webhook sink: deliver real-time triggers to downstream HTTP services."""
 

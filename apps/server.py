@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
         app[api.API_KEYS] = keys
         app[api.GRAPH] = factory.identity_graph(settings, sync_client)
         app[api.PROFILES] = factory.profile_store(settings, sync_client)
+        app[api.AUDIT] = (client, settings.redis_prefix)
         app[READINESS] = factory.readiness_checks(settings, sync_client)
         app[api.REGION] = settings.default_phone_region
         yield

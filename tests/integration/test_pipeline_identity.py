@@ -199,6 +199,14 @@ def test_unmerge_and_delete_over_http_are_audited(collector, settings, write_key
     audit = [json.loads(line) for line in cli(settings, "identity", "audit", "--count", "50").splitlines()]
     assert {"unmerge", "delete"} <= {entry["action"] for entry in audit}
     assert all("bob" not in json.dumps(entry) for entry in audit)  # no raw PII in the audit
+    reads = [json.loads(line) for line in cli(settings, "audit", "reads", "--count", "200").splitlines()]
+    ann_reads = [r for r in reads if r["subject"] == ann]
+    routes = {r["route"] for r in ann_reads}
+    assert routes >= {"GET /v1/identities/{type}/{value}", "GET /v1/profiles/{oneid}"}
+    assert all(r["actor"] == "api:analyst" and r["found"] for r in ann_reads)
+    misses = [r for r in reads if r["subject"] == "type:email" and not r["found"]]
+    assert misses  # the lookups after the deletion: audited by type, never by value
+    assert all("bob" not in json.dumps(r) and "163.com" not in json.dumps(r) for r in reads)
 
 
 def test_two_workers_in_one_group_resolve_conflicting_traffic_correctly(settings, tmp_path):
