@@ -38,7 +38,11 @@ def topics_create(settings: Settings) -> None:
     """Create every topic that does not exist yet (idempotent)."""
     from streams.topics import create_topics
 
-    for name, outcome in sorted(create_topics(settings).items()):
+    try:
+        created = create_topics(settings)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, outcome in sorted(created.items()):
         click.echo(f"{name}: {outcome}")
 
 

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.clients import client_config
+from touchstream.errors import StackError
 from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def new_topics(settings: Settings) -> list[NewTopic]:
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create every topic that does not exist yet; returns ``{name: "created"|"exists"}``."""
-    admin = AdminClient(client_config(settings.broker))
+    refusals: list[str] = []  # what the broker said while we waited (authentication, TLS)
+    admin = AdminClient(client_config(settings.broker, error_cb=lambda err: refusals.append(err.str())))
     outcome: dict[str, str] = {}
     futures = admin.create_topics(new_topics(settings), request_timeout=timeout)
     for name, future in futures.items():
@@ -107,8 +109,14 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
             outcome[name] = "created"
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+                raise StackError(f"Kafka at {settings.broker} refused to create {name}: "
+                                 f"{exc.args[0].str()}") from None
             outcome[name] = "exists"
+        except TimeoutError:
+            admin.poll(0)  # serve the error callbacks waiting in the queue
+            why = f": {refusals[-1]}" if refusals else ""
+            raise StackError(f"Kafka at {settings.broker} did not answer within {timeout:.0f}s{why}; check "
+                             "TOUCHSTREAM_BROKER and TOUCHSTREAM_KAFKA_OPTIONS") from None
     _wait_for_leaders(admin, list(outcome), timeout)
     log.info("topics: %s", outcome)
     return outcome
@@ -126,5 +134,5 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> N
         ):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topics without leaders after {timeout:.0f}s: {names}")
+            raise StackError(f"topics without leaders after {timeout:.0f}s: {names}")
         time.sleep(0.1)

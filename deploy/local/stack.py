@@ -145,6 +145,8 @@ class Stack:
 
     local: Path = LOCAL
     ports: Ports = Ports()
+    #: broker properties appended to the rendered file (later keys win): a test's TLS/SASL listener
+    extra_kafka_config: str = ""
 
     @property
     def kafka_dir(self) -> Path:
@@ -171,6 +173,8 @@ class Stack:
             controller_port=self.ports.controller,
             data_dir=self.kafka_dir / "data",
         )
+        if self.extra_kafka_config:
+            config += "\n# overrides\n" + self.extra_kafka_config.strip() + "\n"
         path = self.kafka_dir / "server.properties"
         path.write_text(config)
         return path
