@@ -18,6 +18,7 @@ import asyncio
 
 from aiohttp import web
 
+from apps import unmerges
 from connectors.collector.auth import bearer_token
 from connectors.collector.body import read_json
 from connectors.collector.routes import dumps_strict
@@ -25,6 +26,8 @@ from identity.exceptions import IdentityError, NotLinkedError, ProfileNotFoundEr
 from identity.graph import IdentityGraph
 from identity.identifiers import InvalidIdentifier, known_types, normalise
 from profiles.store import ProfileStore
+from streams.producers import AsyncProducer
+from streams.topics import Topics
 from touchstream import audit, metrics
 from touchstream.errors import ValidationError
 from touchstream.keys import ApiKey, KeyChecker
@@ -34,6 +37,8 @@ GRAPH = web.AppKey("graph", IdentityGraph)
 API_KEYS = web.AppKey("api_keys", KeyChecker)
 REGION = web.AppKey("phone_region", str)
 PROFILES = web.AppKey("profiles", ProfileStore)
+PRODUCER = web.AppKey("api_producer", AsyncProducer)  # the collector's producer, for unmerge records
+TOPICS = web.AppKey("api_topics", Topics)
 AUDIT = web.AppKey("read_audit", tuple)  # (async Redis client, key prefix): where reads are recorded
 _MAX_UNMERGE_BYTES = 64 * 1024
 
@@ -154,6 +159,9 @@ async def unmerge(request: web.Request) -> web.Response:
         raise _not_found(str(exc)) from None
     except IdentityError as exc:
         raise ValidationError("value", "cannot_unmerge", str(exc)) from None
+    producer, topics = request.app.get(PRODUCER), request.app.get(TOPICS)
+    if producer is not None and topics is not None:  # the lake's identities follow the split
+        await unmerges.announce_async(producer, topics, graph, result)
     return web.json_response({"oneid": result.oneid, "new_oneid": result.new_oneid,
                               "identifiers": result.identifiers, "message_ids": result.message_ids},
                              dumps=dumps_strict)

@@ -217,13 +217,16 @@ def identity_show(settings: Settings, identifier: str) -> None:
 @click.pass_obj
 def identity_unmerge(settings: Settings, oneid: str, identifier: str, actor: str) -> None:
     """Split a wrong merge: IDENTIFIER (and what came through it) leaves ONEID for a new profile."""
+    from apps.unmerges import announce
     from identity.exceptions import IdentityError
 
     type_, value = _identifier(settings, identifier)
+    graph = _graph(settings)
     try:
-        result = _graph(settings).unmerge(oneid, type_, value, actor=actor)
+        result = graph.unmerge(oneid, type_, value, actor=actor)
     except IdentityError as exc:
         raise click.ClickException(str(exc)) from None
+    announce(settings, graph, result)  # the lake's identities follow it
     click.echo(json.dumps({"oneid": result.oneid, "new_oneid": result.new_oneid,
                            "identifiers": result.identifiers, "message_ids": result.message_ids}, indent=2))
 

@@ -35,6 +35,7 @@ from connectors.collector.routes import dumps_strict, inflight_limit, json_error
 from connectors.producer import AsyncProducer
 from identity.identifiers import warm_up
 from streams.ops_http import Check, readiness
+from streams.topics import Topics
 from touchstream import metrics
 from touchstream.errors import ValidationError
 from touchstream.settings import Settings
@@ -146,6 +147,8 @@ def create_app(settings: Settings) -> web.Application:
         app[api.GRAPH] = factory.identity_graph(settings, sync_client)
         app[api.PROFILES] = factory.profile_store(settings, sync_client)
         app[api.AUDIT] = (client, settings.redis_prefix)
+        app[api.PRODUCER] = producer
+        app[api.TOPICS] = Topics.of(settings)
         app[READINESS] = factory.readiness_checks(settings, sync_client)
         app[api.REGION] = settings.default_phone_region
         yield

@@ -128,6 +128,26 @@ class Edge:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingMerge:
+    """A merge (or an operator's unmerge) the graph recorded and Kafka has not acknowledged yet.
+
+    For an unmerge, ``merged`` is the new OneID the ``identifiers`` (``type:value``) moved to
+    from ``survivor``: the lake needs them to move those identifiers' history too.
+    """
+
+    merged: str
+    survivor: str
+    kind: str = "merge"
+    identifiers: tuple[str, ...] = ()
+
+    def record(self, now_ms: int, reason: str) -> dict[str, Any]:
+        """The merges-topic record (schemas/identity_merge.avsc) this entry stands for."""
+        moved = [dict(zip(("type", "value"), _split(m), strict=True)) for m in self.identifiers]
+        return {"survivor": self.survivor, "merged": self.merged, "message_id": "", "timestamp": now_ms,
+                "identifiers": moved, "reason": reason, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
 class UnmergeResult:
     """A split: ``identifiers`` left ``oneid`` and now form ``new_oneid``; the events that
     linked them (``message_ids``) are the ones to re-attribute to ``new_oneid``."""
@@ -137,6 +157,13 @@ class UnmergeResult:
     identifiers: list[dict[str, str]]
     message_ids: list[str]
     events: list[EventRef]
+    at_ms: int = 0
+
+    @property
+    def pending(self) -> PendingMerge:
+        """The unmerge as the merges topic carries it (and the graph's outbox holds it until then)."""
+        return PendingMerge(self.new_oneid, self.oneid, "unmerge",
+                            tuple(f"{i['type']}:{i['value']}" for i in self.identifiers))
 
 
 @cache
@@ -451,14 +478,18 @@ class IdentityGraph:
         if merged:
             self.redis.hdel(self.base + layout.K_MERGE_OUTBOX, *merged)
 
-    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[tuple[str, str]]:
-        """(merged, survivor) recorded more than ``older_than_s`` ago and never acknowledged:
-        what a crash left between the script and Kafka."""
+    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[PendingMerge]:
+        """Merges and unmerges recorded more than ``older_than_s`` ago and never acknowledged:
+        what a crash left between the script and Kafka. An entry is ``survivor|seconds`` for a
+        merge, ``survivor|seconds|unmerge|<JSON list of type:value>`` for an unmerge."""
         stale = []
         for merged, value in self.redis.hgetall(self.base + layout.K_MERGE_OUTBOX).items():
-            survivor, _, at = _text(value).partition("|")
+            survivor, _, rest = _text(value).partition("|")
+            at, _, rest = rest.partition("|")
+            kind, _, moved = rest.partition("|")
             if float(at or 0) < now_s - older_than_s:
-                stale.append((_text(merged), survivor))
+                stale.append(PendingMerge(_text(merged), survivor, kind or "merge",
+                                          tuple(json.loads(moved)) if moved else ()))
         return stale
 
     # ---- lookups ----
@@ -544,6 +575,7 @@ class IdentityGraph:
             identifiers=[{"type": t, "value": v} for t, v in (_split(m) for m in ids)],
             message_ids=[ref.message_id for ref in refs],
             events=refs,
+            at_ms=int(out.get(layout.R_TIME) or 0),
         )
 
     def delete_profile(self, oneid: str, actor: str) -> list[dict[str, str]]:

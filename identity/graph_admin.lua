@@ -122,6 +122,8 @@ if op == OP_UNMERGE then
   anon_flush()
   call('XADD', AUDIT, '*', 'action', 'unmerge', 'actor', actor, 'time', now, 'oneid', o,
     'new_oneid', new, 'type', t, 'value_hash', vhash, 'moved', #moved, 'events', #refs)
+  -- the merges topic must hear of it (the lake moves the identifiers' history): kept until acknowledged
+  call('HSET', B .. K_MERGE_OUTBOX, new, o .. '|' .. call('TIME')[1] .. '|unmerge|' .. cjson.encode(moved))
   return cjson.encode({[R_ONEID] = o, [R_NEW] = new, [R_IDS] = moved, [R_EVENTS] = refs, [R_TIME] = now})
 end
 

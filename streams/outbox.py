@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from identity.graph import PendingMerge
 from profiles.triggers import from_history, history_entry
 from streams.ports import MergeLog
 
@@ -49,16 +50,16 @@ class Outbox(Protocol[E]):
 
 
 class MergeOutbox:
-    """The identity graph's merge outbox; entries are (merged, survivor) OneIDs."""
+    """The identity graph's merge outbox; entries are merges and operators' unmerges."""
 
     def __init__(self, graph: MergeLog) -> None:
         self._graph = graph
 
-    def acknowledge(self, entries: Sequence[tuple[str, str]]) -> None:
+    def acknowledge(self, entries: Sequence[PendingMerge]) -> None:
         if entries:
-            self._graph.merges_acknowledged([merged for merged, _ in entries])
+            self._graph.merges_acknowledged([entry.merged for entry in entries])
 
-    def stale(self, now_ms: int, grace_ms: int) -> list[tuple[str, str]]:
+    def stale(self, now_ms: int, grace_ms: int) -> list[PendingMerge]:
         found = self._graph.unacknowledged_merges(grace_ms / 1000, now_ms / 1000)
         if found:
             log.warning("re-sending %s merge record(s) left unacknowledged by an earlier crash", len(found))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from identity.graph import BatchResolution
+from identity.graph import BatchResolution, PendingMerge
 from profiles.engine import BatchResult
 
 
@@ -34,7 +34,7 @@ class MergeLog(Protocol):
 
     def merges_acknowledged(self, merged: Iterable[str]) -> None: ...
 
-    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[tuple[str, str]]: ...
+    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[PendingMerge]: ...
 
 
 class Graph(Resolver, MergeLog, Protocol):

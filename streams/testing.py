@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from identity.graph import BatchResolution
+from identity.graph import BatchResolution, PendingMerge
 from profiles.engine import BatchResult
 from schemas.codec import default_registry
 from schemas.testing import event_record
@@ -78,8 +78,8 @@ class FakeGraph:
         for oneid in merged:
             self.outbox.pop(oneid, None)
 
-    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[tuple[str, str]]:
-        return [(merged, survivor) for merged, (survivor, at) in self.outbox.items()
+    def unacknowledged_merges(self, older_than_s: float, now_s: float) -> list[PendingMerge]:
+        return [PendingMerge(merged, survivor) for merged, (survivor, at) in self.outbox.items()
                 if at < now_s - older_than_s]
 
 

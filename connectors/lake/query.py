@@ -11,7 +11,11 @@ keeps the first copy per (source, messageId), as the profile stage's claims did;
 stays readable in ``events_raw``.
 
 ``identities`` maps every OneID the lake knows (stamped on an event, or merged) to its survivor
-by following the merges table to its end: history follows merges without rewriting a file.
+by following the merges table to its end: history follows merges without rewriting a file. An
+operator's unmerge (a merges row of kind ``unmerge``: the identifiers that left ``survivor`` for
+the new OneID ``merged``) moves history too: in ``events``, an event received before the split
+whose identifiers all moved carries the new OneID (the rest stay: an event that also carried a
+kept identifier is the one that linked them wrongly, and stays with the person it came from).
 """
 
 from __future__ import annotations
@@ -37,14 +41,28 @@ FORMATS = ("table", "csv", "json", "parquet")
 RAW_EVENTS = "events_raw"
 # the lake's own constant names only: nothing a user wrote
 EVENTS = f"""
-CREATE VIEW events AS SELECT * FROM {RAW_EVENTS}
-QUALIFY row_number() OVER (PARTITION BY source, message_id ORDER BY {PARTITION}, {OFFSET}) = 1
+CREATE VIEW events AS
+WITH firsts AS (
+    SELECT * FROM {RAW_EVENTS}
+    QUALIFY row_number() OVER (PARTITION BY source, message_id ORDER BY {PARTITION}, {OFFSET}) = 1
+), splits AS (
+    SELECT merged AS new_oneid, timestamp AS at, [i.type || ':' || i.value FOR i IN identifiers] AS moved
+    FROM merges WHERE kind = 'unmerge'
+), moved AS (
+    SELECT f.source, f.message_id, arg_max(s.new_oneid, s.at) AS new_oneid
+    FROM firsts f JOIN splits s ON f.received_at <= s.at AND len(f.identifiers) > 0
+        AND list_has_all(s.moved, [i.type || ':' || i.value FOR i IN f.identifiers])
+    GROUP BY f.source, f.message_id
+)
+SELECT f.* REPLACE (coalesce(m.new_oneid, f.oneid) AS oneid)
+FROM firsts f LEFT JOIN moved m ON f.source = m.source AND f.message_id = m.message_id
 """  # noqa: S608
 # A chain is followed for at most 64 merges (a cycle left by an unmerge and a re-merge stops there).
 IDENTITIES = """
 CREATE VIEW identities AS
 WITH RECURSIVE links AS (
-    SELECT merged, arg_max(survivor, timestamp) AS survivor FROM merges GROUP BY merged
+    SELECT merged, arg_max(survivor, timestamp) AS survivor FROM merges
+    WHERE coalesce(kind, 'merge') = 'merge' GROUP BY merged
 ), walk(oneid, survivor, depth) AS (
     SELECT merged, survivor, 1 FROM links
     UNION ALL
@@ -66,13 +84,16 @@ def _quote(text: str) -> str:
 
 def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[Path], empty: pa.Table,
                   hive: bool) -> None:
+    con.register(f"_empty_{name}", empty)
     if paths:
         listed = ", ".join(_quote(str(p)) for p in paths)
         options = "hive_partitioning = true, union_by_name = true" if hive else "union_by_name = true"
-        # a view cannot take parameters: the paths are quoted, the names are the lake's own tables
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], {options})")  # noqa: S608
+        # a view cannot take parameters: the paths are quoted, the names are the lake's own tables.
+        # The empty table's columns are unioned in by name: a column added to the schema after the
+        # files were written reads as NULL instead of being missing.
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}], {options}) "  # noqa: S608
+                    f"UNION ALL BY NAME SELECT * FROM _empty_{name}")
         return
-    con.register(f"_empty_{name}", empty)
     extra = ", CAST(NULL AS DATE) AS event_date" if hive else ""
     con.execute(f"CREATE VIEW {name} AS SELECT *{extra} FROM _empty_{name}")  # noqa: S608
 

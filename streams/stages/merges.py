@@ -33,6 +33,8 @@ class MergeStage:
 
     def process(self, batch: Sequence[Record]) -> MergeOutput:
         intake = self._intake(batch)
-        pairs = [(merge["survivor"], merge["merged"]) for _, merge in intake.fresh]
+        # an operator's unmerge is announced on the same topic for the lake; state is not folded
+        pairs = [(merge["survivor"], merge["merged"]) for _, merge in intake.fresh
+                 if merge.get("kind", "merge") == "merge"]
         self._store.merge_many(pairs)
         return MergeOutput(merged=len(pairs), deadletters=intake.deadletters)

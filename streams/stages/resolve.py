@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from identity.graph import PendingMerge
 from schemas.codec import SchemaRegistry
 from streams.claims import Claims
 from streams.deadletters import DeadLetter
@@ -101,16 +102,14 @@ class ResolveStage:
 
     def merges_acknowledged(self, merged_ids: Sequence[str]) -> None:
         """Kafka acknowledged the merge records of these merged OneIDs: they leave the outbox."""
-        self._outbox.acknowledge([(merged, "") for merged in merged_ids])
+        self._outbox.acknowledge([PendingMerge(merged, "") for merged in merged_ids])
 
     def stale_merges(self, now_s: float, grace_s: float = 30.0
                      ) -> tuple[list[str], list[tuple[bytes, bytes]]]:
-        """Merge records a crash kept from Kafka, rebuilt (no identifiers: the graph has them)."""
+        """Merge (and unmerge) records a crash kept from Kafka, rebuilt from the outbox (a merge's
+        without identifiers: the graph has them; an unmerge's with the identifiers it moved)."""
         stale = self._outbox.stale(int(now_s * 1000), int(grace_s * 1000))
-        records = [
-            (survivor.encode(), self._encode_merge({
-                "survivor": survivor, "merged": merged, "message_id": "", "timestamp": int(now_s * 1000),
-                "identifiers": [], "reason": "resent_after_crash"}))
-            for merged, survivor in stale
-        ]
-        return [m for m, _ in stale], records
+        records = [(entry.survivor.encode(), self._encode_merge(entry.record(int(now_s * 1000),
+                                                                             "resent_after_crash")))
+                   for entry in stale]
+        return [entry.merged for entry in stale], records

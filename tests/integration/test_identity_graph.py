@@ -353,6 +353,21 @@ def test_unmerge_splits_a_wrong_link_with_what_came_through_it(graph, redis_clie
     assert graph.lookup("anonymous_id", "a2") == result.new_oneid
 
 
+def test_an_unmerge_waits_in_the_merge_outbox_with_what_it_moved_until_acknowledged(graph):
+    a, b = wrongly_merged(graph)
+    graph.merges_acknowledged([m.merged for m in graph.unacknowledged_merges(0, float("inf"))])
+    result = graph.unmerge(b, "anonymous_id", "a2", actor="ops@shop")
+    [pending] = graph.unacknowledged_merges(0, float("inf"))  # what a crash before Kafka would leave
+    assert pending == result.pending
+    assert (pending.merged, pending.survivor, pending.kind) == (result.new_oneid, a, "unmerge")
+    assert sorted(pending.identifiers) == ["anonymous_id:a2", "anonymous_id:a3", "email:e2@qq.com"]
+    record = pending.record(123, "resent_after_crash")
+    assert record["kind"] == "unmerge" and {"type": "email", "value": "e2@qq.com"} in record["identifiers"]
+    assert graph.unacknowledged_merges(60, time.time()) == []  # fresh: not stale yet
+    graph.merges_acknowledged([result.new_oneid])
+    assert graph.unacknowledged_merges(0, float("inf")) == []
+
+
 def test_unmerge_refuses_what_it_cannot_split(graph):
     a, _ = wrongly_merged(graph)
     with pytest.raises(UnmergeError):

@@ -183,6 +183,15 @@ def test_unmerge_and_delete_over_http_are_audited(collector, settings, write_key
     assert status == 200 and split["new_oneid"] != ann
     status, bob = api(collector, "GET", f"/v1/identities/email/bob-{m}@163.com", read_key)
     assert (status, bob["oneid"]) == (200, split["new_oneid"])
+    # the split is announced on the merges topic (the lake moves Bob's history) and not folded back
+    merges = TopicReader(settings, Topics.of(settings).merges, "identity_merge")
+    try:
+        announced = merges.until(lambda rs: any(r["merged"] == split["new_oneid"] for r in rs), timeout=30)
+    finally:
+        merges.close()
+    [unmerge] = [r for r in announced if r["merged"] == split["new_oneid"]]
+    assert (unmerge["kind"], unmerge["survivor"]) == ("unmerge", ann)
+    assert {"type": "email", "value": f"bob-{m}@163.com"} in unmerge["identifiers"]
     status, ann_now = api(collector, "GET", f"/v1/profiles/{ann}", read_key)
     assert "email" not in ann_now["identifiers"] and ann_now["identifiers"]["user_id"] == [f"ann-{m}"]
 

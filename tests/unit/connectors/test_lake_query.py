@@ -143,3 +143,44 @@ def test_an_event_the_resolve_stage_wrote_twice_is_one_row_of_events(tmp_path: P
     assert query(tmp_path, "SELECT count(*) AS n FROM events_raw") == [{"n": 3}]
     rows = query(tmp_path, "SELECT message_id, _offset FROM events ORDER BY message_id")
     assert rows == [{"message_id": "m-0", "_offset": 0}, {"message_id": "m-1", "_offset": 1}]
+
+
+def _seen(offset: int, oneid: str, at: int, *identifiers: str) -> Record:
+    ids = [dict(zip(("type", "value"), i.split(":", 1), strict=True)) for i in identifiers]
+    value = default_registry().encoder(EVENT)(event_record("track", T0 + at, message_id=f"u-{offset}",
+                                                           oneid=oneid, event="Seen", identifiers=ids))
+    return Record(0, offset, oneid.encode(), value, EVENTS)
+
+
+def _unmerge(offset: int, kept: str, new: str, at: int, *moved: str) -> Record:
+    ids = [dict(zip(("type", "value"), i.split(":", 1), strict=True)) for i in moved]
+    record = {"survivor": kept, "merged": new, "message_id": "", "timestamp": T0 + at, "identifiers": ids,
+              "reason": "operator_unmerge", "kind": "unmerge"}
+    return Record(0, offset, None, default_registry().encoder(IDENTITY_MERGE)(record), MERGES)
+
+
+def test_an_unmerge_moves_the_history_of_the_identifiers_it_split_off(tmp_path: Path) -> None:
+    """Ann's profile wrongly took Bob's email through one store event; an operator split it off."""
+    write_lake(tmp_path, [
+        [_seen(0, "ann", 1, "user_id:ann"), _seen(1, "ann", 2, "phone:+861", "email:bob@x.cn"),
+         _seen(2, "ann", 3, "email:bob@x.cn"), _seen(3, "ann", 4, "email:bob@x.cn", "anonymous_id:b1"),
+         _seen(4, "bob", 50, "email:bob@x.cn")],
+        [_unmerge(0, "ann", "bob", 10, "email:bob@x.cn", "anonymous_id:b1")],
+    ])
+    owners = {r["message_id"]: r["oneid"] for r in query(tmp_path, "SELECT message_id, oneid FROM events")}
+    assert owners == {"u-0": "ann", "u-1": "ann",  # the linking event also carried Ann's phone: stays
+                      "u-2": "bob", "u-3": "bob",  # only Bob's identifiers: his history now
+                      "u-4": "bob"}  # after the split the graph stamped it right
+    # the unmerge row is not a merge: bob does not follow ann
+    assert query(tmp_path, "SELECT oneid, survivor FROM identities ORDER BY oneid") == [
+        {"oneid": "ann", "survivor": "ann"}, {"oneid": "bob", "survivor": "bob"}]
+
+
+def test_merges_written_before_the_kind_column_still_link(tmp_path: Path) -> None:
+    write_lake(tmp_path, [[event(0, "a"), event(1, "b")], [merge(0, "a", "b", 10)]])
+    [(path, _)] = layout.live(layout.table_files(tmp_path, "merges"))
+    old = pq.read_table(path).drop_columns(["kind"])  # a file from before the schema had it
+    pq.write_table(old, path)
+    assert query(tmp_path, "SELECT kind FROM merges") == [{"kind": None}]
+    assert query(tmp_path, "SELECT oneid, survivor FROM identities ORDER BY 1") == [
+        {"oneid": "a", "survivor": "a"}, {"oneid": "b", "survivor": "a"}]

@@ -35,6 +35,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "timestamp": 1_700_000_000_000,
         "identifiers": [{"type": "email", "value": "a@example.com"}, {"type": "crm_id", "value": "c-9"}],
         "reason": "shared_identifier:email",
+        "kind": "merge",
     },
     "IdentityRejection": {
         "oneid": "oid-1",

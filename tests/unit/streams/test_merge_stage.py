@@ -23,3 +23,11 @@ def test_merges_are_folded_in_order_and_an_undecodable_record_is_dead_lettered()
     assert out.merged == 2
     assert [(d.stage, d.reason, d.record.offset) for d in out.deadletters] == [
         ("merge-profiles", "avro_decode", 99)]
+
+
+def test_an_operators_unmerge_on_the_topic_is_not_folded() -> None:
+    store = FakeStore()
+    stage = MergeStage(store=store, registry=default_registry(), merges_topic="merges")
+    split = {**_merge("a", "new"), "kind": "unmerge", "identifiers": [{"type": "email", "value": "b@x.cn"}]}
+    out = stage.process(records([_merge("a", "b"), split], topic="merges", schema="identity_merge"))
+    assert store.merges == [("a", "b")] and out.merged == 1 and out.deadletters == []
