@@ -2,23 +2,17 @@
 
 import asyncio
 
-import aiohttp
 import pytest
-from aiohttp import web
 
 from connectors.webhook import metrics
-from connectors.webhook.batch import BatchDelivery
 from connectors.webhook.breaker import Admission, BreakerPolicy, CircuitBreaker
-from connectors.webhook.config import parse_config
 from tests.unit.connectors.test_webhook_delivery import (
     ENCODE,
-    REGISTRY,
-    SECRET,
     FakeTime,
-    MemoryDone,
     Receiver,
     letters,
     message,
+    receiving,
     trigger,
 )
 
@@ -73,31 +67,13 @@ async def _two_batches(scripts: dict, endpoints: list, first: list, second: list
                        between_s: float, recover: str | None = None):
     """Two batches through one deliverer (the breaker outlives a batch), ``between_s`` apart."""
     receiver = Receiver(scripts, fake)
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    for e in endpoints:
-        e.setdefault("secret", SECRET)
-        e["url"] = e["url"].replace("PORT", str(port))
-    config = parse_config({"endpoints": endpoints, "batch_deadline_s": 600})
-    done = MemoryDone()
-    try:
-        async with aiohttp.ClientSession() as session:
-            from connectors.webhook.delivery import Deliverer
-            deliverer = Deliverer(session, done, clock=fake.clock, waiter=fake.wait)
-            batch = BatchDelivery(config, deliverer, done, REGISTRY)
-            one = await batch.process(first)
-            seen_after_first = {path: len(r) for path, r in receiver.requests.items()}
-            fake.now += between_s
-            if recover:
-                receiver.scripts[recover] = [200]
-            two = await batch.process(second)
-    finally:
-        await runner.cleanup()
+    async with receiving(receiver, endpoints, 600) as (batch, _):
+        one = await batch.process(first)
+        seen_after_first = {path: len(r) for path, r in receiver.requests.items()}
+        fake.now += between_s
+        if recover:
+            receiver.scripts[recover] = [200]
+        two = await batch.process(second)
     return one, two, receiver, seen_after_first
 
 

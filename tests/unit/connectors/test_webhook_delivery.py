@@ -5,6 +5,7 @@ through a retry delay (only the HTTP timeout test waits, for a real socket timeo
 """
 
 import asyncio
+import contextlib
 import json
 from collections import defaultdict
 
@@ -121,10 +122,9 @@ class Receiver:
         return web.Response(status=status, headers=headers)
 
 
-async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0, stop=None, fake=None,
-                    receiver=None):
-    fake = fake or FakeTime()
-    receiver = receiver or Receiver(scripts, fake)
+@contextlib.asynccontextmanager
+async def receiving(receiver: Receiver, endpoints: list, deadline_s: float, *, stop=None, done=None):
+    """The receiver on a free port, the endpoints pointed at it: (BatchDelivery, done store)."""
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", receiver.handle)
     runner = web.AppRunner(app)
@@ -137,12 +137,20 @@ async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0,
         e["url"] = e["url"].replace("PORT", str(port))
     config = parse_config({"endpoints": endpoints, "batch_deadline_s": deadline_s})
     done = done or MemoryDone()
+    fake = receiver.fake
     try:
         async with aiohttp.ClientSession() as session:
             deliverer = Deliverer(session, done, stop=stop, clock=fake.clock, waiter=fake.wait)
-            result = await BatchDelivery(config, deliverer, done, REGISTRY).process(messages)
+            yield BatchDelivery(config, deliverer, done, REGISTRY), done
     finally:
         await runner.cleanup()
+
+
+async def run_batch(scripts, endpoints, messages, *, done=None, deadline_s=30.0, stop=None, fake=None,
+                    receiver=None):
+    receiver = receiver or Receiver(scripts, fake or FakeTime())
+    async with receiving(receiver, endpoints, deadline_s, stop=stop, done=done) as (batch, done):
+        result = await batch.process(messages)
     return result, receiver, done
 
 
