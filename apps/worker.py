@@ -2,9 +2,11 @@
 
 - ``resolve``: raw -> resolved (+ merges, rejections, dead letters); every 5 s it re-sends
   merge records a crash kept from Kafka (the graph's merge outbox).
-- ``profile``: resolved -> profile state and triggers; every second, the timed triggers of the
-  partitions it holds (dwell without follow-up, inactivity, care) and trigger-outbox re-sends.
-- ``merge-profiles``: merges -> the merged person's profile state folded into the survivor's.
+- ``profile``: resolved -> profile state, triggers and segment changes; every second, the timed
+  triggers of the partitions it holds (dwell without follow-up, inactivity, care), the segment
+  members whose re-check came, and outbox re-sends.
+- ``merge-profiles``: merges -> the merged person's profile state folded into the survivor's,
+  and the segment changes that follow.
 
 All loops share one consumer group (``app_id``), so more worker processes split every topic's
 partitions between them. Each loop has its own producer (idempotent, acks=all) and blocks
@@ -83,8 +85,8 @@ def profile_loops(settings: Settings, client: redis.Redis, stop: threading.Event
     producer = BlockingProducer(producer_config(settings.broker))
     scans = ScanPolicy(RedisHeartbeats(client, settings.redis_prefix, "profile"), GRACE_MS)
     profile = ProfileHandler(stage, producer, topics, observer, scans=scans)
-    merge = MergeHandler(MergeStage(store=store, registry=registry, merges_topic=topics.merges),
-                         producer, topics, observer)
+    merge = MergeHandler(MergeStage(store=store, registry=registry, merges_topic=topics.merges, client=client,
+                                    prefix=settings.redis_prefix), producer, topics, observer)
     return [
         _loop(settings, "profile", topics.resolved, profile, producer, observer, stop,
               batch_size=settings.batch_size, tick=profile.tick),

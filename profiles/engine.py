@@ -31,6 +31,7 @@ from profiles.facts import Facts
 from profiles.firing import Firing
 from profiles.result import BatchResult
 from profiles.rules.model import Rules
+from profiles.segments.membership import Membership
 from profiles.state import ProfileState
 from profiles.triggers import kinds as trigger_kinds
 from profiles.triggers.kinds.base import TAGS_ORDER, TriggerKind
@@ -64,6 +65,8 @@ class Engine:
             rules, self.evaluator, self.result, max_traits_per_profile=max_traits_per_profile
         )
         self.interacted: set[str] = set()  # OneIDs with an interaction event in this batch
+        self.last_message: dict[str, str] = {}  # OneID -> its last applied event's messageId (segments)
+        self.segments = Membership(rules, self.facts, self.evaluator)
         self.kinds = [kind(self) for kind in trigger_kinds.KINDS]
         self._timers = {kind.timer: kind for kind in self.kinds if kind.timer}
         # only the hooks a kind implements are called: they run for every event and profile
@@ -109,6 +112,7 @@ class Engine:
             return
         etype = event.get("type") or ""
         name = event.get("event") if etype == "track" else event.get("name")
+        self.last_message[st.oneid] = event.get("message_id") or ""
         interaction = etype in options.interaction_types
         m = Moment(
             self.facts,

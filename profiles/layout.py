@@ -11,6 +11,12 @@ profile's keys live in one slot):
     P pdue:<partition> zset    timers "<letter>|oneid|ref" ("i|oneid" for inactivity), by due ms
     P pdue             set     partitions that have timers
     P outbox           hash    fired triggers waiting for Kafka's ack: "<oneid>\\t<history line>"
+    P segments         hash    segment name -> its last version (entries and exits so far; see
+                               profiles/segments/): also the list of segments that ever had members
+    P segment:<name>   zset    the segment's members (OneIDs): stream segments score each by its
+                               next re-check (ms), SQL segments by when it entered (ms)
+    P segments:outbox  hash    segment entries/exits waiting for Kafka's ack: idempotency key ->
+                               record line (a JSON array, slots SEGMENT_LINE_* below)
 
 Main hash fields:
 
@@ -27,6 +33,8 @@ Main hash fields:
     c:<rule>          cooldown end (ms) of a trigger rule
     k:<16 hex>        fired idempotency key -> expiry (ms)
     r:<oneid>         a OneID merged into this one (its redirect key is deleted with us)
+    m:<segment>       member of a stream segment since (ms); absent: not a member
+    mg                merges folded into this profile (a segment evaluation read before one is stale)
 
 :func:`lua_constants` renders every name below as a Lua ``local``; :mod:`profiles.script`
 prepends them to the script, so both halves spell the layout the same way.
@@ -43,6 +51,9 @@ DUE_KEY = "pdue:"  # + partition
 DUE_SET_KEY = "pdue"
 OUTBOX_KEY = "outbox"
 OUTBOX_SEPARATOR = "\t"  # outbox field: oneid, separator, history line
+SEGMENTS_KEY = "segments"
+SEGMENT_MEMBERS_KEY = "segment:"  # + segment name
+SEGMENT_OUTBOX_KEY = "segments:outbox"
 
 # -- main hash: scalar fields and field prefixes -------------------------------------------------
 FIRST_SEEN = "fs"
@@ -60,6 +71,8 @@ TAG = "g:"
 COOLDOWN = "c:"
 FIRED_KEY = "k:"
 MERGED = "r:"
+SEGMENT = "m:"
+MERGE_GEN = "mg"
 PREFIX_CHARS = 2  # every field prefix is two characters
 
 # -- transient hash field prefixes (a field's first letter is its timer's letter, below) -----------
@@ -89,8 +102,28 @@ OP_FIRE = "F"  # F key16 rule cooldown-until event-time key-expiry history-line 
 HISTORY_EVENT_TIME = 3
 HISTORY_FIRED_AT = 4
 
+# -- segment records: what changed, why, and who sends it (profiles/segments/records.py) ----------
+SEGMENT_ENTERED = "segment_entered"
+SEGMENT_EXITED = "segment_exited"
+REASON_MERGED = "merged"  # the OneID was merged into another: it exits, the survivor is re-evaluated
+REASON_DELETED = "deleted"  # the profile was deleted (or is gone): it exits every segment
+WRITER_LOOP = "p"  # written by a process that produces it right away (a loop, a refresh)
+WRITER_ORPHAN = "o"  # written where nobody produces it (a deletion): the next sweep sends it
+# record line slots, 1-based as Lua writes them
+SEGMENT_LINE_CHANGE = 1
+SEGMENT_LINE_SEGMENT = 2
+SEGMENT_LINE_ONEID = 3
+SEGMENT_LINE_VERSION = 4
+SEGMENT_LINE_REASON = 5
+SEGMENT_LINE_AS_OF = 6
+SEGMENT_LINE_CHANGED_AT = 7
+SEGMENT_LINE_MESSAGE_ID = 8
+SEGMENT_LINE_SURVIVOR = 9
+SEGMENT_LINE_FACTS = 10
+SEGMENT_LINE_WRITER = 11
+
 # -- script commands --------------------------------------------------------------------------------
-COMMANDS = ("read", "apply", "due", "merge", "delete")
+COMMANDS = ("read", "apply", "due", "merge", "delete", "segdue", "segset")
 
 def profile_key(prefix: str, oneid: str, suffix: str = "") -> str:
     """``<prefix>p:{oneid}<suffix>`` (suffix: "", TRANSIENT_SUFFIX, HISTORY_SUFFIX, REDIRECT_SUFFIX)."""
@@ -107,6 +140,11 @@ def outbox_key(prefix: str) -> str:
 
 def outbox_field(oneid: str, history_line: str) -> str:
     return f"{oneid}{OUTBOX_SEPARATOR}{history_line}"
+
+
+def segment_key(prefix: str, name: str) -> str:
+    """The member index of one segment: ``<prefix>segment:<name>``."""
+    return f"{prefix}{SEGMENT_MEMBERS_KEY}{name}"
 
 
 def timer_member(letter: str, oneid: str, ref: str | None = None) -> str:

@@ -8,9 +8,11 @@ from typing import Any
 
 @dataclass
 class BatchResult:
-    """What one batch did. ``triggers`` are the ones Redis confirmed (fired exactly once)."""
+    """What one batch did. ``triggers`` are the ones Redis confirmed (fired exactly once), and
+    ``segments`` the segment entries and exits it recorded (``profiles/segments/``)."""
 
     triggers: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
     skipped_replayed: int = 0
     skipped_late: int = 0
     suppressed_marketing: int = 0

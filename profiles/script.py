@@ -21,7 +21,7 @@ from profiles import layout
 log = logging.getLogger(__name__)
 
 LUA_DIR = Path(__file__).with_name("lua")
-PARTS = ("lib", *layout.COMMANDS, "unknown")  # helpers, one file per command, the fallback
+PARTS = ("lib", "lib_segments", *layout.COMMANDS, "unknown")  # helpers, one file per command, the fallback
 
 
 def build() -> str:

@@ -32,7 +32,7 @@ class ProfileState:
     only a few fields of a profile.
     """
 
-    _LAZY = ("traits", "buckets", "tags", "cooldowns", "fired", "merged", "offsets")
+    _LAZY = ("traits", "buckets", "tags", "cooldowns", "fired", "merged", "offsets", "segments")
 
     def __init__(self, oneid: str) -> None:
         self.oneid = oneid
@@ -44,6 +44,7 @@ class ProfileState:
         self.pruned_at: int | None = None
         self.score: scoring.Score | None = None
         self.tier: str | None = None
+        self.merge_gen = ""  # the ``mg`` field as read: segment ops are applied only if it is unchanged
         self.views: dict[str, View] = {}
         self.raw_views: dict[str, str] = {}
         self.delayed: dict[str, dict[str, Any]] = {}
@@ -70,6 +71,7 @@ class ProfileState:
         self.__dict__["fired"] = {}
         self.__dict__["merged"] = []
         self.__dict__["offsets"] = {}
+        self.__dict__["segments"] = {}  # stream segment -> member since (ms)
 
     def __getattr__(self, name: str) -> Any:
         # only called for the lazy categories before the first parse (see _init_lazy)
@@ -117,6 +119,7 @@ class ProfileState:
         score = scalar(L.SCORE)
         st.score = scoring.decode(score) if score is not None else None
         st.tier = scalar(L.TIER)
+        st.merge_gen = scalar(L.MERGE_GEN) or ""
         for name in cls._LAZY:
             del st.__dict__[name]
         st._parsed = False
@@ -152,6 +155,12 @@ class ProfileState:
 
     def advance(self, guard: str, offset: int) -> None:
         self._batch_offsets[guard] = offset
+
+    def member_of(self, segment: str) -> bool:
+        """Whether Redis held this profile in a stream segment when it was read (cheap: no parse)."""
+        if self._parsed:
+            return segment in self.segments
+        return self._key(L.SEGMENT + segment) in self._raw
 
     def _key(self, name: str) -> Any:
         return name.encode() if self._binary else name
@@ -198,6 +207,8 @@ class ProfileState:
                 self.cooldowns[f[2:]] = int(v)
             elif head == L.MERGED:
                 self.merged.append(f[2:])
+            elif head == L.SEGMENT:
+                self.segments[f[2:]] = int(v)
         self._raw = {}
         for name, kind, idx, contribution in self._pending_adds:
             bucket = buckets.setdefault(name, {})
@@ -217,7 +228,19 @@ class ProfileState:
         return value
 
     def active_tags(self, as_of: int) -> list[str]:
-        return sorted(t for t, exp in self.tags.items() if exp == 0 or exp > as_of)
+        return sorted(t for t, exp in self._tag_table().items() if exp == 0 or exp > as_of)
+
+    def _tag_table(self) -> dict[str, int]:
+        """The tags without parsing the rest (segments read tags of every profile a batch changes)."""
+        if self._parsed:
+            return self.tags
+        prefix = self._key(L.TAG)
+        out: dict[str, int] = {}
+        for key, value in self._raw.items():
+            if key[:2] == prefix:
+                name = key[2:]
+                out[name.decode() if isinstance(name, bytes) else name] = int(value)
+        return out
 
     # -- ops: each changes this copy and records the op for Lua ----------------------------------
     def begin(self, offset: int, guard: str | None = None) -> None:

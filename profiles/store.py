@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ from profiles.engine import Engine
 from profiles.result import BatchResult
 from profiles.rules.model import Rules
 from profiles.rules.reload import RuleSet
+from profiles.segments import records as segment_records
 from profiles.state import ProfileState
 from profiles.triggers import records
 from touchstream import metrics
@@ -44,6 +45,10 @@ SCRIPT_SHA = script.SCRIPT_SHA
 
 Request = tuple[Any, ...]
 Steps = Generator[Request, Any, Any]
+
+SEGMENT_ATTEMPTS = 4  # evaluations of a profile that keeps changing under them before giving up
+SEGMENT_LEASE_MS = 60_000  # a due member claimed by one sweep is skipped by the others this long
+SEGMENT_CHUNK = 1000  # SQL segment changes per script run
 
 
 def _text(value: Any) -> str:
@@ -151,14 +156,37 @@ class _Core:
     def _finish(self, engine: Engine, reply: Any) -> BatchResult:
         result = engine.result
         if reply is not None:
-            fired, applied, replayed, cooled, dups = reply
+            fired, applied, replayed, cooled, dups = reply[:5]
             result.triggers = [engine.pending[int(i)] for i in sorted(int(i) for i in fired)]
             result.applied = int(applied)
             result.skipped_replayed += int(replayed)
             result.suppressed_cooldown += int(cooled)
             result.duplicates += int(dups)
+            result.segments = [segment_records.from_line(line) for line in reply[5]]
         self._count(result)
         return result
+
+    @staticmethod
+    def _conflicts(reply: Any) -> list[str]:
+        """Profiles whose segment ops the script refused (they changed under the evaluation)."""
+        return [_text(oneid) for oneid in reply[6]] if reply is not None else []
+
+    @staticmethod
+    def _with_segments(engine: Engine, st: ProfileState, entry: dict[str, Any] | None, now_ms: int,
+                       reason: str, message_id: str = "") -> dict[str, Any] | None:
+        """The profile's apply entry with its stream segments' ops (``profiles/segments/``)."""
+        seg = engine.segments.entry(st, now_ms, reason=reason, message_id=message_id)
+        if seg is None:
+            return entry
+        if entry is None:
+            entry = {"id": st.oneid, "groups": [], "fields": []}
+        entry["fields"] = [*entry["fields"], layout.MERGE_GEN, *(layout.SEGMENT + op[0] for op in seg["ops"])]
+        entry["seg"] = seg
+        return entry
+
+    def _payload(self, rules: Rules, partition: int, entries: list[dict[str, Any]], now_ms: int) -> bytes:
+        return orjson.dumps({"partition": partition, "now": now_ms, "profiles": entries,
+                             "meta": orjson.Fragment(self._meta_json(rules))})
 
     # -- operations ----------------------------------------------------------------------------
     def apply_batch(self, partition: int, events: Sequence[tuple[int, dict[str, Any]]], now_ms: int) -> Steps:
@@ -178,16 +206,21 @@ class _Core:
         for st in states.values():
             engine.finish_profile(st)
             entry = st.payload()
+            if st.groups:  # events of this batch reached it (a replay alone changes nothing)
+                entry = self._with_segments(engine, st, entry, now_ms, segment_records.REASON_EVENT,
+                                            engine.last_message.get(st.oneid, ""))
             if entry is not None:
                 entries.append(entry)
         engine.result.profiles = len(states)
         if not entries:
             return self._finish(engine, None)
-        payload = orjson.dumps(
-            {"partition": partition, "profiles": entries, "meta": orjson.Fragment(self._meta_json(rules))}
-        )
-        reply = yield ("script", "apply", payload)
-        return self._finish(engine, reply)
+        reply = yield ("script", "apply", self._payload(rules, partition, entries, now_ms))
+        result = self._finish(engine, reply)
+        conflicts = self._conflicts(reply)
+        if conflicts:
+            result.segments += yield from self.refresh_segments(
+                conflicts, now_ms, segment_records.REASON_EVENT, engine.last_message)
+        return result
 
     def close_expired(self, watermark_ms: int, partitions: Iterable[int] | None) -> Steps:
         rules = self.rules()
@@ -207,20 +240,89 @@ class _Core:
                 main, transient = raw.get(oneid, ([], []))
                 st = states[key] = ProfileState.parse(oneid, main, transient, kinds)
             engine.on_due(st, letter, ref, float(_text(score)), int(watermark_ms))
-        entries = [
-            e
-            for (_, part), st in states.items()
-            if (e := st.payload(partition=part, must_exist=True)) is not None
-        ]
+        entries = []
+        evaluated: set[str] = set()
+        for (oneid, part), st in states.items():
+            entry = st.payload(partition=part, must_exist=True)
+            if oneid not in evaluated:  # a timer ran: time may have changed its segments too
+                evaluated.add(oneid)
+                entry = self._with_segments(engine, st, entry, watermark_ms, segment_records.REASON_TIME)
+            if entry is not None:
+                entries.append(entry)
         engine.result.profiles = len(states)
-        payload = orjson.dumps(
-            {"partition": -1, "profiles": entries, "meta": orjson.Fragment(self._meta_json(rules))}
-        )
-        reply = yield ("script", "apply", payload)
-        return self._finish(engine, reply)
+        reply = yield ("script", "apply", self._payload(rules, -1, entries, watermark_ms))
+        result = self._finish(engine, reply)
+        conflicts = self._conflicts(reply)
+        if conflicts:
+            result.segments += yield from self.refresh_segments(conflicts, watermark_ms,
+                                                                segment_records.REASON_TIME)
+        return result
 
-    def merge_meta(self) -> str:
-        """What the merge command needs of today's rules, as JSON."""
+    def refresh_segments(self, oneids: Iterable[str], now_ms: int, reason: str,
+                         message_ids: dict[str, str] | None = None) -> Steps:
+        """Evaluate the stream segments of these profiles on a fresh read and record what changed;
+        again for the ones that changed meanwhile (at most SEGMENT_ATTEMPTS reads)."""
+        rules = self.rules()
+        message_ids = message_ids or {}
+        found: list[dict[str, Any]] = []
+        pending = list(dict.fromkeys(oneids))
+        for _ in range(SEGMENT_ATTEMPTS):
+            if not pending or not rules.stream_segments:
+                return found
+            rows = yield ("script", "read", *pending)
+            _, states = self._states(rules, rows)
+            engine = self.engine(rules, now_ms)
+            entries = [e for st in states.values()
+                       if (e := self._with_segments(engine, st, None, now_ms, reason,
+                                                    message_ids.get(st.oneid, ""))) is not None]
+            if not entries:
+                return found
+            reply = yield ("script", "apply", self._payload(rules, -1, entries, now_ms))
+            found += [segment_records.from_line(line) for line in reply[5]]
+            pending = self._conflicts(reply)
+        if pending:
+            log.warning("segments: %s profile(s) kept changing under evaluation; their next event or "
+                        "re-check decides", len(pending))
+        return found
+
+    def sweep_segments(self, now_ms: int, limit: int) -> Steps:
+        """Members of stream segments whose re-check is due (time alone may have changed them)."""
+        rules = self.rules()
+        names = [s.name for s in rules.stream_segments]
+        if not names:
+            return []
+        rows, lines = yield ("script", "segdue", str(int(now_ms)), str(SEGMENT_LEASE_MS), str(limit), *names)
+        found = [segment_records.from_line(line) for line in lines]
+        if not rows:
+            return found
+        kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
+        engine = self.engine(rules, now_ms)
+        entries = []
+        for oneid, main in rows:
+            st = ProfileState.parse(_text(oneid), main, [], kinds)
+            entry = self._with_segments(engine, st, None, now_ms, segment_records.REASON_TIME)
+            if entry is not None:
+                entries.append(entry)
+        if entries:
+            reply = yield ("script", "apply", self._payload(rules, -1, entries, now_ms))
+            found += [segment_records.from_line(line) for line in reply[5]]
+            conflicts = self._conflicts(reply)
+            if conflicts:
+                found += yield from self.refresh_segments(conflicts, now_ms, segment_records.REASON_TIME)
+        return found
+
+    def set_members(self, segment: str, changes: Sequence[tuple[str, bool]], now_ms: int,
+                    reason: str) -> Steps:
+        """An SQL segment's members in or out, each only if it still differs (chunks, each atomic)."""
+        found: list[dict[str, Any]] = []
+        for lo in range(0, len(changes), SEGMENT_CHUNK):
+            chunk = orjson.dumps([[oneid, int(want)] for oneid, want in changes[lo:lo + SEGMENT_CHUNK]])
+            lines = yield ("script", "segset", segment, str(int(now_ms)), reason, chunk)
+            found += [segment_records.from_line(line) for line in lines]
+        return found
+
+    def merge_meta(self, now_ms: int = 0) -> str:
+        """What the merge command needs of today's rules (and the time of the segment exits), as JSON."""
         rules = self.rules()
         meta = {
             "aggs": rules.aggregate_meta,
@@ -228,15 +330,19 @@ class _Core:
             "levels": [name for name, _ in rules.tier.levels] if rules.tier else [],
             "history": rules.options.trigger_history,
             "redirect_ttl": rules.options.redirect_ttl_ms,
+            "now": now_ms,
         }
         return json.dumps(meta, separators=(",", ":"), allow_nan=False)
 
     @staticmethod
     def merge_outcome(reply: Any) -> dict[str, Any]:
-        return {"survivor": _text(reply[0]), "merged": _text(reply[1]), "fields_moved": int(reply[2])}
+        """What one merge did; ``segments``: the merged OneID's exits (``reason: merged``)."""
+        lines = reply[3] if len(reply) > 3 else []
+        return {"survivor": _text(reply[0]), "merged": _text(reply[1]), "fields_moved": int(reply[2]),
+                "segments": [segment_records.from_line(line) for line in lines]}
 
-    def merge_profiles(self, survivor: str, merged: str) -> Steps:
-        reply = yield ("script", "merge", survivor, merged, self.merge_meta())
+    def merge_profiles(self, survivor: str, merged: str, now_ms: int = 0) -> Steps:
+        reply = yield ("script", "merge", survivor, merged, self.merge_meta(now_ms))
         return self.merge_outcome(reply)
 
     def delete_profile(self, oneid: str) -> Steps:
@@ -244,18 +350,29 @@ class _Core:
         return int(deleted)
 
     def get_profile(self, oneid: str, as_of_ms: int | None) -> Steps:
+        profiles = yield from self.get_profiles([oneid], as_of_ms)
+        return profiles[0]
+
+    def get_profiles(self, oneids: Sequence[str], as_of_ms: int | None) -> Steps:
+        """Snapshots of several profiles in one read (None for one that does not exist)."""
+        if not oneids:
+            return []
         rules = self.rules()
-        rows = yield ("script", "read", oneid)
-        _, states = self._states(rules, rows)
-        st = next(iter(states.values()))
-        if not st.exists:
-            return None
+        rows = yield ("script", "read", *oneids)
+        alias, states = self._states(rules, rows)
         engine = Engine(rules, 0)
-        as_of = as_of_ms if as_of_ms is not None else (st.last_seen or 0)
-        snapshot = engine.snapshot(st, as_of)
-        snapshot["open_views"] = len(st.views)
-        snapshot["pending_timers"] = len(st.delayed)
-        return snapshot
+        out: list[dict[str, Any] | None] = []
+        for oneid in oneids:
+            st = states[alias[oneid]]
+            if not st.exists:
+                out.append(None)
+                continue
+            snapshot = engine.snapshot(st, as_of_ms if as_of_ms is not None else (st.last_seen or 0))
+            snapshot["open_views"] = len(st.views)
+            snapshot["pending_timers"] = len(st.delayed)
+            snapshot["segments"] = sorted(st.segments)
+            out.append(snapshot)
+        return out
 
     def list_triggers(self, oneid: str, limit: int | None) -> Steps:
         resolved = oneid
@@ -348,30 +465,72 @@ class ProfileStore:
     ) -> BatchResult:
         return self._run(self._core.close_expired(now_ms_watermark, partitions))
 
-    def merge_profiles(self, survivor: str, merged: str) -> dict[str, Any]:
-        """Fold ``merged`` into ``survivor`` atomically, delete its keys, redirect its later events."""
-        return self._run(self._core.merge_profiles(survivor, merged))
+    def merge_profiles(self, survivor: str, merged: str, now_ms: int = 0) -> dict[str, Any]:
+        """Fold ``merged`` into ``survivor`` atomically, delete its keys, redirect its later events;
+        ``merged`` leaves its segments (records stamped ``now_ms``)."""
+        return self._run(self._core.merge_profiles(survivor, merged, now_ms))
 
-    def merge_many(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    def merge_many(self, pairs: Sequence[tuple[str, str]], now_ms: int = 0) -> list[dict[str, Any]]:
         """:meth:`merge_profiles` for each (survivor, merged) in order, in one round trip.
 
         Each merge is still its own atomic script run; merges are idempotent, so a batch that
-        fails part-way is simply run again (the merges stage retries it whole).
+        fails part-way is simply run again (the merges stage retries it whole). The survivors'
+        segments are not evaluated here: :meth:`refresh_segments` after the batch.
         """
         if not pairs:
             return []
-        meta = self._core.merge_meta()
+        meta = self._core.merge_meta(now_ms)
         calls = [("merge", survivor, merged, meta) for survivor, merged in pairs]
         replies = script.run_many(self.redis, self._core.prefix, calls)
         return [self._core.merge_outcome(reply) for reply in replies]
+
+    def refresh_segments(self, oneids: Iterable[str], now_ms: int, reason: str) -> list[dict[str, Any]]:
+        """Evaluate the stream segments of these profiles now (after a merge: the survivors);
+        the entries and exits recorded (in the segments outbox until acknowledged)."""
+        return self._run(self._core.refresh_segments(oneids, now_ms, reason))
+
+    def sweep_segments(self, now_ms: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Re-check stream segment members whose time came (at most ``limit`` per segment)."""
+        return self._run(self._core.sweep_segments(now_ms, limit))
+
+    def set_members(self, segment: str, changes: Sequence[tuple[str, bool]], now_ms: int,
+                    reason: str = segment_records.REASON_REFRESH) -> list[dict[str, Any]]:
+        """Put OneIDs in (True) or out of an SQL segment; the changes recorded."""
+        return self._run(self._core.set_members(segment, changes, now_ms, reason))
+
+    def segment_count(self, segment: str) -> int:
+        """Members of a segment now (its index's ZCARD: constant time)."""
+        return int(self.redis.zcard(layout.segment_key(self._core.prefix, segment)))
+
+    def segment_members(self, segment: str, chunk: int = 1000) -> Iterator[list[tuple[str, int]]]:
+        """A segment's members in chunks of (OneID, score): a stream member's next re-check,
+        an SQL member's entry time (ms). A member may appear twice if the index changes meanwhile."""
+        key = layout.segment_key(self._core.prefix, segment)
+        cursor = 0
+        while True:
+            cursor, items = self.redis.zscan(key, cursor, count=chunk)
+            if items:
+                yield [(_text(oneid), int(score)) for oneid, score in items]
+            if not cursor:
+                return
+
+    def segment_versions(self) -> dict[str, int]:
+        """Every segment that ever had a member, with its version (entries and exits so far)."""
+        raw = self.redis.hgetall(f"{self._core.prefix}{layout.SEGMENTS_KEY}")
+        return {_text(k): int(v) for k, v in raw.items()}
 
     def delete_profile(self, oneid: str) -> int:
         """Remove every key of the profile (and its timers, redirects); returns keys deleted."""
         return self._run(self._core.delete_profile(oneid))
 
     def get_profile(self, oneid: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
-        """Traits, aggregates, tags, score and tier as of ``as_of_ms`` (default: last seen)."""
+        """Traits, aggregates, tags, score, tier and stream segments as of ``as_of_ms`` (default:
+        last seen)."""
         return self._run(self._core.get_profile(oneid, as_of_ms))
+
+    def get_profiles(self, oneids: Sequence[str], as_of_ms: int | None = None) -> list[dict[str, Any] | None]:
+        """:meth:`get_profile` of several OneIDs in one read."""
+        return self._run(self._core.get_profiles(oneids, as_of_ms))
 
     def list_triggers(self, oneid: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Triggers fired for the profile, newest first (at most options.trigger_history)."""

@@ -45,6 +45,7 @@ DEAD_LETTER = "DeadLetter"
 IDENTITY_MERGE = "IdentityMerge"
 IDENTITY_REJECTION = "IdentityRejection"
 TRIGGER = "Trigger"
+SEGMENT_CHANGE = "SegmentChange"
 
 _T = TypeVar("_T")
 Record = dict[str, Any]

@@ -114,34 +114,40 @@ class ProfileHandler:
         self._observer = observer
         self._scans = _OutboxScans(scans)
 
-    def _emit(self, triggers: Sequence[dict[str, Any]], letters: Sequence[DeadLetter] = ()) -> None:
-        if triggers or letters:
+    def _emit(self, triggers: Sequence[dict[str, Any]], letters: Sequence[DeadLetter] = (),
+              segments: Sequence[dict[str, Any]] = ()) -> None:
+        if triggers or letters or segments:
             stage = self._stage
             self._producer.send_all({self._topics.triggers: [stage.encode(t) for t in triggers],
+                                     self._topics.segments: [stage.encode_segment(c) for c in segments],
                                      self._topics.deadletter: encode_dead_letters(letters)})
-            stage.sent(triggers)
+            stage.sent(triggers, segments)
             self._observer.triggers_sent(triggers)
+            self._observer.segments_sent(segments)
 
     def __call__(self, batch: Sequence[Record]) -> None:
         self._scans.alive()
         try:
             out = self._stage.process(batch, now_ms())
-            self._emit(out.triggers, out.deadletters)
+            self._emit(out.triggers, out.deadletters, out.segments)
         except BaseException:
             self._scans.failed()  # the store may have confirmed triggers Kafka never got
             raise
         self._observer.profiled(out)
 
     def tick(self, partitions: Sequence[int]) -> None:
-        """Timed triggers (dwell without follow-up, inactivity, post-purchase care) by the clock,
-        and outbox entries a crash or a failed attempt left (when a scan is due)."""
+        """Timed triggers (dwell without follow-up, inactivity, post-purchase care) and segment
+        re-checks by the clock, and outbox entries a crash or a failed attempt left (triggers: when
+        a scan is due; segment changes: every tick, deletions leave theirs there)."""
         if not partitions:
             return
         now = now_ms()
         scanning = self._scans.due(now)
         try:
+            swept = self._stage.sweep(now, partitions)
             stale = self._stage.resend_stale(now) if scanning else []
-            self._emit(self._stage.sweep(now, partitions) + stale)
+            segments = swept.segments + self._stage.resend_stale_segments(now)
+            self._emit(swept.triggers + stale, segments=segments)
         except BaseException:
             self._scans.failed()
             raise
@@ -150,7 +156,7 @@ class ProfileHandler:
 
 
 class MergeHandler:
-    """merges -> the merged profile folded into the survivor's."""
+    """merges -> the merged profile folded into the survivor's; segment changes to their topic."""
 
     def __init__(self, stage: MergeStage, producer: BlockingProducer, topics: Topics,
                  observer: StageObserver) -> None:
@@ -160,8 +166,11 @@ class MergeHandler:
         self._observer = observer
 
     def __call__(self, batch: Sequence[Record]) -> None:
-        out = self._stage.process(batch)
-        if out.deadletters:
-            self._producer.send_all({self._topics.deadletter: encode_dead_letters(out.deadletters)})
+        out = self._stage.process(batch, now_ms())
+        if out.deadletters or out.segments:
+            changes = [self._stage.encode_segment(c) for c in out.segments]
+            self._producer.send_all({self._topics.deadletter: encode_dead_letters(out.deadletters),
+                                     self._topics.segments: changes})
+            self._stage.sent(out.segments)
         self._observer.merged(out)
 

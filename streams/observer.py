@@ -46,6 +46,12 @@ class StageObserver:
 
     def merged(self, out: MergeOutput) -> None:
         self.dead_lettered(out.deadletters)
+        self.segments_sent(out.segments)
+
+    def segments_sent(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Segment entries and exits acknowledged on the segments topic, by segment."""
+        for change in changes:
+            metrics.SEGMENT_CHANGES.labels(change["segment"], change["type"]).inc()
 
     def triggers_sent(self, triggers: Sequence[dict[str, Any]]) -> None:
         """Counted, and timed from the moment each became due (its ``fired_at``, event time) to

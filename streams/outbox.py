@@ -1,11 +1,11 @@
 """Outboxes: effects a Redis script confirmed whose Kafka record is not acknowledged yet.
 
-Two scripts keep one in the same atomic run as the effect, so a crash between the script and
+Scripts keep one in the same atomic run as the effect, so a crash between the script and
 Kafka's ack delays a record instead of losing it: ``graph.lua`` (merges: field = merged OneID,
-value = ``survivor|seconds``) and ``profiles/state.lua`` (triggers: field =
-``oneid<TAB>history entry``, which holds ``fired_at``). Both are driven the same way: the stage
-``acknowledge``s entries after Kafka's ack, and a tick re-sends what is ``stale`` (older than a
-grace period).
+value = ``survivor|seconds``) and the profile script (triggers: field =
+``oneid<TAB>history entry``, which holds ``fired_at``; segment changes: field = idempotency key,
+value = the record line). All are driven the same way: the stage ``acknowledge``s entries after
+Kafka's ack, and a tick re-sends what is ``stale`` (older than a grace period).
 
 ``stale`` reads the whole hash (HKEYS/HGETALL): an index by partition or time would have to be
 written by the Lua scripts (owned elsewhere), so instead :class:`ScanPolicy` decides *when* a
@@ -26,6 +26,8 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from identity.graph import PendingMerge
+from profiles import layout
+from profiles.segments.records import parse_line
 from profiles.triggers import from_history, history_entry
 from streams.ports import MergeLog
 
@@ -87,6 +89,44 @@ class TriggerOutbox:
                 found.append(trigger)
         if found:
             log.warning("re-sending %s trigger(s) left unacknowledged by an earlier crash", len(found))
+        return found
+
+
+class SegmentOutbox:
+    """The profile script's segments outbox (``<prefix>segments:outbox``); entries are
+    SegmentChange records.
+
+    Read on every sweep, not on a :class:`ScanPolicy`, because some of its entries have no
+    producer waiting for them: a deletion (the API, the CLI, the idle-profile collector) makes
+    the person leave their segments in the delete script, and the next sweep sends those
+    ``orphan`` lines at once. It stays cheap: ``HLEN`` first, and the hash holds only what is in
+    flight (milliseconds) or left behind. Other entries are re-sent after the grace. One worker
+    re-sends at a time (a lock of ``LOCK_MS``), so two sweeps do not both put a record on the
+    topic; a re-send can still repeat one acknowledged just before (same idempotency key).
+    """
+
+    LOCK_MS = 5000
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._key = f"{prefix}{layout.SEGMENT_OUTBOX_KEY}"
+        self._lock = f"{self._key}:lock"
+
+    def acknowledge(self, entries: Sequence[dict[str, Any]]) -> None:
+        if entries:
+            self._redis.hdel(self._key, *(r["idempotency_key"] for r in entries))
+
+    def stale(self, now_ms: int, grace_ms: int) -> list[dict[str, Any]]:
+        if not self._redis.hlen(self._key) or not self._redis.set(self._lock, "1", nx=True, px=self.LOCK_MS):
+            return []
+        found = []
+        for line in self._redis.hvals(self._key):
+            record, writer = parse_line(line)
+            if writer == layout.WRITER_ORPHAN or record["changed_at"] < now_ms - grace_ms:
+                found.append(record)
+        if found:
+            log.info("sending %s segment change(s) left in the outbox (deletions, or an earlier crash)",
+                     len(found))
         return found
 
 

@@ -91,11 +91,13 @@ def trigger_of(event: Mapping[str, Any], now_ms: int, rule: str = "demo_requeste
 
 
 class FakeOutbox:
-    """``Outbox`` of triggers: what the store confirmed and Kafka did not acknowledge yet."""
+    """``Outbox`` of triggers (or segment changes: ``time_field="changed_at"``): what the store
+    confirmed and Kafka did not acknowledge yet."""
 
-    def __init__(self) -> None:
+    def __init__(self, time_field: str = "fired_at") -> None:
         self.entries: dict[str, dict[str, Any]] = {}
         self.scans = 0
+        self.time_field = time_field
 
     def put(self, triggers: Iterable[dict[str, Any]]) -> None:
         for trigger in triggers:
@@ -107,20 +109,47 @@ class FakeOutbox:
 
     def stale(self, now_ms: int, grace_ms: int) -> list[dict[str, Any]]:
         self.scans += 1
-        return [t for t in self.entries.values() if t["fired_at"] < now_ms - grace_ms]
+        return [t for t in self.entries.values() if t[self.time_field] < now_ms - grace_ms]
+
+
+def segment_change(oneid: str, segment: str = "hot_leads", version: int = 1, *, entered: bool = True,
+                   reason: str = "event", changed_at: int = 1_700_000_000_000) -> dict[str, Any]:
+    """A segment change record (the shape of schemas/segment_change.avsc)."""
+    return {"type": "segment_entered" if entered else "segment_exited", "segment": segment, "oneid": oneid,
+            "idempotency_key": f"{segment}:{oneid}:{version}", "version": version, "reason": reason,
+            "as_of": changed_at, "changed_at": changed_at, "message_id": None, "survivor": None,
+            "facts": "{}"}
 
 
 class FakeStore:
-    """``ProfileApplier``: applies each offset once per partition; ``fires`` picks trigger events."""
+    """``ProfileApplier``: applies each offset once per partition; ``fires`` picks trigger events;
+    ``enters`` picks the events that put their person in segment ``hot_leads`` (once each);
+    a merged person leaves it and the survivor takes the place."""
 
     def __init__(self, outbox: FakeOutbox | None = None,
-                 fires: Callable[[Mapping[str, Any]], bool] = lambda event: False) -> None:
+                 fires: Callable[[Mapping[str, Any]], bool] = lambda event: False,
+                 segment_outbox: FakeOutbox | None = None,
+                 enters: Callable[[Mapping[str, Any]], bool] = lambda event: False) -> None:
         self.outbox = outbox if outbox is not None else FakeOutbox()
+        self.segment_outbox = segment_outbox if segment_outbox is not None else FakeOutbox("changed_at")
         self.fires = fires
+        self.enters = enters
         self.watermarks: dict[int, int] = {}
         self.applied: dict[str, list[str]] = defaultdict(list)  # oneid -> message ids
         self.merges: list[tuple[str, str]] = []
         self.due: list[dict[str, Any]] = []
+        self.members: set[str] = set()
+        self.inherits: set[str] = set()  # survivors of a member, in once refresh_segments evaluates them
+        self.version = 0
+        self.segments_due: list[dict[str, Any]] = []
+
+    def _change(self, oneid: str, entered: bool, reason: str, now_ms: int) -> dict[str, Any]:
+        self.version += 1
+        (self.members.add if entered else self.members.discard)(oneid)
+        change = segment_change(oneid, version=self.version, entered=entered, reason=reason,
+                                changed_at=now_ms)
+        self.segment_outbox.put([change])
+        return change
 
     def apply_batch(self, partition: int, events: Sequence[tuple[int, dict[str, Any]]],
                     now_ms: int) -> BatchResult:
@@ -134,20 +163,45 @@ class FakeStore:
             result.applied += 1
             if self.fires(event):
                 result.triggers.append(trigger_of(event, now_ms))
+            if self.enters(event) and event["oneid"] not in self.members:
+                result.segments.append(self._change(event["oneid"], True, "event", now_ms))
         self.outbox.put(result.triggers)
         return result
 
     def close_expired(self, now_ms_watermark: int, partitions: Iterable[int] | None = None
                       ) -> list[dict[str, Any]]:
+        return self.close_expired_result(now_ms_watermark, partitions).triggers
+
+    def close_expired_result(self, now_ms_watermark: int, partitions: Iterable[int] | None = None
+                             ) -> BatchResult:
         due, self.due = self.due, []
         self.outbox.put(due)
+        return BatchResult(triggers=due)
+
+    def sweep_segments(self, now_ms: int, limit: int = 500) -> list[dict[str, Any]]:
+        due, self.segments_due = self.segments_due, []
+        self.segment_outbox.put(due)
         return due
 
-    def merge_many(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    def merge_many(self, pairs: Sequence[tuple[str, str]], now_ms: int = 0) -> list[dict[str, Any]]:
+        outcomes = []
         for survivor, merged in pairs:
             self.applied[survivor].extend(self.applied.pop(merged, []))
             self.merges.append((survivor, merged))
-        return [{"merged": True} for _ in pairs]
+            left = [self._change(merged, False, "merged", now_ms)] if merged in self.members else []
+            outcomes.append({"merged": True, "segments": left})
+            if left:
+                self.inherits.add(survivor)
+        return outcomes
+
+    def refresh_segments(self, oneids: Iterable[str], now_ms: int, reason: str) -> list[dict[str, Any]]:
+        found = []
+        for oneid in oneids:
+            if oneid in self.inherits:
+                self.inherits.discard(oneid)
+                if oneid not in self.members:
+                    found.append(self._change(oneid, True, reason, now_ms))
+        return found
 
 
 def raw_event(message_id: str, *identifiers: str, source: str = "web", timestamp: int = 1_700_000_000_000,

@@ -40,6 +40,7 @@ SPECS: tuple[TopicSpec, ...] = (
               config=(("cleanup.policy", "delete"), ("retention.ms", "-1"))),
     TopicSpec("identity.rejections", "identifiers not linked because a limit or guard said no"),
     TopicSpec("triggers", "real-time triggers for downstream services, keyed by OneID"),
+    TopicSpec("segments", "segment_entered / segment_exited records (audiences), keyed by OneID"),
     TopicSpec("deadletter", "records that could not be decoded or processed, with reason and bytes",
               partitions=1, config=(("cleanup.policy", "delete"), ("retention.ms", str(8 * WEEK_MS)))),
 )
@@ -77,6 +78,10 @@ class Topics:
     @property
     def triggers(self) -> str:
         return self.name("triggers")
+
+    @property
+    def segments(self) -> str:
+        return self.name("segments")
 
     @property
     def deadletter(self) -> str:

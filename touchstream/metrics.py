@@ -50,6 +50,11 @@ MARKETING_SUPPRESSED = Counter(
     "touchstream_marketing_triggers_suppressed_total", "Marketing triggers withheld for lack of consent"
 )
 TRIGGERS = Counter("touchstream_triggers_total", "Triggers acknowledged on the triggers topic", ["rule"])
+SEGMENT_CHANGES = Counter(
+    "touchstream_segment_changes_total",
+    "Segment entries and exits acknowledged on the segments topic (segment names come from the rules file)",
+    ["segment", "type"],
+)
 CONSUMER_LAG = Gauge(
     "touchstream_consumer_lag_records",
     "Records behind the partition's end after the stage's last batch (high watermark - next offset)",

@@ -1,4 +1,5 @@
-"""The event lake: every resolved event, merge, rejection and trigger in Hive-partitioned Parquet.
+"""The event lake: every resolved event, merge, rejection, trigger and segment change in Hive-partitioned
+Parquet.
 
 Public API: :func:`run_lake_sink` (the blocking process), :class:`LakeConfig`, :func:`compact`,
 :func:`snapshot_profiles`, and :func:`connect` / :func:`run_query` (DuckDB views over the lake).

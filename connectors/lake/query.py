@@ -100,7 +100,7 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[Pat
 
 def connect(root: Path, registry: SchemaRegistry | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the views ``events``, ``merges``, ``rejections``, ``triggers``,
-    ``profiles`` and ``identities`` over the lake at ``root``."""
+    ``segments``, ``profiles`` and ``identities`` over the lake at ``root``."""
     registry = registry or default_registry()
     con = duckdb.connect()
     for spec in TABLES:

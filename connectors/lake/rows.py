@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.codec import EVENT, IDENTITY_MERGE, IDENTITY_REJECTION, TRIGGER, SchemaRegistry
+from schemas.codec import EVENT, IDENTITY_MERGE, IDENTITY_REJECTION, SEGMENT_CHANGE, TRIGGER, SchemaRegistry
 from streams.records import Record
 
 PARTITION = "_partition"
@@ -42,6 +42,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("merges", "identity.merges", IDENTITY_MERGE, "timestamp"),
     TableSpec("rejections", "identity.rejections", IDENTITY_REJECTION, "timestamp"),
     TableSpec("triggers", "triggers", TRIGGER, "fired_at"),
+    TableSpec("segments", "segments", SEGMENT_CHANGE, "changed_at"),
 )
 
 

@@ -1,12 +1,14 @@
 -- ---------------------------------------------------------------------------- apply
 -- Each profile entry: {id, groups = {{offset, {op...}}...}, fields = {...}, prune = {...},
--- pt?, must_exist?}. Only `fields` (every field the ops read or write) are loaded; `prune`
--- lists fields no accepted event can read any more (the engine decides, on event time).
+-- pt?, must_exist?, seg?}. Only `fields` (every field the ops read or write) are loaded; `prune`
+-- lists fields no accepted event can read any more (the engine decides, on event time); `seg`:
+-- its stream segments as evaluated after these changes (lib_segments.lua, seg_apply).
 if cmd == 'apply' then
   local pl = cjson.decode(ARGV[3])
   local meta = pl.meta
   local part = pl.partition
   local fired, applied, replayed, cooled, dups = {}, 0, 0, 0, 0
+  local seg_lines, seg_conflicts = {}, {}
   for _, entry in ipairs(pl.profiles) do
     local id = resolve(entry.id)
     local pt = entry.pt or part
@@ -141,6 +143,7 @@ if cmd == 'apply' then
       flush(o)
       push_history(id, pushed, meta.history)
     end
+    if entry.seg then seg_apply(id, entry.id, o.h, entry.seg, pl.now, seg_lines, seg_conflicts) end
   end
-  return {fired, applied, replayed, cooled, dups}
+  return {fired, applied, replayed, cooled, dups, seg_lines, seg_conflicts}
 end

@@ -20,6 +20,8 @@ if cmd == 'delete' then
       redis.call('ZREM', dkey(p), f:sub(1, 1) .. '|' .. id .. '|' .. f:sub(3))
     end
   end
+  local t = redis.call('TIME')  -- segments the person leaves; the next sweep sends the records
+  seg_exit_all(id, REASON_DELETED, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), '', WRITER_ORPHAN)
   local keys = {mkey(id), xkey(id), hkey(id)}
   for _, c in ipairs(chain) do keys[#keys + 1] = rkey(c) end
   for f in pairs(o.h) do

@@ -1,13 +1,17 @@
 -- Profile state in Redis: one script, five commands, so one SHA and one NOSCRIPT path.
 -- profiles/script.py builds it: the layout constants (profiles/layout.py), this file (shared
--- helpers), then one file per command (read, apply, due, merge, delete) and unknown.lua.
+-- helpers; lib_segments.lua: segment membership), then one file per command (read, apply, due,
+-- merge, delete, segdue, segset) and unknown.lua.
 --
 --   ARGV[1] = command, ARGV[2] = key prefix; the rest depends on the command:
 --   read   ids...                          -> {{asked, resolved, main, transient}, ...}
---   apply  payload(JSON)                   -> {fired indexes, applied, replayed, cooled, dups}
+--   apply  payload(JSON)                   -> {fired indexes, applied, replayed, cooled, dups,
+--                                              segment record lines, segment conflicts}
 --   due    watermark limit partitions...   -> {{partition, member, score}...}, {{id, main, transient}...}
---   merge  survivor merged meta(JSON)      -> {survivor, merged, fields moved}
+--   merge  survivor merged meta(JSON)      -> {survivor, merged, fields moved, segment record lines}
 --   delete id                              -> keys deleted
+--   segdue now lease limit segments...     -> {{{id, main}...}, segment record lines}
+--   segset segment now reason changes(JSON) -> segment record lines
 --
 -- Keys and fields are documented in profiles/layout.py. Keys of one profile share the hash tag
 -- {oneid}; `x` marks that the transient hash exists, so `read` skips it for most profiles; the

@@ -25,6 +25,8 @@ if cmd == 'merge' then
       if not tcur or tonumber(v) > tonumber(tcur) then hset(s, target, v); moved = moved + 1 end
     elseif f == LAST_SEEN or f == LAST_INTERACTION or c == COOLDOWN or c == FIRED_KEY then
       if not cur or tonumber(v) > tonumber(cur) then new = v end
+    elseif c == SEGMENT or f == MERGE_GEN then
+      -- memberships are the merged OneID's own: it leaves them below, the survivor is re-evaluated
     elseif f == PARTITION or c == MERGED then
       if not cur then new = v end
     elseif c == TRAIT then
@@ -105,9 +107,11 @@ if cmd == 'merge' then
     end
   end
   hset(s, MERGED .. mid, '1')
+  hset(s, MERGE_GEN, fmt((tonumber(s.h[MERGE_GEN]) or 0) + 1))  -- a segment evaluation read before is stale
   flush(s)
   flush(sx)
   redis.call('DEL', mkey(mid), xkey(mid), hkey(mid))
   redis.call('SET', rkey(mid), sid, 'PX', meta.redirect_ttl)
-  return {sid, mid, moved}
+  local lines = seg_exit_all(mid, REASON_MERGED, meta.now or 0, sid, WRITER_LOOP)
+  return {sid, mid, moved, lines}
 end

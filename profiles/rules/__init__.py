@@ -1,4 +1,4 @@
-"""The rules file: aggregates, tags, a lead score, tiers and triggers, with CEL conditions.
+"""The rules file: aggregates, tags, a lead score, tiers, triggers and segments, with CEL conditions.
 
 Loading compiles every expression once, checks what it reads, and indexes the rules by the
 event they listen to (``on:``), so an event only evaluates rules that can fire for it. A bad
@@ -34,6 +34,7 @@ from profiles.rules.model import (
     PointsRule,
     Rules,
     ScoreSpec,
+    SegmentRule,
     TagRule,
     TierSpec,
     TriggerRule,
@@ -53,6 +54,7 @@ __all__ = [
     "RuleSet",
     "Rules",
     "ScoreSpec",
+    "SegmentRule",
     "TagRule",
     "TierSpec",
     "TriggerRule",

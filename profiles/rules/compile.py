@@ -24,6 +24,7 @@ from profiles.rules.model import (
     PointsRule,
     Rules,
     ScoreSpec,
+    SegmentRule,
     TagRule,
     TierSpec,
     TriggerRule,
@@ -33,7 +34,9 @@ from profiles.triggers.kinds.base import COMMON_KEYS, CompileContext
 from touchstream.text import NAME
 
 _NAME = NAME
-SECTIONS = ("version", "options", "aggregates", "tags", "score", "tier", "triggers")
+SECTIONS = ("version", "options", "aggregates", "tags", "score", "tier", "triggers", "segments")
+MAX_SQL_CHARS = 20_000
+_SQL_START = re.compile(r"^\s*(?:--[^\n]*\n\s*)*(?:select|with|from)\b", re.IGNORECASE)
 
 
 def storage_id(name: str) -> str:
@@ -50,6 +53,13 @@ def storage_id(name: str) -> str:
         n, r = divmod(n, 36)
         out = digits[r] + out
     return out
+
+
+def _positive_duration(value: Any) -> int:
+    ms = parse_duration(value)
+    if ms <= 0:
+        raise ValueError("must be a positive duration")
+    return ms
 
 
 def _kept_traits(value: Any) -> frozenset[str] | None:
@@ -77,7 +87,9 @@ class Compiler:
         score = self._score(self.raw.get("score"), known)
         tier = self._tier(self.raw.get("tier"), known)
         triggers = self._named("triggers", lambda n, s: self._trigger(n, s, known, tier))
-        return Rules(options, aggregates, tags, score, tier, triggers, self.issues, self.raw, self.source)
+        segments = self._named("segments", lambda n, s: self._segment(n, s, known))
+        return Rules(options, aggregates, tags, score, tier, triggers, self.issues, self.raw, self.source,
+                     segments=segments)
 
     # -- helpers ----------------------------------------------------------------------------
     def _section(self, name: str) -> dict[str, Any]:
@@ -117,6 +129,7 @@ class Compiler:
             "traits": ("keep_traits", _kept_traits),
             "redirect_ttl": ("redirect_ttl_ms", parse_duration),
             "timer_stale_after": ("timer_stale_after_ms", parse_duration),
+            "segment_recheck": ("segment_recheck_ms", _positive_duration),
         }
         for key, value in spec.items():
             if key not in parsers:
@@ -280,3 +293,23 @@ class Compiler:
             tuple(values),
             params,
         )
+
+    def _segment(self, name: str, spec: dict[str, Any], known: frozenset[str]) -> SegmentRule:
+        """``{if: <CEL over profile>}`` (stream) or ``{sql: SELECT oneid ...}`` (lake), never both."""
+        checks.keys(spec, ("if", "sql", "description"))
+        if (spec.get("if") is None) == (spec.get("sql") is None):
+            raise Reject("a segment has either `if:` (CEL over the profile) or `sql:` (a lake query)")
+        description = spec.get("description") or ""
+        if not isinstance(description, str):
+            raise Reject("description must be text")
+        if spec.get("sql") is not None:
+            sql = spec["sql"]
+            if not isinstance(sql, str) or not _SQL_START.match(sql) or len(sql) > MAX_SQL_CHARS:
+                raise Reject(f"sql must be one SELECT query (at most {MAX_SQL_CHARS} characters) "
+                             "returning a oneid column")
+            return SegmentRule(name, None, sql.strip().rstrip(";"), description)
+        when = checks.cel(spec, "if", profile=True, known=known)
+        assert when is not None
+        if when.needs.event is None or when.needs.event:
+            raise Reject("if: a segment is a condition on the profile alone; it cannot read `event`")
+        return SegmentRule(name, when, None, description)

@@ -38,6 +38,7 @@ class Options:
     keep_traits: frozenset[str] | None = None  # None: every identify trait
     redirect_ttl_ms: int = 7 * 86_400_000
     timer_stale_after_ms: int = 86_400_000  # a timer due longer ago than this is dropped, not fired
+    segment_recheck_ms: int = HOUR_MS  # members of a stream segment are re-evaluated at least this often
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,21 @@ class TriggerRule:
 
 
 @dataclass(frozen=True)
+class SegmentRule:
+    """One audience: a CEL condition over the profile (``when``: a stream segment, evaluated as
+    profiles change) or a query over the lake (``sql``: evaluated by ``touchstream segment refresh``)."""
+
+    name: str
+    when: Condition | None
+    sql: str | None
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "stream" if self.when is not None else "sql"
+
+
+@dataclass(frozen=True)
 class Rules:
     """A compiled, validated rules file (and, apart from the config, its run-time caches)."""
 
@@ -126,6 +142,7 @@ class Rules:
     issues: list[RuleIssue]
     raw: dict[str, Any]
     source: str = "<text>"
+    segments: dict[str, SegmentRule] = field(default_factory=dict)
     caches: RuleCaches = field(default_factory=RuleCaches, compare=False, repr=False)
 
     @functools.cached_property
@@ -164,11 +181,22 @@ class Rules:
         """The trigger rules of one kind, in file order."""
         return self._by_kind.get(kind, ())
 
+    @functools.cached_property
+    def stream_segments(self) -> tuple[SegmentRule, ...]:
+        """The segments evaluated in the stream (a CEL condition), in file order."""
+        return tuple(s for s in self.segments.values() if s.when is not None)
+
+    @functools.cached_property
+    def segment_needs(self) -> Needs:
+        """What the stream segments read of ``profile``, together (one context per profile)."""
+        return Needs.of(s.when.needs for s in self.stream_segments if s.when is not None)
+
     @property
     def rule_count(self) -> int:
         behaviour = len(self.score.behaviour) + len(self.score.attributes) if self.score else 0
         return (
             len(self.aggregates) + len(self.tags) + behaviour + len(self.triggers) + (1 if self.tier else 0)
+            + len(self.segments)
         )
 
     @property

@@ -2,16 +2,24 @@
 
 Each merge is its own atomic script run and idempotent, so a batch that fails part-way is run
 again whole; an undecodable merge record is dead-lettered so one bad record cannot stall the loop.
+A merged OneID leaves its segments in the merge's own run (``reason: merged``); the survivors'
+stream segments are evaluated after the batch (``reason: merge``). Those records wait in the
+segments outbox until ``sent`` (Kafka acknowledged them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import redis
+
+from profiles.segments.records import REASON_MERGE
 from schemas.codec import SchemaRegistry
 from streams.deadletters import DeadLetter
 from streams.intake import Decoder
+from streams.outbox import Outbox, SegmentOutbox
 from streams.ports import ProfileApplier
 from streams.records import Record
 
@@ -20,21 +28,42 @@ STAGE = "merge-profiles"
 
 @dataclass
 class MergeOutput:
-    """How many merges were folded, and the records that could not be read."""
+    """How many merges were folded, the records that could not be read, the segment changes."""
 
     merged: int = 0
     deadletters: list[DeadLetter] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
 
 class MergeStage:
-    def __init__(self, *, store: ProfileApplier, registry: SchemaRegistry, merges_topic: str) -> None:
-        self._store = store
-        self._intake = Decoder(STAGE, merges_topic, registry.decoder("identity_merge"))
+    """``segment_outbox`` defaults to the Redis one under ``prefix`` (``client``)."""
 
-    def process(self, batch: Sequence[Record]) -> MergeOutput:
+    def __init__(self, *, store: ProfileApplier, registry: SchemaRegistry, merges_topic: str,
+                 segment_outbox: Outbox[dict[str, Any]] | None = None, client: redis.Redis | None = None,
+                 prefix: str = "") -> None:
+        if segment_outbox is None:
+            if client is None:
+                raise TypeError("MergeStage needs a segment outbox or a Redis client")
+            segment_outbox = SegmentOutbox(client, prefix)
+        self._store = store
+        self._outbox = segment_outbox
+        self._intake = Decoder(STAGE, merges_topic, registry.decoder("identity_merge"))
+        self._encode_segment = registry.encoder("segment_change")
+
+    def process(self, batch: Sequence[Record], now_ms: int) -> MergeOutput:
         intake = self._intake(batch)
         # an operator's unmerge is announced on the same topic for the lake; state is not folded
         pairs = [(merge["survivor"], merge["merged"]) for _, merge in intake.fresh
                  if merge.get("kind", "merge") == "merge"]
-        self._store.merge_many(pairs)
-        return MergeOutput(merged=len(pairs), deadletters=intake.deadletters)
+        outcomes = self._store.merge_many(pairs, now_ms)
+        segments = [change for outcome in outcomes for change in outcome.get("segments", ())]
+        if pairs:
+            segments += self._store.refresh_segments(dict.fromkeys(s for s, _ in pairs), now_ms, REASON_MERGE)
+        return MergeOutput(merged=len(pairs), deadletters=intake.deadletters, segments=segments)
+
+    def encode_segment(self, change: dict[str, Any]) -> tuple[bytes, bytes]:
+        return change["oneid"].encode(), self._encode_segment(change)
+
+    def sent(self, segments: Sequence[dict[str, Any]]) -> None:
+        """Kafka acknowledged these: they leave the segments outbox."""
+        self._outbox.acknowledge(segments)

@@ -10,6 +10,9 @@
   period: what a crash left between the script and the ack. A trigger is therefore never lost;
   a crash after the ack and before the removal can repeat one on the topic, with the same
   idempotency key, which the webhook sink (and any consumer) deduplicates.
+- Segment entries and exits (``profiles/segments/``) follow the same path through their own
+  outbox: recorded by the script with the state change, produced to the segments topic, cleared
+  after the ack; ``resend_stale_segments`` runs on every sweep (deletions leave records there).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from schemas.codec import SchemaRegistry
 from streams.claims import Claims
 from streams.deadletters import DeadLetter
 from streams.intake import Decoder
-from streams.outbox import Outbox, TriggerOutbox
+from streams.outbox import Outbox, SegmentOutbox, TriggerOutbox
 from streams.ports import ClaimLedger, ProfileApplier
 from streams.records import Record
 
@@ -39,6 +42,7 @@ class ProfileOutput:
     deadletters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     applied: list[BatchResult] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # segment entries/exits to produce
 
 
 class ProfileStage:
@@ -46,16 +50,20 @@ class ProfileStage:
 
     def __init__(self, *, store: ProfileApplier, registry: SchemaRegistry, resolved_topic: str,
                  claims: ClaimLedger | None = None, outbox: Outbox[dict[str, Any]] | None = None,
+                 segment_outbox: Outbox[dict[str, Any]] | None = None,
                  client: redis.Redis | None = None, prefix: str = "", dedup_window_s: int = 0) -> None:
-        if claims is None or outbox is None:
+        if claims is None or outbox is None or segment_outbox is None:
             if client is None:
-                raise TypeError("ProfileStage needs claims and an outbox, or a Redis client")
+                raise TypeError("ProfileStage needs claims and outboxes, or a Redis client")
             claims = claims or Claims(client, prefix, "profile", dedup_window_s)
             outbox = outbox or TriggerOutbox(client, prefix)
+            segment_outbox = segment_outbox or SegmentOutbox(client, prefix)
         self.store = store
         self._outbox = outbox
+        self._segment_outbox = segment_outbox
         self._intake = Decoder("profile", resolved_topic, registry.decoder("event"), claims)
         self._encode_trigger = registry.encoder("trigger")
+        self._encode_segment = registry.encoder("segment_change")
 
     def process(self, batch: Sequence[Record], now_ms: int) -> ProfileOutput:
         intake = self._intake(batch)
@@ -66,20 +74,32 @@ class ProfileStage:
         for partition, events in by_partition.items():
             result = self.store.apply_batch(partition, events, now_ms)
             out.triggers.extend(result.triggers)
+            out.segments.extend(result.segments)
             out.applied.append(result)
         return out
 
-    def sweep(self, now_ms: int, partitions: Sequence[int] | None) -> list[dict[str, Any]]:
-        """Triggers whose time came without a follow-up event (dwell, inactivity, care)."""
-        return self.store.close_expired(now_ms, partitions)
+    def sweep(self, now_ms: int, partitions: Sequence[int] | None) -> ProfileOutput:
+        """What time alone did: triggers whose time came without a follow-up event (dwell,
+        inactivity, care) and segment members whose re-check came."""
+        result = self.store.close_expired_result(now_ms, partitions)
+        return ProfileOutput(triggers=result.triggers,
+                             segments=result.segments + self.store.sweep_segments(now_ms))
 
     def encode(self, trigger: dict[str, Any]) -> tuple[bytes, bytes]:
         return trigger["oneid"].encode(), self._encode_trigger(trigger)
 
-    def sent(self, triggers: Sequence[dict[str, Any]]) -> None:
-        """Kafka acknowledged these: they leave the outbox."""
+    def encode_segment(self, change: dict[str, Any]) -> tuple[bytes, bytes]:
+        return change["oneid"].encode(), self._encode_segment(change)
+
+    def sent(self, triggers: Sequence[dict[str, Any]], segments: Sequence[dict[str, Any]] = ()) -> None:
+        """Kafka acknowledged these: they leave their outboxes."""
         self._outbox.acknowledge(triggers)
+        self._segment_outbox.acknowledge(segments)
 
     def resend_stale(self, now_ms: int, grace_ms: int = 30_000) -> list[dict[str, Any]]:
         """Outbox entries older than ``grace_ms``: fired, but never acknowledged by Kafka."""
         return self._outbox.stale(now_ms, grace_ms)
+
+    def resend_stale_segments(self, now_ms: int, grace_ms: int = 30_000) -> list[dict[str, Any]]:
+        """Segment changes nobody is sending: a deletion's, or older than ``grace_ms`` (a crash)."""
+        return self._segment_outbox.stale(now_ms, grace_ms)

@@ -12,7 +12,7 @@ import pytest
 from bench.codec import sample_event
 
 STEMS = {"Event": "event", "DeadLetter": "deadletter", "IdentityMerge": "identity_merge",
-         "IdentityRejection": "identity_rejection", "Trigger": "trigger"}
+         "IdentityRejection": "identity_rejection", "Trigger": "trigger", "SegmentChange": "segment_change"}
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "Event": sample_event(7),
@@ -54,6 +54,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "message_id": "m-3",
         "marketing": True,
         "values": json.dumps({"score": 87}),
+    },
+    "SegmentChange": {
+        "type": "segment_exited",
+        "segment": "hot_leads",
+        "oneid": "oid-2",
+        "idempotency_key": "hot_leads:oid-2:7",
+        "version": 7,
+        "reason": "merged",
+        "as_of": 1_700_000_000_000,
+        "changed_at": 1_700_000_000_020,
+        "message_id": None,
+        "survivor": "oid-1",
+        "facts": "{}",
     },
 }
 

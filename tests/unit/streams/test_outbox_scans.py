@@ -76,7 +76,8 @@ class FailingProducer:
 
 def test_a_trigger_whose_send_failed_is_resent_by_the_tick_after_the_grace() -> None:
     store = FakeStore(fires=lambda event: True)
-    stage = ProfileStage(store=store, claims=FakeClaims(), outbox=store.outbox, registry=default_registry(),
+    stage = ProfileStage(store=store, claims=FakeClaims(), outbox=store.outbox,
+                         segment_outbox=store.segment_outbox, registry=default_registry(),
                          resolved_topic="resolved")
     producer = FailingProducer()
     handler = ProfileHandler(stage, producer, Topics("t"), StageObserver(),  # type: ignore[arg-type]
@@ -95,3 +96,25 @@ def test_a_trigger_whose_send_failed_is_resent_by_the_tick_after_the_grace() -> 
         for _ in range(40):
             handler.tick([0])
         assert store.outbox.entries == {} and store.outbox.scans == scans + 1
+
+
+def test_a_segment_change_whose_send_failed_is_resent_by_a_later_tick() -> None:
+    store = FakeStore(enters=lambda event: True)
+    stage = ProfileStage(store=store, claims=FakeClaims(), outbox=store.outbox,
+                         segment_outbox=store.segment_outbox, registry=default_registry(),
+                         resolved_topic="resolved")
+    producer = FailingProducer()
+    handler = ProfileHandler(stage, producer, Topics("t"), StageObserver(),  # type: ignore[arg-type]
+                             scans=ScanPolicy(FakeHeartbeats(), GRACE))
+    clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 1_000))
+    with mock.patch.object(handlers, "now_ms", lambda: next(clock)):
+        producer.fail = True
+        with pytest.raises(ConnectionError):
+            handler(records([raw_event("m1", oneid="p1")]))
+        producer.fail = False
+        handler(records([raw_event("m1", oneid="p1")]))  # the retry replays: nothing new recorded
+        assert len(store.segment_outbox.entries) == 1
+        for _ in range(40):
+            handler.tick([0])
+    sent = [value for batch in producer.sent for key, value in batch["t.segments"]]
+    assert len(sent) == 1 and store.segment_outbox.entries == {}

@@ -1,0 +1,45 @@
+"""Segments (audiences): who is in, who came in, who left, each change recorded exactly once.
+
+A segment is declared in the ``segments:`` section of the profile rules file, beside the
+aggregates and tags its conditions read (one file, checked together, hot-reloaded together)::
+
+    segments:
+      hot_leads: {if: 'profile.score >= 60 && "high_intent" in profile.tags'}
+      lapsed:    {sql: "SELECT oneid FROM events GROUP BY oneid HAVING max(timestamp) < ..."}
+
+- A **stream segment** (``if:``, CEL over ``profile``) is evaluated in the stream, as of now:
+  after a batch's events are applied (for every profile the batch changed), when one of the
+  person's timers runs, after a merge (the survivor), and when a member's next re-check comes
+  (:func:`membership.next_check`: the next tag expiry or window slide that could change the
+  answer, and at least every ``options.segment_recheck``), so a member leaves when time alone
+  makes the condition false. A person who would *enter* by time alone (``profile.score < 10``
+  as points decay) is seen at their next event, timer or merge: non-members are not swept.
+- An **SQL segment** (``sql:``, a query over the lake's DuckDB views returning ``oneid``) is
+  evaluated by ``touchstream segment refresh``: the answer, mapped to survivors, is diffed with
+  the stored members.
+
+Both kinds record each change the same way. Membership lives in Redis (``profiles/layout.py``):
+a stream member has ``m:<segment>`` in its profile hash, and every member of either kind is in
+the segment's index ``segment:<name>`` (a sorted set, so ``count`` is ZCARD). A change is made by
+the profile script in the same atomic run as what caused it (the batch's state, the merge, the
+deletion), which also takes the segment's next *version* and writes a ``segment_entered`` or
+``segment_exited`` record to the segments outbox; the stage produces it to ``<prefix>.segments``
+(keyed by OneID) and clears it after Kafka's ack. A replay finds membership already changed and
+writes nothing; a crash between the script and the ack leaves the record in the outbox, re-sent
+with the same idempotency key (``<segment>:<oneid>:<version>``). A merged OneID exits everything
+(``reason: merged``, with the survivor); a deleted profile exits everything (``deleted``).
+
+An evaluation read before another writer changed the profile (a merge folded into it, a
+membership changed) is refused by the script (a compare-and-set on the merge count ``mg`` and
+each membership read) and done again on a fresh read, so two loops never both record a change.
+
+    records.py      the record (Avro ``io.touchstream.SegmentChange``), its line in the outbox
+    membership.py   one profile's stream segments as of a time, and when to look again
+"""
+
+from __future__ import annotations
+
+from profiles.segments.membership import Membership, as_of, next_check
+from profiles.segments.records import ENTERED, EXITED, from_line, idempotency_key
+
+__all__ = ["ENTERED", "EXITED", "Membership", "as_of", "from_line", "idempotency_key", "next_check"]
