@@ -1,0 +1,173 @@
+"""The profile rules run over the lake: what every person's aggregates, tags, score and tier are
+as of a time, by history alone.
+
+:class:`History` plans every rule expression (translated to SQL, or evaluated by the CEL
+runtime), builds ``h_events`` once with the members they read (:mod:`analytics.history.base`),
+then answers with one SQL pass per aggregate rule, one for the behaviour score, one per tag
+rule, and the tag replay for ``if:`` conditions over the profile. Nothing here reads Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from analytics.history import aggregates, base, cel_sql, replay, scores, tags
+from analytics.history.expressions import Expressions
+from profiles.rules.model import Rules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HistoryProfile:
+    """One person as history sees them (the fields verify compares)."""
+
+    aggregates: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, int] = field(default_factory=dict)  # active tag -> expiry (0: never)
+    score: float = 0.0
+    tier: str | None = None
+
+
+@dataclass
+class History:
+    """Rules over one DuckDB connection to the lake (see module doc)."""
+
+    con: duckdb.DuckDBPyConnection
+    rules: Rules
+    skew_ms: int = 300_000
+    aggregate_names: tuple[str, ...] | None = None  # None: every aggregate
+    with_tags: bool = True
+    with_score: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+    exprs: Expressions = field(default_factory=Expressions)
+    plans: dict[str, aggregates.Plan] = field(default_factory=dict)
+    tag_plans: list[tags.TagPlan] = field(default_factory=list)
+    points: str | None = None
+    rows: int = 0
+
+    def __post_init__(self) -> None:
+        started = time.perf_counter()
+        rules = self.rules
+        names = list(rules.aggregates) if self.aggregate_names is None else list(self.aggregate_names)
+        if self.with_score and rules.tier is not None and rules.tier.aggregate in rules.aggregates:
+            names.append(rules.tier.aggregate)
+        if self.with_tags:
+            self.tag_plans = tags.plan(self.exprs, rules)
+            for t in self.tag_plans:  # aggregates a replayed if: reads
+                if t.replayed and t.rule.when is not None and t.rule.when.needs.profile is not None:
+                    read = t.rule.when.needs.profile.get("agg", frozenset())
+                    names += list(rules.aggregates) if read is None else sorted(read)
+                    if "tier" in t.rule.when.needs.profile and rules.tier is not None:
+                        names.append(rules.tier.aggregate)
+        chosen = [rules.aggregates[n] for n in dict.fromkeys(names) if n in rules.aggregates]
+        self.plans = {p.rule.name: p for p in aggregates.plan(self.exprs, chosen)}
+        if self.with_score or any(t.replayed for t in self.tag_plans):
+            self.points = scores.points_sql(self.exprs, rules)
+        if self.with_score and rules.score is not None and rules.score.attributes:
+            self.exprs.members.add("traits")
+        if any(t.replayed for t in self.tag_plans):
+            self.exprs.members.add("traits")
+        cel_sql.install(self.con)
+        self.rows = base.build(self.con, self.exprs.members, raw=self.exprs.needs_raw, skew_ms=self.skew_ms,
+                               lateness_ms=rules.options.allowed_lateness_ms)
+        self.exprs.fill(self.con)
+        self.timings["events"] = time.perf_counter() - started
+        started = time.perf_counter()
+        aggregates.prepare(self.con, self.exprs, list(self.plans.values()))
+        self.timings["contributions"] = time.perf_counter() - started
+
+    @property
+    def evaluated(self) -> list[str]:
+        """Expressions the CEL runtime evaluated over rows (not translated to SQL)."""
+        return sorted(source for source, done in self.exprs.translated.items() if not done)
+
+    @property
+    def unchecked(self) -> dict[str, str]:
+        """Rules left out, with the reason."""
+        return {f"tags.{t.rule.rule}": t.unchecked for t in self.tag_plans if t.unchecked is not None}
+
+    @property
+    def hidden_tags(self) -> frozenset[str] | None:
+        """Tags only unchecked rules set (left out of comparisons); None when an unchecked rule
+        names its tags by an expression (then tags cannot be compared at all)."""
+        names = set()
+        for t in self.tag_plans:
+            if t.unchecked is not None:
+                if t.rule.tag is None:
+                    return None
+                names.add(t.rule.tag)
+        checked = {t.rule.tag for t in self.tag_plans if t.unchecked is None}
+        return frozenset(names - checked)
+
+    def survivors(self) -> list[str]:
+        """Every person with an accepted event (a live profile exists for each)."""
+        rows = self.con.execute(f"SELECT DISTINCT survivor FROM {base.TABLE} ORDER BY 1").fetchall()
+        return [s for (s,) in rows]
+
+    def profiles(self, as_of_ms: int) -> dict[str, HistoryProfile]:
+        """Every person's fields as of ``as_of_ms``."""
+        out = {s: HistoryProfile() for s in self.survivors()}
+        started = time.perf_counter()
+        for name, p in self.plans.items():
+            values = aggregates.as_of(self.con, p, as_of_ms)
+            default = aggregates.decode(p.rule.op, None)
+            for profile in out.values():
+                profile.aggregates[name] = default
+            pairs = zip(values.column(0).to_pylist(), values.column(1).to_pylist(), strict=True)
+            for survivor, value in pairs:
+                out[survivor].aggregates[name] = aggregates.decode(p.rule.op, value)
+        self.timings["aggregates"] = time.perf_counter() - started
+        if self.with_score:
+            started = time.perf_counter()
+            self._scores(out, as_of_ms)
+            self.timings["score"] = time.perf_counter() - started
+        if self.with_tags:
+            started = time.perf_counter()
+            for survivor, tag, expiry in self.tag_expiries(as_of_ms):
+                if tags.active(expiry, as_of_ms):
+                    out[survivor].tags[tag] = expiry
+            self.timings["tags"] = time.perf_counter() - started
+        return out
+
+    def _scores(self, out: dict[str, HistoryProfile], as_of_ms: int) -> None:
+        rules = self.rules
+        behaviour: dict[str, tuple[float, int]] = {}
+        if self.points is not None and rules.score is not None:
+            behaviour = scores.behaviour(self.con, self.exprs, self.points, rules.score.half_life_ms)
+        attribute = scores.AttributePoints(rules)
+        texts: dict[str, dict[str, str]] = {}
+        if rules.score is not None and rules.score.attributes:
+            texts = scores.traits(self.con, rules.attribute_traits, rules.options.keep_traits)
+        interactions = scores.last_interactions(self.con, rules) if rules.tier is not None else {}
+        tier_name = rules.tier.aggregate if rules.tier is not None else None
+        for survivor, profile in out.items():
+            points = attribute(texts.get(survivor))
+            profile.score = scores.score_at(rules, behaviour.get(survivor), points, as_of_ms)
+            if tier_name is not None:
+                amount = profile.aggregates.get(tier_name)
+                profile.tier = scores.tier(rules, amount, interactions.get(survivor), as_of_ms)
+
+    def tag_expiries(self, since_ms: int | None, keep: str = "TRUE") -> list[tuple[str, str, int]]:
+        """``(survivor, tag, expiry)`` of every tag still active at ``since_ms`` (None: every tag
+        ever set), over the candidate events ``keep`` lets through."""
+        tags.prepare(self.con, self.exprs, self.tag_plans, since_ms)
+        best: dict[tuple[str, str], int] = {}
+        for plan in self.tag_plans:
+            if plan.unchecked is not None:
+                continue
+            if plan.replayed:
+                found = replay.evaluate(self.con, self.rules, plan, self.plans, self.points,
+                                        self.exprs.joins(), keep)
+            else:
+                found = tags.held(self.con, plan, keep)
+            for survivor, tag, latest in found:
+                expiry = tags.expiry(plan.rule, latest)
+                key = (survivor, tag)
+                current = best.get(key)
+                best[key] = 0 if current == 0 or expiry == 0 else max(expiry, current or 0)
+        return [(s, t, e) for (s, t), e in best.items()]
