@@ -162,19 +162,19 @@ class StageLoop:
     def _records(self, messages: list[Any]) -> tuple[list[Record], list[TopicPartition]]:
         # Any, not Message: its getters are Optional in the stubs, yet a message without an error
         # has them all, and this loop runs per record (no casts on the hot path)
-        batch: list[Record] = []
-        ends: dict[tuple[str, int], int] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
+        # (comprehensions, each getter called once: this was a fifth of the lake sink's time)
+        batch = [Record(m.partition(), m.offset(), m.key(), m.value(), m.topic())
+                 for m in messages if m.error() is None]
+        if len(batch) != len(messages):
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    continue
                 if error.fatal():
                     raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s: consumer error: %s", self.name, error)
-                continue
-            batch.append(Record(message.partition(), message.offset(), message.key(), message.value(),
-                                   message.topic()))
-            ends[(message.topic(), message.partition())] = message.offset() + 1
+        ends = {(r.topic, r.partition): r.offset + 1 for r in batch}  # the last record of each wins
         return batch, [TopicPartition(t, p, o) for (t, p), o in ends.items()]
 
     def _process_until_done(self, batch: list[Record]) -> bool:

@@ -125,10 +125,8 @@ class PartitionSpool:
         tables = [files.read_arrow(self.folder / s.segment_name) for s in self.segments]
         rows = pa.concat_tables(tables, promote_options="default")
         span = Span(self.topic, self.partition, self.segments[0].first, self.segments[-1].last)
-        dates = self.codec.dates(rows)
         staged: list[tuple[Path, Path]] = []
-        for day in sorted(pc.unique(dates).to_pylist()):
-            part = rows.filter(pc.equal(dates, day))
+        for day, part in self.codec.by_date(rows):
             final = layout.date_dir(self.root, self.codec.spec.name, day) / span.file_name
             tmp = files.temporary(final, ROLL_TMP)
             written.bytes += files.write_parquet(part, tmp)
