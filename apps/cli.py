@@ -400,6 +400,120 @@ def sql(settings: Settings, query: str, fmt: str, out: Path | None) -> None:
         write_result(result, fmt, target)
 
 
+def _lake_connection(settings: Settings):  # type: ignore[no-untyped-def]
+    from apps import factory
+    from connectors.lake.query import connect
+
+    return connect(factory.lake_config(settings).path)
+
+
+def _duration_ms(value: str, option: str) -> int:
+    from profiles.durations import parse_duration
+
+    try:
+        ms = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+    if ms <= 0:
+        raise click.BadParameter("must be longer than 0", param_hint=option)
+    return ms
+
+
+def _conversion(event: str, revenue_fields: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    from analytics.touches import Conversion
+
+    try:
+        return Conversion(event, revenue_fields or Conversion().revenue_fields)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--revenue-field") from None
+
+
+def _print_result(result, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    """A result on stdout; the table format with money and credits to two decimals."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from connectors.lake.query import write_result
+
+    if fmt == "table":
+        result = pa.table({name: pc.round(col, 2) if pa.types.is_floating(col.type) else col
+                           for name, col in zip(result.column_names, result.columns, strict=True)})
+    write_result(result, fmt, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+_CONVERSION_OPTION = click.option("--conversion", default="Order Completed", show_default=True,
+                                  help="The track event that counts as a conversion (lead events too).")
+_REVENUE_OPTION = click.option("--revenue-field", "revenue_fields", multiple=True, metavar="PROPERTY",
+                               help="Property holding the revenue, tried in order (repeat; default: "
+                                    "revenue, then total).")
+
+
+@cli.command("attribution")
+@_CONVERSION_OPTION
+@_REVENUE_OPTION
+@click.option("--by", type=click.Choice(["channel", "campaign"]), default="channel", show_default=True)
+@click.option("--lookback", default="30d", show_default=True,
+              help="Touches this long before a conversion count.")
+@click.option("--half-life", default="7d", show_default=True, help="The time-decay model's half-life.")
+@click.option("--rules", "rules_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Channel rules YAML (default: analytics/default_channels.yaml).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@click.pass_obj
+def attribution_(settings: Settings, conversion: str, revenue_fields: tuple[str, ...], by: str, lookback: str,
+                 half_life: str, rules_path: Path | None, fmt: str) -> None:
+    """Conversions and revenue per channel or campaign under every model, side by side: first,
+    last, linear, U-shaped, time decay, Markov (data-driven); (none): conversions without a touch."""
+    from analytics.attribution import AttributionOptions, attribution, measure
+    from analytics.channels import load_channel_rules
+
+    try:
+        options = AttributionOptions(_conversion(conversion, revenue_fields), by,
+                                     _duration_ms(lookback, "--lookback"),
+                                     _duration_ms(half_life, "--half-life"), load_channel_rules(rules_path))
+        result = attribution(_lake_connection(settings), options)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    if fmt != "table":
+        _print_result(result, fmt)
+        return
+    for what in ("conversions", "revenue"):
+        click.echo(f"{what.capitalize()} of {conversion!r} by {by}, per model (lookback {lookback}):")
+        _print_result(measure(result, what), fmt)
+
+
+@cli.command("rfm")
+@_CONVERSION_OPTION
+@_REVENUE_OPTION
+@click.option("--every", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Run again every SECONDS until stopped (default: once).")
+@click.option("--dry-run", is_flag=True, help="Compute and print; send no traits to profiles.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+@click.pass_obj
+def rfm_(settings: Settings, conversion: str, revenue_fields: tuple[str, ...], every: float | None,
+         dry_run: bool, fmt: str) -> None:
+    """RFM scores and segments from the lake's orders; profiles get rfm_segment and rfm_score
+    (identify events through the profile stage, only for people whose values changed)."""
+    import time
+
+    from apps.rfm_job import run_rfm
+
+    options = _conversion(conversion, revenue_fields)
+    while True:
+        try:
+            counts, sent = run_rfm(settings, options, send=not dry_run)
+        except TouchstreamError as exc:
+            raise click.ClickException(str(exc)) from None
+        _print_result(counts, fmt)
+        click.echo(f"rfm: {sent} profile(s) updated" if not dry_run else "rfm: dry run, no profile updated",
+                   err=True)
+        if every is None:
+            return
+        time.sleep(every)
+
+
 @cli.group()
 def deadletter() -> None:
     """Inspect and replay dead letters."""

@@ -26,7 +26,7 @@ from profiles.rules import DEFAULT_RULES_PATH, RuleSet
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.ops_http import Check, kafka_check, redis_check
-from streams.producers import AsyncProducer, producer_config
+from streams.producers import AsyncProducer, BlockingProducer, producer_config
 from streams.topics import Topics
 from touchstream.keys import KeyChecker, KeyStore
 from touchstream.settings import Settings
@@ -120,3 +120,8 @@ def lake_config(settings: Settings) -> LakeConfig:
                       group=f"{settings.app_id}-lake", topic_prefix=settings.topic_prefix,
                       deadletter_topic=Topics.of(settings).deadletter, batch_size=settings.lake_batch_size,
                       metrics_host=settings.http_host, metrics_port=settings.lake_metrics_port)
+
+
+def blocking_producer(settings: Settings) -> BlockingProducer:
+    """An idempotent, acks=all producer for synchronous callers (``touchstream rfm``)."""
+    return BlockingProducer(producer_config(settings.broker))

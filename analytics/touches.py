@@ -1,0 +1,200 @@
+"""Journeys from the lake: every person's conversions and marketing touches, as DuckDB tables.
+
+Set-based on purpose (ten million events in seconds): one scan of ``events`` finds the
+conversions and extracts every other event's features from its JSON text, the channel rules
+(``analytics.channels``) classify it in the same scan as one SQL ``CASE``, and a window over each
+person's touches drops a touch that repeats the previous one (same channel and campaign) within
+the session gap. Costly functions run only where they can find something (a host only behind a
+referrer, a query parameter only in a URL naming it, ``context`` parsed only when it holds a
+member read here): most events are page views inside the own site.
+
+People are survivors: ``identities`` maps every OneID to the profile it was merged into, so a
+visitor's anonymous touches and the orders they placed after signing in are one journey. An
+event without a OneID (none reaches the resolved topic today) is a person of its own, so a
+conversion is never dropped. Ties in time are broken by (source, messageId), the same order
+everywhere, so every model is deterministic.
+
+Tables (temporary, replaced on each call, on the caller's connection):
+
+=====================  ==================================================================
+``_a_links``           oneid, survivor: each merged OneID (``identities``, computed once)
+``_a_rows``            the scan's output: conversions and classified touches
+``_a_conversions``     conv (1..n, in time order), person, ts (ms), source, message_id,
+                       revenue (double; 0 when the event names none), counted (inside
+                       since..until; the others still end journeys)
+``_a_touches``         person, ts, source, message_id, channel, campaign (NULL: none)
+=====================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+
+from analytics.channels import ChannelRules
+from connectors.lake.query import RAW_EVENTS
+from connectors.lake.rows import OFFSET, PARTITION
+
+LINKS = "_a_links"
+ROWS = "_a_rows"
+CONVERSIONS = "_a_conversions"
+TOUCHES = "_a_touches"
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,7}$")
+#: Who an event belongs to (``e``: the event, ``l``: its row of ``_a_links``)
+PERSON = "coalesce(l.survivor, e.oneid, '~' || e.source || ':' || e.message_id)"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """Which events are conversions and what each is worth.
+
+    ``revenue_fields`` are properties tried in order (dotted for nested ones); the first that
+    reads as a number is the revenue, else 0 (lead conversions carry none). ``since_ms`` and
+    ``until_ms`` bound the conversions' time (inclusive); touches before ``since_ms`` still count.
+    """
+
+    event: str = "Order Completed"
+    revenue_fields: tuple[str, ...] = ("revenue", "total")
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.revenue_fields:
+            raise ValueError("name at least one revenue field")
+        for name in self.revenue_fields:
+            if not _FIELD.match(name):
+                raise ValueError(f"not a property name: {name!r}")
+
+    def revenue_paths(self) -> str:
+        """The JSON paths of ``revenue_fields`` as a DuckDB list (read in one parse)."""
+        paths = ("'$." + ".".join(f'"{p}"' for p in name.split(".")) + "'" for name in self.revenue_fields)
+        return "[" + ", ".join(paths) + "]"
+
+    def revenue_sql(self, values: str) -> str:
+        """The revenue from ``values``, the list ``json_extract_string(properties, revenue_paths)``
+        gave: the first that reads as a finite number, else 0."""
+        tries = [f"try_cast({values}[{i + 1}] AS DOUBLE)" for i in range(len(self.revenue_fields))]
+        finite = [f"CASE WHEN isfinite({t}) THEN {t} END" for t in tries]
+        return f"coalesce({', '.join([*finite, '0.0'])})"
+
+    def time_sql(self, column: str) -> str:
+        bounds = []
+        if self.since_ms is not None:
+            bounds.append(f"{column} >= {int(self.since_ms)}")
+        if self.until_ms is not None:
+            bounds.append(f"{column} <= {int(self.until_ms)}")
+        return " AND ".join(bounds) or "true"
+
+
+def build_links(con: duckdb.DuckDBPyConnection) -> None:
+    """``_a_links``: each merged OneID and its survivor (the recursive ``identities`` view, once;
+    joined per query it cost more than the rest of a run)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINKS} AS "  # noqa: S608 - the module's own name
+                "SELECT oneid, survivor FROM identities WHERE hops > 0")
+
+
+def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> None:
+    """``_a_rows``: person, ts, source, message_id, is_conv, revenue (conversions), channel and
+    campaign (touches, before visits are collapsed); needs ``_a_links``.
+
+    Reads every record (``events_raw``) and keeps each event's first copy itself, as the
+    ``events`` view does, but after the classification has narrowed the rows: the copies of an
+    event are copies of one raw record, so they classify alike, and the view's window over whole
+    rows (JSON text included) cost as much as everything else here."""
+    features = {name: f"f.{name}" for name in ("utm_source", "utm_medium", "referrer", "event", "type",
+                                              "context_channel", "page_host")}
+    features["source"] = "f.lower_source"
+    context_paths = "['$.campaign.source', '$.campaign.medium', '$.campaign.name', '$.page.url', " \
+                    "'$.page.referrer', '$.channel']"
+    context_members = " OR ".join(f"contains(e.context, '\"{m}\"')" for m in ("campaign", "page", "channel"))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {ROWS} AS
+        WITH raw AS (
+            SELECT {PERSON} AS person, e.timestamp AS ts, e.source, e.message_id, e.type, e.event,
+                   e.{PARTITION} AS part, e.{OFFSET} AS off,
+                   coalesce(e.type = 'track' AND e.event = $conversion, false) AS is_conv,
+                   json_extract_string(e.properties, ['$.url', '$.referrer', '$.campaign']) AS p,
+                   CASE WHEN is_conv THEN json_extract_string(e.properties, {conversion.revenue_paths()})
+                   END AS r,
+                   CASE WHEN NOT is_conv AND ({context_members})
+                        THEN json_extract_string(e.context, {context_paths}) END AS c
+            FROM {RAW_EVENTS} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
+        ), parts AS (
+            SELECT *, coalesce(p[1], c[4], '') AS url, coalesce(p[2], c[5], '') AS ref FROM raw
+        ), hosts AS (
+            SELECT *, CASE WHEN ref = '' THEN '' ELSE {_authority('ref')} END AS ref_authority,
+                      CASE WHEN ref = '' THEN '' ELSE {_authority('url')} END AS url_authority
+            FROM parts
+        ), f AS (
+            SELECT person, ts, source, message_id, part, off, is_conv, r,
+                   lower(type) AS type, lower(coalesce(event, '')) AS event, lower(source) AS lower_source,
+                   lower(coalesce(nullif(c[1], ''), {_query('url', 'utm_source')})) AS utm_source,
+                   lower(coalesce(nullif(c[2], ''), {_query('url', 'utm_medium')})) AS utm_medium,
+                   {_host('ref_authority')} AS referrer, {_host('url_authority')} AS page_host,
+                   lower(coalesce(c[6], '')) AS context_channel,
+                   coalesce(nullif(c[3], ''), nullif({_query('url', 'utm_campaign')}, ''),
+                            nullif(p[3], '')) AS campaign
+            FROM hosts
+        ), classified AS (
+            SELECT person, ts, source, message_id, part, off, is_conv,
+                   CASE WHEN is_conv THEN {conversion.revenue_sql('r')} END AS revenue,
+                   CASE WHEN is_conv THEN NULL ELSE {rules.sql_case(features)} END AS channel,
+                   CASE WHEN is_conv THEN NULL ELSE campaign END AS campaign
+            FROM f
+        )
+        SELECT person, ts, source, message_id, is_conv, revenue, channel, campaign FROM classified
+        WHERE is_conv OR channel IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY source, message_id ORDER BY part, off) = 1
+    """, {"conversion": conversion.event})  # noqa: S608 - fixed names; rule values are quoted literals
+
+
+def build_conversions(con: duckdb.DuckDBPyConnection, conversion: Conversion) -> None:
+    """``_a_conversions`` from ``_a_rows``: numbered in time order, flagged inside since..until."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {CONVERSIONS} AS
+        SELECT row_number() OVER (ORDER BY ts, source, message_id) AS conv, person, ts, source, message_id,
+               revenue, {conversion.time_sql('ts')} AS counted
+        FROM {ROWS} WHERE is_conv
+    """)  # noqa: S608 - fixed names and whole numbers
+
+
+def build_touches(con: duckdb.DuckDBPyConnection, rules: ChannelRules) -> None:
+    """``_a_touches`` from ``_a_rows``: a touch repeating the person's previous one (same channel
+    and campaign) within the session gap is the same visit, and dropped."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {TOUCHES} AS
+        SELECT person, ts, source, message_id, channel, campaign FROM {ROWS}
+        WHERE NOT is_conv
+        WINDOW visit AS (PARTITION BY person ORDER BY ts, source, message_id)
+        QUALIFY NOT coalesce(
+            lag(channel) OVER visit = channel
+            AND lag(campaign) OVER visit IS NOT DISTINCT FROM campaign
+            AND ts - lag(ts) OVER visit <= {int(rules.session_gap_ms)}, false)
+    """)  # noqa: S608 - fixed names and a whole number
+
+
+def build_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> None:
+    """Every table above, for the attribution models to read."""
+    build_links(con)
+    build_rows(con, conversion, rules)
+    build_conversions(con, conversion)
+    build_touches(con, rules)
+
+
+def _authority(url: str) -> str:
+    """What follows ``scheme://`` up to the path, query or fragment ('' for anything else)."""
+    return f"regexp_extract({url}, '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)', 1)"
+
+
+def _host(authority: str) -> str:
+    """The lower-case host of an authority: without user info and port."""
+    return (f"lower(CASE WHEN contains({authority}, '@') OR contains({authority}, ':') "
+            f"THEN split_part(string_split({authority}, '@')[-1], ':', 1) ELSE {authority} END)")
+
+
+def _query(url: str, name: str) -> str:
+    """One query parameter of a URL, decoded ('' when absent)."""
+    value = f"regexp_extract({url}, '[?&]{name}=([^&#]*)', 1)"
+    return f"CASE WHEN contains({url}, '{name}=') THEN url_decode(replace({value}, '+', ' ')) ELSE '' END"

@@ -1,0 +1,150 @@
+"""Touch classification: the shipped rules on the events they are meant for, custom rules, visits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics.channels import load_channel_rules, parse_channel_rules
+from analytics.touches import CONVERSIONS, TOUCHES, Conversion, build_journeys
+from schemas.testing import T0, event_record
+from tests.unit.analytics.conftest import Lake
+from touchstream.errors import ConfigError
+
+SITE = "https://shop.example.cn"
+MIN = 60_000
+
+
+def page(url: str, referrer: str = "", *, oneid: str = "p", **kw: Any) -> dict[str, Any]:
+    props = {"url": url, **({"referrer": referrer} if referrer else {})}
+    return event_record("page", T0, oneid=oneid, properties=props, **kw)
+
+
+CASES = [
+    (page(f"{SITE}/?utm_source=baidu&utm_medium=cpc", "https://www.baidu.com/s"), "paid_search"),
+    (page(f"{SITE}/?utm_medium=CPC"), "paid_search"),  # values compare lower-case
+    (page(f"{SITE}/?utm_source=weixin&utm_medium=article"), "wechat"),
+    (event_record("page", T0, oneid="p", properties={},
+                  context={"campaign": {"source": "esp", "medium": "email", "name": "n"},
+                           "page": {"url": f"{SITE}/promo"}}), "email"),
+    (page(f"{SITE}/?utm_medium=social"), "social"),
+    (page(f"{SITE}/?utm_medium=display&utm_source=partner"), "other"),
+    (page(f"{SITE}/?utm_source=partner"), "other"),
+    (page(f"{SITE}/p", f"{SITE}/"), None),  # inside the own site
+    (page(f"{SITE}/p", "https://user:pw@SHOP.example.cn:443/"), None),  # same host, any spelling
+    (event_record("track", T0, oneid="p", event="Webinar Attended"), "webinar"),
+    (event_record("track", T0, oneid="p", event="Booth Visited"), "offline_event"),
+    (event_record("track", T0, oneid="p", event="Email Link Clicked"), "email"),
+    (event_record("identify", T0, oneid="p", source="import-contacts"), "crm_import"),
+    (event_record("track", T0, oneid="p", event="Viewed", context={"channel": "wechat_miniprogram"}),
+     "wechat"),
+    (page(f"{SITE}/", "https://mp.weixin.qq.com/s/abc"), "wechat"),
+    (page(f"{SITE}/", "https://mail.qq.com/"), "email"),
+    (page(f"{SITE}/", "https://www.google.co.uk/"), "organic_search"),
+    (page(f"{SITE}/", "https://m.baidu.com/s?wd=cdp"), "organic_search"),
+    (page(f"{SITE}/", "https://notbaidu.com/"), "referral"),  # a subdomain, not a suffix, matches
+    (page(f"{SITE}/", "https://weibo.com/u/1"), "social"),
+    (event_record("page", T0, oneid="p", properties={},
+                  context={"page": {"url": f"{SITE}/", "referrer": "https://www.zhihu.com/q"}}), "social"),
+    (page(f"{SITE}/"), "direct"),
+    (event_record("track", T0, oneid="p", event="Application Opened"), "direct"),
+    (event_record("track", T0, oneid="p", event="Product Viewed"), None),
+    (event_record("screen", T0, oneid="p", name="Home"), None),
+]
+
+
+@pytest.mark.parametrize(("event", "channel"), CASES)
+def test_shipped_rules_classify_each_channel(lake: Lake, event: dict[str, Any], channel: str | None) -> None:
+    con = lake([event])
+    build_journeys(con, Conversion(), load_channel_rules())
+    assert con.sql(f"SELECT channel FROM {TOUCHES}").fetchall() == ([(channel,)] if channel else [])
+
+
+def test_campaigns_come_from_context_then_url_then_properties(lake: Lake) -> None:
+    con = lake([
+        event_record("page", T0, oneid="a",
+                     properties={"url": f"{SITE}/?utm_medium=cpc&utm_campaign=%E5%8F%8C+11"},
+                     context={"campaign": {"medium": "cpc", "name": "from context"}}),
+        page(f"{SITE}/?utm_medium=cpc&utm_campaign=%E5%8F%8C+11", oneid="b"),
+        event_record("track", T0, oneid="c", event="Webinar Attended", properties={"campaign": "cdp 101"}),
+        page(f"{SITE}/", oneid="d"),
+    ])
+    build_journeys(con, Conversion(), load_channel_rules())
+    rows = con.sql(f"SELECT person, campaign FROM {TOUCHES} ORDER BY person").fetchall()
+    assert rows == [("a", "from context"), ("b", "双 11"), ("c", "cdp 101"), ("d", None)]
+
+
+def test_a_visit_is_one_touch_until_the_gap_or_another_channel(lake: Lake) -> None:
+    direct = [page(f"{SITE}/", message_id=f"d{i}") for i in range(3)]
+    for i, minutes in enumerate((0, 20, 45)):  # 20 min apart: one visit; 25 more: still (gap from the last)
+        direct[i]["timestamp"] = T0 + minutes * MIN
+    later = page(f"{SITE}/", message_id="d3")
+    later["timestamp"] = T0 + 120 * MIN
+    social = page(f"{SITE}/", "https://weibo.com/", message_id="s")
+    social["timestamp"] = T0 + 130 * MIN
+    again = page(f"{SITE}/", message_id="d4")
+    again["timestamp"] = T0 + 131 * MIN
+    con = lake([*direct, later, social, again])
+    build_journeys(con, Conversion(), load_channel_rules())
+    assert con.sql(f"SELECT message_id FROM {TOUCHES} ORDER BY ts").fetchall() == [
+        ("d0",), ("d3",), ("s",), ("d4",)]
+
+
+def test_conversions_are_never_touches_and_carry_their_revenue(lake: Lake) -> None:
+    orders = [event_record("track", T0 + i, oneid="p", event="Order Completed", context={"channel": "wechat"},
+                           properties=props, message_id=f"o{i}")
+              for i, props in enumerate([{"revenue": 12.5}, {"revenue": "7"}, {"total": 3},
+                                         {"revenue": "n/a"}, {"revenue": "Infinity", "total": 2}, {},
+                                         {"order": {"total": 4}}])]
+    con = lake(orders)
+    build_journeys(con, Conversion(revenue_fields=("revenue", "total", "order.total")), load_channel_rules())
+    assert con.sql(f"SELECT count(*) FROM {TOUCHES}").fetchall() == [(0,)]
+    revenue = [r for (r,) in con.sql(f"SELECT revenue FROM {CONVERSIONS} ORDER BY conv").fetchall()]
+    assert revenue == [12.5, 7.0, 3.0, 0.0, 2.0, 0.0, 4.0]
+
+
+def test_custom_rules_own_hosts_and_channels(lake: Lake, tmp_path: Path) -> None:
+    rules_file = tmp_path / "channels.yaml"
+    rules_file.write_text(
+        "session_gap: 1m\n"
+        "internal_hosts: [example.cn]\n"
+        "rules:\n"
+        "  - {channel: none, referrer: [internal]}\n"
+        "  - {channel: partners, referrer: ['*.partner.*', partner.cn]}\n"
+        "  - {channel: kol, utm_source: ['kol-*']}\n")
+    con = lake([
+        page(f"{SITE}/", "https://blog.example.cn/", message_id="own", oneid="a"),
+        page(f"{SITE}/", "https://ads.partner.com/", message_id="p1", oneid="b"),
+        page(f"{SITE}/", "https://partner.cn/", message_id="p2", oneid="c"),
+        page(f"{SITE}/?utm_source=KOL-li", message_id="k", oneid="d"),
+        page(f"{SITE}/", "https://weibo.com/", message_id="other", oneid="e"),
+    ])
+    build_journeys(con, Conversion(), load_channel_rules(rules_file))
+    rows = con.sql(f"SELECT message_id, channel FROM {TOUCHES} ORDER BY message_id").fetchall()
+    assert rows == [("k", "kol"), ("p1", "partners"), ("p2", "partners")]
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("rules: [{channel: x, colour: [red]}]", "rules[0].colour"),
+    ("rules: [{channel: 'Bad Name'}]", "rules[0].channel"),
+    ("rules: [{channel: x, event: []}]", "rules[0].event"),
+    ("rules: [{channel: x, event: [{a: 1}]}]", "rules[0].event[0]"),
+    ("session_gap: soon\nrules: []", "session_gap"),
+    ("rules: {}", "rules"),
+    ("version: 2\nrules: []", "version"),
+    ("surprise: 1\nrules: []", "surprise"),
+])
+def test_a_wrong_rules_file_names_the_key(text: str, key: str) -> None:
+    import yaml
+
+    with pytest.raises(ConfigError, match=rf"channel rules x\.yaml: {__import__('re').escape(key)}:"):
+        parse_channel_rules(yaml.safe_load(text), "x.yaml")
+
+
+def test_the_shipped_rules_name_every_channel_of_the_issue() -> None:
+    rules = load_channel_rules()
+    assert {"paid_search", "organic_search", "social", "email", "wechat", "direct", "webinar",
+            "offline_event", "crm_import"} <= set(rules.channels)
+    assert rules.session_gap_ms == 30 * MIN
