@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from analytics.touches import LINKS, Conversion, build_links
-from connectors.lake.query import RAW_EVENTS
+from analytics.touches import LINKS, Conversion, build_links, event_source
 from connectors.lake.rows import OFFSET, PARTITION
 from profiles.durations import DAY_MS
 
@@ -107,9 +106,9 @@ RFM_SCHEMA = pa.schema([
 def rfm(con: duckdb.DuckDBPyConnection, options: RfmOptions | None = None) -> pa.Table:
     """One row per person with an order: :data:`RFM_SCHEMA`, ordered by OneID.
 
-    Reads the raw records and keeps each order's first copy itself, after the filter on the
-    event's name (the copies of an event are copies of one record): the ``events`` view would
-    deduplicate every event of the lake first."""
+    Keeps each order's first copy itself, after the filter on the event's name (the copies of
+    an event are copies of one record): the ``events`` view would deduplicate every event of
+    the lake first (``analytics.touches.event_source``)."""
     options = options or RfmOptions()
     conversion = options.conversion
     as_of = int(options.as_of())
@@ -119,7 +118,7 @@ def rfm(con: duckdb.DuckDBPyConnection, options: RfmOptions | None = None) -> pa
         WITH orders AS (
             SELECT coalesce(l.survivor, e.oneid) AS person, e.timestamp AS ts,
                    json_extract_string(e.properties, {conversion.revenue_paths()}) AS r
-            FROM {RAW_EVENTS} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
+            FROM {event_source(con)} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
             WHERE e.type = 'track' AND e.event = $conversion AND e.oneid IS NOT NULL
               AND e.timestamp <= {as_of}
             QUALIFY row_number() OVER (PARTITION BY e.source, e.message_id

@@ -88,6 +88,15 @@ class Conversion:
         return " AND ".join(bounds) or "true"
 
 
+def event_source(con: duckdb.DuckDBPyConnection) -> str:
+    """What to scan for events: every record (``events_raw``), each query keeping an event's
+    first copy itself after its own filter, which is exactly the ``events`` view while the lake
+    holds no unmerge; after an unmerge, the view itself (it moves the events a split moved to
+    the new OneID, a rule kept in one place)."""
+    [(unmerges,)] = con.sql("SELECT count(*) FROM merges WHERE kind = 'unmerge'").fetchall()
+    return RAW_EVENTS if unmerges == 0 else "events"
+
+
 def build_links(con: duckdb.DuckDBPyConnection) -> None:
     """``_a_links``: each merged OneID and its survivor (the recursive ``identities`` view, once;
     joined per query it cost more than the rest of a run)."""
@@ -99,7 +108,7 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
     """``_a_rows``: person, ts, source, message_id, is_conv, revenue (conversions), channel and
     campaign (touches, before visits are collapsed); needs ``_a_links``.
 
-    Reads every record (``events_raw``) and keeps each event's first copy itself, as the
+    Reads every record (``event_source``) and keeps each event's first copy itself, as the
     ``events`` view does, but after the classification has narrowed the rows: the copies of an
     event are copies of one raw record, so they classify alike, and the view's window over whole
     rows (JSON text included) cost as much as everything else here."""
@@ -120,7 +129,7 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
                    END AS r,
                    CASE WHEN NOT is_conv AND ({context_members})
                         THEN json_extract_string(e.context, {context_paths}) END AS c
-            FROM {RAW_EVENTS} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
+            FROM {event_source(con)} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
         ), parts AS (
             SELECT *, coalesce(p[1], c[4], '') AS url, coalesce(p[2], c[5], '') AS ref FROM raw
         ), hosts AS (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,11 @@ Lake = Callable[..., duckdb.DuckDBPyConnection]
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    """``lake(events, merges=[(survivor, merged, at)])``: a DuckDB connection over them."""
+def make_lake(tmp_path: Path) -> Lake:
+    """``make_lake(events, merges=[(survivor, merged, at) or a merges record])``: a DuckDB
+    connection over them."""
     def build(events: list[dict[str, Any]],
-              merges: list[tuple[str, str, int]] = ()) -> duckdb.DuckDBPyConnection:
-        write_lake(tmp_path, events, [merge(s, m, at) for s, m, at in merges])
+              merges: Sequence[tuple[str, str, int] | dict[str, Any]] = ()) -> duckdb.DuckDBPyConnection:
+        write_lake(tmp_path, events, [m if isinstance(m, dict) else merge(*m) for m in merges])
         return connect(tmp_path)
     return build

@@ -103,6 +103,8 @@ def random_event(rng: Any, oneid: str, at: int) -> dict[str, Any]:
     words = [rng.choice(["software", "retail", "finance"]), rng.choice(["CTO", "engineer", "销售总监"])]
     traits = {k: rng.choice([*VALUES, *words])
               for k in ("employees", "industry", "title", "marketing_consent") if rng.random() < 0.6}
+    if at % 3:  # what `touchstream rfm` sets (from the time, not the generator: the stream stays the same)
+        traits["rfm_segment"] = ("cant_lose_them", "champions")[at % 3 - 1]
     return event_record("identify", at, oneid=oneid, traits=traits, **extra)
 
 

@@ -56,14 +56,15 @@ CASES = [
 
 
 @pytest.mark.parametrize(("event", "channel"), CASES)
-def test_shipped_rules_classify_each_channel(lake: Lake, event: dict[str, Any], channel: str | None) -> None:
-    con = lake([event])
+def test_shipped_rules_classify_each_channel(make_lake: Lake, event: dict[str, Any],
+                                             channel: str | None) -> None:
+    con = make_lake([event])
     build_journeys(con, Conversion(), load_channel_rules())
     assert con.sql(f"SELECT channel FROM {TOUCHES}").fetchall() == ([(channel,)] if channel else [])
 
 
-def test_campaigns_come_from_context_then_url_then_properties(lake: Lake) -> None:
-    con = lake([
+def test_campaigns_come_from_context_then_url_then_properties(make_lake: Lake) -> None:
+    con = make_lake([
         event_record("page", T0, oneid="a",
                      properties={"url": f"{SITE}/?utm_medium=cpc&utm_campaign=%E5%8F%8C+11"},
                      context={"campaign": {"medium": "cpc", "name": "from context"}}),
@@ -76,7 +77,7 @@ def test_campaigns_come_from_context_then_url_then_properties(lake: Lake) -> Non
     assert rows == [("a", "from context"), ("b", "双 11"), ("c", "cdp 101"), ("d", None)]
 
 
-def test_a_visit_is_one_touch_until_the_gap_or_another_channel(lake: Lake) -> None:
+def test_a_visit_is_one_touch_until_the_gap_or_another_channel(make_lake: Lake) -> None:
     direct = [page(f"{SITE}/", message_id=f"d{i}") for i in range(3)]
     for i, minutes in enumerate((0, 20, 45)):  # 20 min apart: one visit; 25 more: still (gap from the last)
         direct[i]["timestamp"] = T0 + minutes * MIN
@@ -86,26 +87,26 @@ def test_a_visit_is_one_touch_until_the_gap_or_another_channel(lake: Lake) -> No
     social["timestamp"] = T0 + 130 * MIN
     again = page(f"{SITE}/", message_id="d4")
     again["timestamp"] = T0 + 131 * MIN
-    con = lake([*direct, later, social, again])
+    con = make_lake([*direct, later, social, again])
     build_journeys(con, Conversion(), load_channel_rules())
     assert con.sql(f"SELECT message_id FROM {TOUCHES} ORDER BY ts").fetchall() == [
         ("d0",), ("d3",), ("s",), ("d4",)]
 
 
-def test_conversions_are_never_touches_and_carry_their_revenue(lake: Lake) -> None:
+def test_conversions_are_never_touches_and_carry_their_revenue(make_lake: Lake) -> None:
     orders = [event_record("track", T0 + i, oneid="p", event="Order Completed", context={"channel": "wechat"},
                            properties=props, message_id=f"o{i}")
               for i, props in enumerate([{"revenue": 12.5}, {"revenue": "7"}, {"total": 3},
                                          {"revenue": "n/a"}, {"revenue": "Infinity", "total": 2}, {},
                                          {"order": {"total": 4}}])]
-    con = lake(orders)
+    con = make_lake(orders)
     build_journeys(con, Conversion(revenue_fields=("revenue", "total", "order.total")), load_channel_rules())
     assert con.sql(f"SELECT count(*) FROM {TOUCHES}").fetchall() == [(0,)]
     revenue = [r for (r,) in con.sql(f"SELECT revenue FROM {CONVERSIONS} ORDER BY conv").fetchall()]
     assert revenue == [12.5, 7.0, 3.0, 0.0, 2.0, 0.0, 4.0]
 
 
-def test_custom_rules_own_hosts_and_channels(lake: Lake, tmp_path: Path) -> None:
+def test_custom_rules_own_hosts_and_channels(make_lake: Lake, tmp_path: Path) -> None:
     rules_file = tmp_path / "channels.yaml"
     rules_file.write_text(
         "session_gap: 1m\n"
@@ -114,7 +115,7 @@ def test_custom_rules_own_hosts_and_channels(lake: Lake, tmp_path: Path) -> None
         "  - {channel: none, referrer: [internal]}\n"
         "  - {channel: partners, referrer: ['*.partner.*', partner.cn]}\n"
         "  - {channel: kol, utm_source: ['kol-*']}\n")
-    con = lake([
+    con = make_lake([
         page(f"{SITE}/", "https://blog.example.cn/", message_id="own", oneid="a"),
         page(f"{SITE}/", "https://ads.partner.com/", message_id="p1", oneid="b"),
         page(f"{SITE}/", "https://partner.cn/", message_id="p2", oneid="c"),

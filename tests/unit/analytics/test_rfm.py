@@ -29,11 +29,11 @@ def scores(con: Any, **options: Any) -> dict[str, dict[str, Any]]:
     return {row["oneid"]: row for row in rfm(con, RfmOptions(**options)).to_pylist()}
 
 
-def test_ten_distinct_people_fill_each_quintile_twice(lake: Lake) -> None:
+def test_ten_distinct_people_fill_each_quintile_twice(make_lake: Lake) -> None:
     # person i ordered i + 1 times, the last one i days after T0, for (i + 1) * 10 each
     events = [order(f"p{i}", T0 + i * DAY - k, revenue=(i + 1) * 10.0)
               for i in range(10) for k in range(i + 1)]
-    got = scores(lake(events), as_of_ms=T0 + 20 * DAY)
+    got = scores(make_lake(events), as_of_ms=T0 + 20 * DAY)
     for i in range(10):
         row = got[f"p{i}"]
         assert (row["r"], row["f"], row["m"]) == (i // 2 + 1,) * 3
@@ -44,26 +44,27 @@ def test_ten_distinct_people_fill_each_quintile_twice(lake: Lake) -> None:
     assert got["p5"]["segment"] == "need_attention"  # 3, 3, 3
 
 
-def test_equal_values_share_a_score(lake: Lake) -> None:
+def test_equal_values_share_a_score(make_lake: Lake) -> None:
     events = [order(p, T0, revenue=5.0) for p in "abcd"] + [order("e", T0 + DAY, revenue=50.0),
                                                            order("e", T0 + DAY - 1, revenue=50.0)]
-    got = scores(lake(events), as_of_ms=T0 + 2 * DAY)
+    got = scores(make_lake(events), as_of_ms=T0 + 2 * DAY)
     assert {got[p]["f"] for p in "abcd"} == {1} and got["e"]["f"] == 5  # rank 5 of 5: 1 + 5 * 4 // 5
     assert {got[p]["r"] for p in "abcd"} == {1} and got["e"]["r"] == 5
     assert got["e"]["segment"] == "champions" and got["a"]["segment"] == "lost"
 
 
-def test_orders_follow_merges_and_count_once(lake: Lake) -> None:
+def test_orders_follow_merges_and_count_once(make_lake: Lake) -> None:
     once = order("anon", T0, revenue=7.0)
-    con = lake([once, dict(once), order("user", T0 + DAY, revenue=3.0)], merges=[("user", "anon", T0 + 1)])
+    con = make_lake([once, dict(once), order("user", T0 + DAY, revenue=3.0)],
+                    merges=[("user", "anon", T0 + 1)])
     got = scores(con, as_of_ms=T0 + 2 * DAY)
     assert list(got) == ["user"]
     user = got["user"]
     assert (user["frequency"], user["monetary"], user["last_order_ms"]) == (2, 10.0, T0 + DAY)
 
 
-def test_revenue_fields_event_name_and_as_of(lake: Lake) -> None:
-    con = lake([
+def test_revenue_fields_event_name_and_as_of(make_lake: Lake) -> None:
+    con = make_lake([
         event_record("track", T0, oneid="a", event="Purchase", properties={"amount": "12.5"}),
         event_record("track", T0 + 1, oneid="a", event="Purchase", properties={"amount": "n/a", "total": 1}),
         event_record("track", T0 + 5 * DAY, oneid="a", event="Purchase", properties={"amount": 100}),
@@ -73,8 +74,8 @@ def test_revenue_fields_event_name_and_as_of(lake: Lake) -> None:
     assert (got["a"]["frequency"], got["a"]["monetary"]) == (2, 13.5)  # the later one is after as_of
 
 
-def test_no_order_no_row(lake: Lake) -> None:
-    assert rfm(lake([event_record("page", T0, oneid="a")]), RfmOptions(as_of_ms=T0)).num_rows == 0
+def test_no_order_no_row(make_lake: Lake) -> None:
+    assert rfm(make_lake([event_record("page", T0, oneid="a")]), RfmOptions(as_of_ms=T0)).num_rows == 0
 
 
 def test_every_cell_of_the_grid_has_exactly_one_segment() -> None:
@@ -87,8 +88,8 @@ def test_every_cell_of_the_grid_has_exactly_one_segment() -> None:
     assert segment_of(2, 1, 1) == "hibernating"
 
 
-def test_segment_counts_list_every_segment_in_order(lake: Lake) -> None:
-    table = rfm(lake([order("a", T0, 4.0), order("b", T0 + DAY, 6.0)]), RfmOptions(as_of_ms=T0 + DAY))
+def test_segment_counts_list_every_segment_in_order(make_lake: Lake) -> None:
+    table = rfm(make_lake([order("a", T0, 4.0), order("b", T0 + DAY, 6.0)]), RfmOptions(as_of_ms=T0 + DAY))
     counts = segment_counts(table)
     assert counts.column("segment").to_pylist() == [s.name for s in SEGMENTS]
     assert sum(counts.column("customers").to_pylist()) == 2
@@ -97,7 +98,7 @@ def test_segment_counts_list_every_segment_in_order(lake: Lake) -> None:
     assert by_name["lost"]["share"] == 0.5 and by_name["cant_lose_them"]["fm"] == "5"
 
 
-def test_identify_events_set_the_traits_and_fire_the_win_back(lake: Lake) -> None:
+def test_identify_events_set_the_traits_and_fire_the_win_back(make_lake: Lake) -> None:
     record = identify_event("p1", WIN_BACK, 155, T0, run="r1")
     encoded = default_registry().encoder("event")(record)  # a valid record of the contract
     assert default_registry().decoder("event")(encoded)["oneid"] == "p1"
@@ -117,12 +118,12 @@ def test_identify_events_set_the_traits_and_fire_the_win_back(lake: Lake) -> Non
     assert [t["rule"] for t in engine.pending].count("rfm_win_back") == 1
 
 
-def test_only_changes_are_sent_and_the_lake_remembers_what_was(lake: Lake) -> None:
+def test_only_changes_are_sent_and_the_lake_remembers_what_was(make_lake: Lake) -> None:
     sent_before = [identify_event("anon", "lost", 111, T0, run="old"),
                    identify_event("b", "champions", 555, T0, run="old"),
                    identify_event("b", "loyal", 455, T0 - 1, run="older")]
-    con = lake([order("user", T0, 5.0), order("b", T0 + DAY, 9.0), order("c", T0 + DAY, 9.0), *sent_before],
-               merges=[("user", "anon", T0 + 1)])
+    orders = [order("user", T0, 5.0), order("b", T0 + DAY, 9.0), order("c", T0 + DAY, 9.0)]
+    con = make_lake([*orders, *sent_before], merges=[("user", "anon", T0 + 1)])
     sent = last_sent(con)
     assert sent == {"user": ("lost", 111), "b": ("champions", 555)}  # the newest, under the survivor
     table = rfm(con, RfmOptions(as_of_ms=T0 + 2 * DAY))

@@ -21,7 +21,8 @@ def run(tmp_path: Path, *args: str) -> tuple[int, str, str]:
 
 def lake(tmp_path: Path) -> None:
     write_lake(tmp_path, [
-        event_record("page", T0, oneid="a", properties={"url": f"{SITE}/?utm_medium=cpc&utm_campaign=spring"}),
+        event_record("page", T0, oneid="a",
+                     properties={"url": f"{SITE}/?utm_medium=cpc&utm_campaign=spring"}),
         event_record("track", T0 + 1, oneid="a", event="Order Completed", properties={"revenue": 40}),
         event_record("track", T0 + 2, oneid="b", event="Order Completed", properties={"total": "2.5"}),
     ])
