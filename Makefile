@@ -87,8 +87,9 @@ demo: install up ## Run the main job end to end and print a summary
 
 BENCH_EVENTS ?= 1000000
 BENCH_GROWTH ?= 10000,100000,1000000
-bench: install up ## Throughput, latency, memory vs baselines (BENCH_EVENTS=N, BENCH_GROWTH=sizes); writes bench-results.json
-	$(BIN)/touchstream bench --events $(BENCH_EVENTS) --growth "$(BENCH_GROWTH)"
+BENCH_LAKE_SIZES ?= 1000000
+bench: install up ## Throughput, latency, memory vs baselines (BENCH_EVENTS=N, BENCH_GROWTH=sizes, BENCH_LAKE_SIZES=1000000,10000000); writes bench-results.json
+	$(BIN)/touchstream bench --events $(BENCH_EVENTS) --growth "$(BENCH_GROWTH)" --lake-sizes "$(BENCH_LAKE_SIZES)"
 
 HOTSPOT_EVENTS ?= 100000
 hotspots: install up ## py-spy samples of one worker draining HOTSPOT_EVENTS synthetic events; top frames

@@ -571,17 +571,23 @@ def deadletter_replay(settings: Settings, stage: str | None, reason: str | None)
 @click.option("--out", default="bench-results.json", show_default=True, type=click.Path(path_type=Path))
 @click.option("--growth", "growth_sizes", default="10000,100000,1000000", show_default=True,
               help="Profile populations of the growth study, comma-separated ('' to skip it).")
+@click.option("--lake-sizes", default="1000000", show_default=True,
+              help="Events in the synthetic lakes the lake's questions are timed over ('' to skip).")
 @click.pass_obj
-def bench(settings: Settings, events: int, out: Path, growth_sizes: str) -> None:
+def bench(settings: Settings, events: int, out: Path, growth_sizes: str, lake_sizes: str) -> None:
     """Measure throughput, latency and memory on the real stack beside baselines from the same run."""
     run_all = _bench_module("report").run_all
-    try:
-        sizes = tuple(sorted(int(s) for s in growth_sizes.split(",") if s.strip()))
-    except ValueError:
-        raise click.BadParameter("comma-separated whole numbers", param_hint="--growth") from None
+    sizes = _sizes(growth_sizes, "--growth")
     logs_dir = Path(".local")
     logs_dir.mkdir(exist_ok=True)
-    run_all(settings, events, out, logs_dir, sizes)
+    run_all(settings, events, out, logs_dir, sizes, _sizes(lake_sizes, "--lake-sizes"))
+
+
+def _sizes(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted(int(s) for s in text.split(",") if s.strip()))
+    except ValueError:
+        raise click.BadParameter("comma-separated whole numbers", param_hint=option) from None
 
 
 def _bench_module(name: str):  # type: ignore[no-untyped-def]

@@ -12,12 +12,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import collector, growth, pipeline
+from bench import collector, growth, lake_history, pipeline
 from touchstream.settings import Settings
 
 
 def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
-            growth_sizes: tuple[int, ...] = growth.SIZES) -> dict[str, Any]:
+            growth_sizes: tuple[int, ...] = growth.SIZES,
+            lake_sizes: tuple[int, ...] = lake_history.SIZES) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, Any] = {}
     results.update(pipeline.run(settings, events, log_dir))
@@ -38,6 +39,8 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
     from bench.lake import bench_lake
 
     results["lake"] = bench_lake(settings, min(events, 100_000))  # quick: beside its own bare consumer
+    for size, figures in lake_history.run(lake_sizes, log_dir).items():  # cached synthetic lakes
+        results[f"lake_history_{size}"] = figures
     for prefix in ("bench:collector:", "bench:identity:"):
         pipeline.forget(replace(settings, redis_prefix=prefix))
     results["bench_seconds"] = round(time.monotonic() - started, 1)

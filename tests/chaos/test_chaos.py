@@ -1,20 +1,24 @@
 """`make chaos`: a stream under faults. Not part of `make test`: it restarts the shared stack.
 
-While events arrive, the worker is SIGKILLed three times, Redis is restarted once (from its AOF)
-and Kafka once. Afterwards: every accepted event came out of resolution, every aggregate equals
-a recount, and no trigger was emitted twice. Prints what it verified; fails otherwise.
+While events arrive, the worker and the lake sink are SIGKILLed three times each, Redis is
+restarted once (from its AOF) and Kafka once. Afterwards: every accepted event came out of
+resolution, every aggregate equals a recount, no trigger was emitted twice, and the lake holds
+every record of its topics exactly once. Prints what it verified; fails otherwise.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.ingest import partition_key
+from connectors.lake.rows import TABLES
 from identity.synthetic import generate, squeeze
 from schemas.codec import default_registry
 from schemas.testing import anonymous_page
@@ -28,6 +32,8 @@ from tests.integration.conftest import (
     wait_merges_acknowledged,
     wait_triggers_acknowledged,
 )
+from tests.integration.lake_helpers import LakeProcess, rows, wait_committed
+from touchstream.settings import Settings
 
 
 def _stream(count_persons: int) -> list[dict]:
@@ -62,6 +68,9 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
     feeder = threading.Thread(target=produce_slowly)
     feeder.start()
     worker = WorkerProcess(own, tmp_path / "worker.log", free_port()).start()
+    lake = replace(own, lake_path=str(tmp_path / "lake"), lake_metrics_port=0, lake_roll_s=2,
+                   lake_batch_size=500)
+    sink = LakeProcess(lake, tmp_path / "lake.log").start()
     verified = []
     try:
         for n in range(3):
@@ -69,6 +78,10 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
             worker.kill()
             verified.append(f"worker SIGKILLed ({n + 1}/3)")
             worker.start()
+            time.sleep(1.0)  # the lake sink dies at another moment of the stream
+            sink.kill()
+            verified.append(f"lake sink SIGKILLed ({n + 1}/3)")
+            sink.start()
         time.sleep(2)
         stack.restart_redis()
         verified.append("Redis restarted from its AOF")
@@ -83,8 +96,11 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
         wait_caught_up(own, Topics.of(own).merges, timeout=120)
         time.sleep(3)  # one more sweep for timed triggers
         wait_triggers_acknowledged(own)  # a trigger a kill left in the outbox is re-sent, not lost
+        wait_committed(lake, f"{lake.app_id}-lake", timeout=300)
+        assert sink.stop() == 0, (tmp_path / "lake.log").read_text()[-3000:]
     finally:
         worker.stop()
+        sink.stop()
 
     resolved = TopicReader(own, Topics.of(own).resolved, "event")
     dead = TopicReader(own, Topics.of(own).deadletter, "deadletter")
@@ -115,4 +131,33 @@ def test_kills_and_restarts_lose_nothing_and_repeat_nothing(stack, settings, tmp
     assert len(dwell) == 100, f"{100 - len(dwell)} dwell triggers lost"
     assert not twice, f"{len(twice)} triggers emitted twice: {twice[:3]}"
     verified.append(f"{len(fired)} triggers, none twice; all 100 planted dwell triggers fired")
+
+    held = assert_lake_holds_every_record_once(lake, tmp_path / "lake")
+    lake_ids = {r["message_id"] for r in rows(tmp_path / "lake", "events", ["message_id"])}
+    assert lake_ids == {r["message_id"] for r in records}, "lake and resolved topic hold other events"
+    verified.append("the lake holds every record of its topics once (" +
+                    ", ".join(f"{n} {table}" for table, n in held.items()) + ")")
     print("\nchaos verified:\n  " + "\n  ".join(verified))
+
+
+def assert_lake_holds_every_record_once(settings: Settings, root: Path) -> dict[str, int]:
+    """Per lake table: its rows' (partition, offset) are exactly the records on its topic."""
+    consumer = Consumer({"bootstrap.servers": settings.broker, "group.id": f"chaos-{uuid.uuid4().hex}"})
+    held: dict[str, int] = {}
+    try:
+        for spec in TABLES:
+            topic = f"{settings.topic_prefix}.{spec.topic_suffix}"
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                     for p in partitions}
+            expected = sorted((p, o) for p, (low, high) in marks.items() for o in range(low, high))
+            found = sorted((r["_partition"], r["_offset"])
+                           for r in rows(root, spec.name, ["_partition", "_offset"]))
+            twice = [pos for pos, n in Counter(found).items() if n > 1]
+            assert not twice, f"{spec.name}: {len(twice)} records twice in the lake, e.g. {twice[:3]}"
+            missing = len(set(expected) - set(found))
+            assert found == expected, f"{spec.name}: {missing} records missing from the lake"
+            held[spec.name] = len(found)
+    finally:
+        consumer.close()
+    return held
