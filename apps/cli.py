@@ -376,6 +376,101 @@ def lake_snapshot(settings: Settings) -> None:
     click.echo(f"{written} profile(s) of {len(oneids)} OneID(s) written to the profiles snapshot")
 
 
+def _when_ms(text: str | None) -> int:
+    """Epoch milliseconds, or an ISO 8601 time with its zone; now when not given."""
+    import time
+    from datetime import datetime
+
+    if text is None:
+        return time.time_ns() // 1_000_000
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither epoch ms nor an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise click.BadParameter("give the time zone (e.g. 2024-05-01T00:00:00+08:00)")
+    return int(when.timestamp() * 1000)
+
+
+def _history_store(settings: Settings, rules: Path | None):  # type: ignore[no-untyped-def]
+    """The profile store reading with ``rules`` (default: the configured rules), and the lake."""
+    from dataclasses import replace
+
+    from apps import factory
+    from connectors.lake.query import connect
+
+    if rules is not None:
+        settings = replace(settings, profile_rules_path=str(rules))
+    try:
+        store = factory.profile_store(settings, factory.redis_client(settings))
+        return store, store.ruleset.current(), connect(factory.lake_config(settings).path)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command("verify")
+@click.option("--as-of", default=None, help="Epoch ms or ISO 8601 time to compare at (default: now).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: one object per difference, then a summary object.")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A profile rules file (default: TOUCHSTREAM_PROFILE_RULES_PATH or the shipped rules).")
+@click.option("--aggregate", "aggregates", multiple=True, metavar="NAME",
+              help="Only these aggregates (repeat); default: every aggregate, tags, score and tier.")
+@click.pass_context
+def verify(ctx: click.Context, as_of: str | None, fmt: str, rules: Path | None,
+           aggregates: tuple[str, ...]) -> None:
+    """Recompute aggregates, tags, score and tier from the lake and compare with live profiles; exit 1
+    on any difference. Run it when the lake has caught up with the stream."""
+    from analytics.history import verify as run_verify
+
+    settings: Settings = ctx.obj
+    store, compiled, con = _history_store(settings, rules)
+    unknown = sorted(set(aggregates) - set(compiled.aggregates))
+    if unknown:
+        raise click.BadParameter(f"no aggregate {', '.join(unknown)} in the rules", param_hint="--aggregate")
+    report = run_verify(con, compiled, store.get_profiles, _when_ms(as_of),
+                        skew_ms=settings.event_time_skew_s * 1000, aggregates=aggregates or None,
+                        with_tags=not aggregates, with_score=not aggregates)
+    click.echo(report.render_json() if fmt == "json" else report.render_table(), nl=False)
+    if not report.ok:
+        ctx.exit(1)
+
+
+@cli.command("backfill")
+@click.option("--aggregate", default=None, metavar="NAME", help="Seed this aggregate from history.")
+@click.option("--tag", default=None, metavar="NAME", help="Seed this tag rule's tags from history.")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The profile rules file holding the rule (default: the configured rules).")
+@click.pass_context
+def backfill(ctx: click.Context, aggregate: str | None, tag: str | None, rules: Path | None) -> None:
+    """Seed a newly added aggregate or tag rule from the lake's history into the live profiles
+    (idempotent; events the stream already counted are not counted again). Exit 1 if some profiles
+    could not be seeded yet (the lake is behind them): run it again."""
+    from analytics.history.backfill import backfill_aggregate, backfill_tag
+
+    settings: Settings = ctx.obj
+    if (aggregate is None) == (tag is None):
+        raise click.UsageError("give exactly one of --aggregate NAME and --tag NAME")
+    store, compiled, con = _history_store(settings, rules)
+    skew_ms = settings.event_time_skew_s * 1000
+    if aggregate is not None:
+        if aggregate not in compiled.aggregates:
+            raise click.BadParameter(f"no aggregate {aggregate} in the rules", param_hint="--aggregate")
+        report = backfill_aggregate(con, compiled, aggregate, store, skew_ms=skew_ms)
+    else:
+        if tag not in {t.rule for t in compiled.tags}:
+            raise click.BadParameter(f"no tag rule {tag} in the rules", param_hint="--tag")
+        try:
+            report = backfill_tag(con, compiled, str(tag), store, now_ms=_when_ms(None), skew_ms=skew_ms)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(report.render(), nl=False)
+    if not report.complete:
+        ctx.exit(1)
+
+
 @cli.command("sql")
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",

@@ -123,7 +123,7 @@ SEGMENT_LINE_FACTS = 10
 SEGMENT_LINE_WRITER = 11
 
 # -- script commands --------------------------------------------------------------------------------
-COMMANDS = ("read", "apply", "due", "merge", "delete", "segdue", "segset")
+COMMANDS = ("read", "apply", "due", "merge", "delete", "segdue", "segset", "seed")
 
 def profile_key(prefix: str, oneid: str, suffix: str = "") -> str:
     """``<prefix>p:{oneid}<suffix>`` (suffix: "", TRANSIENT_SUFFIX, HISTORY_SUFFIX, REDIRECT_SUFFIX)."""

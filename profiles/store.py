@@ -374,6 +374,19 @@ class _Core:
             out.append(snapshot)
         return out
 
+    def guards(self, oneids: Sequence[str]) -> Steps:
+        """Per OneID: ``(offset guards, last seen)`` of the profile it names, None when it has none
+        of its own (absent, or merged into another): what a seed must be computed against."""
+        if not oneids:
+            return []
+        rows = yield ("script", "read", *oneids)
+        alias, states = self._states(self.rules(), rows)
+        out: list[tuple[dict[str, int], int | None] | None] = []
+        for oneid in oneids:
+            st = states[alias[oneid]]
+            out.append((dict(st.offsets), st.last_seen) if st.exists and alias[oneid] == oneid else None)
+        return out
+
     def list_triggers(self, oneid: str, limit: int | None) -> Steps:
         resolved = oneid
         for _ in range(8):
@@ -531,6 +544,18 @@ class ProfileStore:
     def get_profiles(self, oneids: Sequence[str], as_of_ms: int | None = None) -> list[dict[str, Any] | None]:
         """:meth:`get_profile` of several OneIDs in one read."""
         return self._run(self._core.get_profiles(oneids, as_of_ms))
+
+    def guards(self, oneids: Sequence[str]) -> list[tuple[dict[str, int], int | None] | None]:
+        """Offset guards and last seen of each profile (None: absent or merged away), in one read."""
+        return self._run(self._core.guards(oneids))
+
+    def seed(self, payloads: Sequence[dict[str, Any]]) -> list[str]:
+        """Seed buckets or tags of profiles from history (``profiles/lua/seed.lua``), one atomic
+        run each, in one round trip; each one's outcome: seeded, same, changed or missing."""
+        if not payloads:
+            return []
+        calls = [("seed", orjson.dumps(p)) for p in payloads]
+        return [_text(r) for r in script.run_many(self.redis, self._core.prefix, calls)]
 
     def list_triggers(self, oneid: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Triggers fired for the profile, newest first (at most options.trigger_history)."""

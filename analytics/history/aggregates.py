@@ -159,8 +159,8 @@ def as_of(con: duckdb.DuckDBPyConnection, p: Plan, as_of_ms: int) -> pa.Table:
 
 def buckets(con: duckdb.DuckDBPyConnection, p: Plan, keep: str = "TRUE") -> pa.Table:
     """``(survivor, idx, value)``: each bucket's value as the stream would store it, over the
-    contributions ``keep`` (SQL over the contribution columns) lets through."""
-    return con.sql(f"SELECT survivor, idx, {_fold_sql(p.kind, p.rule.op)} AS value FROM {p.table} "
+    contributions ``keep`` (SQL over the contribution table, named ``c``) lets through."""
+    return con.sql(f"SELECT survivor, idx, {_fold_sql(p.kind, p.rule.op)} AS value FROM {p.table} c "
                    f"WHERE {keep} GROUP BY survivor, idx").to_arrow_table()
 
 

@@ -43,6 +43,7 @@ class History:
     aggregate_names: tuple[str, ...] | None = None  # None: every aggregate
     with_tags: bool = True
     with_score: bool = True
+    tag_rules: tuple[str, ...] | None = None  # None: every tag rule
     timings: dict[str, float] = field(default_factory=dict)
     exprs: Expressions = field(default_factory=Expressions)
     plans: dict[str, aggregates.Plan] = field(default_factory=dict)
@@ -57,7 +58,8 @@ class History:
         if self.with_score and rules.tier is not None and rules.tier.aggregate in rules.aggregates:
             names.append(rules.tier.aggregate)
         if self.with_tags:
-            self.tag_plans = tags.plan(self.exprs, rules)
+            self.tag_plans = [t for t in tags.plan(self.exprs, rules)
+                              if self.tag_rules is None or t.rule.rule in self.tag_rules]
             for t in self.tag_plans:  # aggregates a replayed if: reads
                 if t.replayed and t.rule.when is not None and t.rule.when.needs.profile is not None:
                     read = t.rule.when.needs.profile.get("agg", frozenset())

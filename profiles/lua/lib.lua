@@ -1,7 +1,7 @@
 -- Profile state in Redis: one script, five commands, so one SHA and one NOSCRIPT path.
 -- profiles/script.py builds it: the layout constants (profiles/layout.py), this file (shared
 -- helpers; lib_segments.lua: segment membership), then one file per command (read, apply, due,
--- merge, delete, segdue, segset) and unknown.lua.
+-- merge, delete, segdue, segset, seed) and unknown.lua.
 --
 --   ARGV[1] = command, ARGV[2] = key prefix; the rest depends on the command:
 --   read   ids...                          -> {{asked, resolved, main, transient}, ...}
@@ -12,6 +12,7 @@
 --   delete id                              -> keys deleted
 --   segdue now lease limit segments...     -> {{{id, main}...}, segment record lines}
 --   segset segment now reason changes(JSON) -> segment record lines
+--   seed   payload(JSON)                   -> seeded | same | changed | missing (a backfill)
 --
 -- Keys and fields are documented in profiles/layout.py. Keys of one profile share the hash tag
 -- {oneid}; `x` marks that the transient hash exists, so `read` skips it for most profiles; the
