@@ -132,6 +132,8 @@ class Engine:
             self.interacted.add(st.oneid)
         if etype == "identify":
             self.updates.traits(st, m.view, ts)
+        elif etype == "track" and name in self.options.consent_events:
+            self.updates.consent(st, m.view, ts)
         if m.cands.aggregates or m.cands.points:
             self.updates.aggregates_and_points(m)
         for step in self._steps:

@@ -84,8 +84,17 @@ class Facts:
             return scoring.downgrade(base, spec.levels, spec.downgrade_steps)
         return base
 
-    def consent(self, st: ProfileState) -> bool:
-        return records.has_consent(st.trait(self.rules.options.consent_trait))
+    def consents(self, st: ProfileState, purpose: str) -> bool:
+        """Whether the person allows ``purpose``: their latest answer, else the purpose's default."""
+        spec = self.rules.purposes.get(purpose)
+        if spec is None:
+            return False  # a purpose the rules do not know is never allowed
+        answer = records.consent_answer(st.trait(spec.trait))
+        return spec.default if answer is None else answer
+
+    def consent(self, st: ProfileState) -> dict[str, bool]:
+        """Every purpose's answer (``profile.consent.marketing`` in CEL; the API's ``consent``)."""
+        return {name: self.consents(st, name) for name in self.rules.purposes}
 
     def profile(self, st: ProfileState, needs: Refs | None, as_of: int) -> dict[str, Any]:
         """The ``profile`` variable as of ``as_of`` with only the members ``needs`` lists."""

@@ -56,7 +56,7 @@ class Firing:
 
         ``ref`` is what makes this firing unique (its idempotency key is derived from it).
         """
-        if rule.marketing and not self.facts.consent(st):
+        if rule.purpose is not None and not self.facts.consents(st, rule.purpose):
             self.result.suppressed_marketing += 1
             return
         until = st.cooldowns.get(rule.name)

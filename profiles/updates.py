@@ -16,6 +16,7 @@ from profiles.events import EventView
 from profiles.result import BatchResult
 from profiles.rules.model import Rules
 from profiles.state import ProfileState
+from profiles.triggers import records
 
 MAX_TAG_CHARS = 60  # a tag named by an expression (interested_in_<feature>) longer than this is skipped
 
@@ -42,6 +43,18 @@ class ProfileUpdates:
                 self.result.traits_dropped += 1
                 continue
             st.set_trait(key, ts, jsonsafe.dumps(value))
+
+    def consent(self, st: ProfileState, view: EventView, ts: int) -> None:
+        """A consent event (``options.consent_events``): ``properties`` name purposes with a yes
+        or no, flat or under ``purposes``; each answer is kept as the purpose's trait, so it
+        holds from this event on (later events and timers see it)."""
+        props = view.properties
+        nested = props.get("purposes")
+        answers: dict[str, Any] = nested if isinstance(nested, dict) else props
+        for name, spec in self.rules.purposes.items():
+            answer = records.consent_answer(answers.get(name))
+            if answer is not None:
+                st.set_trait(spec.trait, ts, jsonsafe.dumps(answer))
 
     def aggregates_and_points(self, m: Moment) -> None:
         """Add the event to every aggregate it matches; all its behaviour points as one op."""

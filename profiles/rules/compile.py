@@ -22,6 +22,7 @@ from profiles.rules.model import (
     AttributeRule,
     Options,
     PointsRule,
+    Purpose,
     Rules,
     ScoreSpec,
     SegmentRule,
@@ -62,6 +63,23 @@ def _positive_duration(value: Any) -> int:
     return ms
 
 
+def _purposes(value: Any) -> tuple[Purpose, ...]:
+    """``options.consent_purposes``: ``{name: {trait: T, default: true|false}}`` (default: no)."""
+    if not isinstance(value, dict) or not value:
+        raise ValueError("must map purpose names to {trait: ..., default: true|false}")
+    out = []
+    for name, spec in value.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"purpose names are 1-40 of a-z, 0-9 and _, got {checks.short(name)}")
+        if not isinstance(spec, dict) or set(spec) - {"trait", "default"} or "trait" not in spec:
+            raise ValueError(f"{name}: must be {{trait: <identify trait>, default: true|false}}")
+        default = spec.get("default", False)
+        if not isinstance(default, bool):
+            raise ValueError(f"{name}.default must be true or false")
+        out.append(Purpose(name, checks.text(spec["trait"]), default))
+    return tuple(out)
+
+
 def _kept_traits(value: Any) -> frozenset[str] | None:
     """``options.traits``: the identify traits kept (``all``/``*``: every one)."""
     return None if value in ("all", "*") else frozenset(checks.text_list(value))
@@ -81,6 +99,7 @@ class Compiler:
             if key not in SECTIONS:
                 self.issues.append(RuleIssue(str(key), f"unknown section; known: {', '.join(SECTIONS)}"))
         options = self._options(self._section("options"))
+        self._purposes = frozenset(p.name for p in options.purposes)
         aggregates = self._named("aggregates", self._aggregate)
         known = frozenset(aggregates)
         tags = tuple(self._named("tags", lambda n, s: self._tag(n, s, known)).values())
@@ -130,6 +149,8 @@ class Compiler:
             "redirect_ttl": ("redirect_ttl_ms", parse_duration),
             "timer_stale_after": ("timer_stale_after_ms", parse_duration),
             "segment_recheck": ("segment_recheck_ms", _positive_duration),
+            "consent_purposes": ("purposes", _purposes),
+            "consent_events": ("consent_events", lambda v: tuple(checks.text_list(v))),
         }
         for key, value in spec.items():
             if key not in parsers:
@@ -264,6 +285,11 @@ class Compiler:
         marketing = spec.get("marketing", True)
         if not isinstance(marketing, bool):
             raise Reject("marketing must be true or false")
+        purpose = spec.get("purpose", "marketing" if marketing else None)
+        if purpose is not None and purpose not in self._purposes:
+            known_purposes = ", ".join(sorted(self._purposes))
+            raise Reject(f"purpose must be one of {known_purposes} (options.consent_purposes), "
+                         f"got {checks.short(purpose)}")
         event_time = kind.fires_on_event
         when = checks.cel(spec, "if", profile=True, known=known)
         if when and not event_time and (when.needs.event is None or when.needs.event):
@@ -292,6 +318,7 @@ class Compiler:
             checks.duration(spec, "cooldown", 0),
             tuple(values),
             params,
+            purpose,
         )
 
     def _segment(self, name: str, spec: dict[str, Any], known: frozenset[str]) -> SegmentRule:

@@ -26,8 +26,28 @@ EventKey = tuple[str, str | None]  # (event type or "*", track/page name or None
 
 
 @dataclass(frozen=True)
+class Purpose:
+    """A use of personal data a person can allow or refuse: the trait holding their answer and
+    what is assumed before they gave one (opt-in purposes default to no)."""
+
+    name: str
+    trait: str
+    default: bool
+
+
+#: analytics is measured unless refused; marketing and personalisation need a yes (PIPL, GDPR)
+DEFAULT_PURPOSES = (
+    Purpose("analytics", "analytics_consent", True),
+    Purpose("marketing", "marketing_consent", False),
+    Purpose("personalisation", "personalisation_consent", False),
+)
+
+
+@dataclass(frozen=True)
 class Options:
-    consent_trait: str = "marketing_consent"
+    consent_trait: str = "marketing_consent"  # the marketing purpose's trait (older rule files)
+    purposes: tuple[Purpose, ...] = DEFAULT_PURPOSES
+    consent_events: tuple[str, ...] = ("Consent Updated",)
     allowed_lateness_ms: int = HOUR_MS
     idempotency_ttl_ms: int = 30 * 86_400_000
     trigger_history: int = 20
@@ -112,6 +132,7 @@ class TriggerRule:
     cooldown_ms: int
     values: tuple[tuple[str, Condition], ...]
     params: Any = None  # the kind's own frozen settings (e.g. DelayedParams), None when it has none
+    purpose: str | None = None  # consent it needs ("marketing" if marketing: true); None: a service message
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,15 @@ class Rules:
         if needs is None or needs.get("traits", frozenset()) is None:
             return None
         return tuple(sorted(needs.get("traits") or ()))
+
+    @functools.cached_property
+    def purposes(self) -> dict[str, Purpose]:
+        """Consent purposes by name; the marketing trait follows ``consent_trait`` when it was set."""
+        out = {p.name: p for p in self.options.purposes}
+        marketing = out.get("marketing")
+        if marketing is not None and self.options.consent_trait != Options.consent_trait:
+            out["marketing"] = Purpose("marketing", self.options.consent_trait, marketing.default)
+        return out
 
     def candidates(self, event_type: str, name: str | None) -> Candidates:
         """Rules listening to this event type/name (``on:``), computed once per key."""

@@ -16,6 +16,7 @@ from typing import Any
 from profiles import jsonsafe
 
 TRUE_TEXT = frozenset({"true", "yes", "1"})
+FALSE_TEXT = frozenset({"false", "no", "0"})
 
 
 def _digest(text: str, size: int) -> str:
@@ -38,11 +39,20 @@ def timer_id(rule: str, ref: str) -> str:
 
 def has_consent(value: Any) -> bool:
     """Marketing consent is opt-in: ``true`` (or "true"/"yes"/"1"/1); missing or anything else is no."""
-    if value is True:
-        return True
+    return consent_answer(value) is True
+
+
+def consent_answer(value: Any) -> bool | None:
+    """A person's answer for a purpose: yes (true/"true"/"yes"/"1"/1), no (false/"false"/"no"/"0"/0),
+    or None when there is no answer (missing, or a value that says neither)."""
+    if isinstance(value, bool):
+        return value
     if isinstance(value, str):
-        return value.strip().lower() in TRUE_TEXT
-    return isinstance(value, int) and not isinstance(value, bool) and value == 1
+        text = value.strip().lower()
+        return True if text in TRUE_TEXT else False if text in FALSE_TEXT else None
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    return None
 
 
 def build(

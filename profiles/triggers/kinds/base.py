@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from profiles.rules.model import EventKey, TierSpec, TriggerRule
     from profiles.state import ProfileState
 
-COMMON_KEYS = ("kind", "marketing", "cooldown", "values", "if", "description")
+COMMON_KEYS = ("kind", "marketing", "purpose", "cooldown", "values", "if", "description")
 TAGS_ORDER = 30  # event hooks with a lower order run before tag rules (and do not see their tags)
 
 
