@@ -342,7 +342,8 @@ def lake_run(settings: Settings, stop_after_idle: float | None) -> None:
 
 
 @lake.command("compact")
-@click.option("--table", type=click.Choice(["events", "merges", "rejections", "triggers"]), default=None,
+@click.option("--table", type=click.Choice(["events", "merges", "rejections", "triggers", "segments"]),
+              default=None,
               help="Only this table (default: all).")
 @click.option("--small-mb", type=float, default=None,
               help="Files under this size are merged (default: half of TOUCHSTREAM_LAKE_ROLL_BYTES).")
@@ -479,7 +480,7 @@ def backfill(ctx: click.Context, aggregate: str | None, tag: str | None, rules: 
               help="Write here instead of stdout.")
 @click.pass_obj
 def sql(settings: Settings, query: str, fmt: str, out: Path | None) -> None:
-    """Query the lake with DuckDB: events, identities, merges, triggers, rejections, profiles."""
+    """Query the lake with DuckDB: events, identities, merges, triggers, rejections, segments, profiles."""
     from apps import factory
     from connectors.lake.query import connect, run_query, write_result
 
@@ -607,6 +608,112 @@ def rfm_(settings: Settings, conversion: str, revenue_fields: tuple[str, ...], e
         if every is None:
             return
         time.sleep(every)
+
+
+@cli.group()
+def segment() -> None:
+    """Segments (audiences): list, count and export members; refresh the SQL segments from the lake."""
+
+
+def _segment_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from apps import factory
+
+    return factory.profile_store(settings, factory.redis_client(settings))
+
+
+def _segment_rule(store, name: str):  # type: ignore[no-untyped-def]
+    """The rule of a segment of the rules (or, for one removed from them, a stand-in)."""
+    from profiles.rules import SegmentRule
+
+    rule = store.ruleset.current().segments.get(name)
+    if rule is None and name not in store.segment_versions():
+        raise click.ClickException(f"no segment named {name!r} (touchstream segment list)")
+    return rule or SegmentRule(name, None, None)
+
+
+@segment.command("list")
+@click.pass_obj
+def segment_list(settings: Settings) -> None:
+    """Every segment: its kind (stream: `if:`, sql: `sql:`), members now, changes so far."""
+    import pyarrow as pa
+
+    from analytics.segments import list_segments
+    from connectors.lake.query import write_result
+
+    store = _segment_store(settings)
+    rows = [{"segment": s.name, "kind": s.kind, "members": s.members, "changes": s.version,
+             "description": s.description} for s in list_segments(store, store.ruleset.current())]
+    names = ["segment", "kind", "members", "changes", "description"]
+    write_result(pa.Table.from_pylist(rows) if rows else pa.table({n: [] for n in names}), "table",
+                 sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+@segment.command("count")
+@click.argument("name")
+@click.pass_obj
+def segment_count(settings: Settings, name: str) -> None:
+    """How many people are in segment NAME now."""
+    from analytics.segments import count_members
+
+    store = _segment_store(settings)
+    click.echo(count_members(store, _segment_rule(store, name).name))
+
+
+@segment.command("export")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout.")
+@click.pass_obj
+def segment_export(settings: Settings, name: str, fmt: str, out: Path | None) -> None:
+    """The members of segment NAME with their profile (score, tier, tags, traits, ...)."""
+    from analytics.segments import export_members
+    from connectors.lake.query import write_result
+
+    store = _segment_store(settings)
+    table = export_members(store, _segment_rule(store, name))
+    if out is None:
+        write_result(table, fmt, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        with open(out, "wb") as target:
+            write_result(table, fmt, target)
+    click.echo(f"{table.num_rows} member(s) of {name}", err=True)
+
+
+@segment.command("refresh")
+@click.argument("names", nargs=-1)
+@click.option("--every", type=click.FloatRange(min=1), default=None,
+              help="Refresh again every SECONDS until stopped (SIGTERM); default: once.")
+@click.pass_obj
+def segment_refresh(settings: Settings, names: tuple[str, ...], every: float | None) -> None:
+    """Evaluate SQL segments (all, or NAMES) over the lake; record who entered and who left."""
+    import signal
+    import threading
+
+    from analytics.segments import refresh_all
+    from apps import factory
+    from connectors.lake.query import connect
+
+    client = factory.redis_client(settings)
+    store = factory.profile_store(settings, client)
+    publisher = factory.segment_publisher(settings, client)
+    root = factory.lake_config(settings).path
+    stop = threading.Event()
+    if every is not None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    while True:
+        try:
+            for outcome in refresh_all(store, connect(root), store.ruleset.current(), publisher, names):
+                click.echo(outcome.render())
+        except TouchstreamError as exc:
+            if every is None:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"refresh failed: {exc}", err=True)
+        if every is None or stop.wait(every):
+            return
 
 
 @cli.group()

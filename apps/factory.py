@@ -26,7 +26,9 @@ from profiles.rules import DEFAULT_RULES_PATH, RuleSet
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.ops_http import Check, kafka_check, redis_check
+from streams.outbox import SegmentOutbox
 from streams.producers import AsyncProducer, BlockingProducer, producer_config
+from streams.publish import SegmentPublisher
 from streams.topics import Topics
 from touchstream.keys import KeyChecker, KeyStore
 from touchstream.settings import Settings
@@ -111,6 +113,12 @@ def blocking_ingest(settings: Settings, source: str, edge_limits: Limits) -> Blo
     client = async_redis_client(settings)
     ingest, producer = ingestor(settings, client)
     return BlockingIngest(ingest, producer, client, source=source, limits=edge_limits)
+
+
+def segment_publisher(settings: Settings, client: redis.Redis) -> SegmentPublisher:
+    """Where an SQL segment refresh sends its records: the segments topic, through the outbox."""
+    return SegmentPublisher(BlockingProducer(producer_config(settings.broker)), Topics.of(settings).segments,
+                            SegmentOutbox(client, settings.redis_prefix), default_registry())
 
 
 def lake_config(settings: Settings) -> LakeConfig:

@@ -17,6 +17,7 @@ profile's keys live in one slot):
                                next re-check (ms), SQL segments by when it entered (ms)
     P segments:outbox  hash    segment entries/exits waiting for Kafka's ack: idempotency key ->
                                record line (a JSON array, slots SEGMENT_LINE_* below)
+    P segments:refresh string  the token of the SQL segment refresh running now (expires)
 
 Main hash fields:
 
@@ -54,6 +55,7 @@ OUTBOX_SEPARATOR = "\t"  # outbox field: oneid, separator, history line
 SEGMENTS_KEY = "segments"
 SEGMENT_MEMBERS_KEY = "segment:"  # + segment name
 SEGMENT_OUTBOX_KEY = "segments:outbox"
+SEGMENT_REFRESH_LOCK_KEY = "segments:refresh"  # string: the running SQL refresh's token
 
 # -- main hash: scalar fields and field prefixes -------------------------------------------------
 FIRST_SEEN = "fs"
@@ -107,7 +109,8 @@ SEGMENT_ENTERED = "segment_entered"
 SEGMENT_EXITED = "segment_exited"
 REASON_MERGED = "merged"  # the OneID was merged into another: it exits, the survivor is re-evaluated
 REASON_DELETED = "deleted"  # the profile was deleted (or is gone): it exits every segment
-WRITER_LOOP = "p"  # written by a process that produces it right away (a loop, a refresh)
+WRITER_LOOP = "p"  # written by a stage loop, which produces it right away
+WRITER_REFRESH = "r"  # written by an SQL refresh (one at a time): the next refresh sends what is left
 WRITER_ORPHAN = "o"  # written where nobody produces it (a deletion): the next sweep sends it
 # record line slots, 1-based as Lua writes them
 SEGMENT_LINE_CHANGE = 1

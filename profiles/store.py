@@ -370,7 +370,7 @@ class _Core:
             snapshot = engine.snapshot(st, as_of_ms if as_of_ms is not None else (st.last_seen or 0))
             snapshot["open_views"] = len(st.views)
             snapshot["pending_timers"] = len(st.delayed)
-            snapshot["segments"] = sorted(st.segments)
+            snapshot["segments"] = dict(sorted(st.segments.items()))  # stream segment -> member since
             out.append(snapshot)
         return out
 
@@ -526,6 +526,12 @@ class ProfileStore:
                 yield [(_text(oneid), int(score)) for oneid, score in items]
             if not cursor:
                 return
+
+    def refresh_lock(self, ttl_s: float) -> Any:
+        """The SQL segment refresh lock (redis-py's token lock: ``acquire(blocking=False)``,
+        ``extend(ttl_s, replace_ttl=True)``, ``release()``); it expires if its holder dies."""
+        return self.redis.lock(f"{self._core.prefix}{layout.SEGMENT_REFRESH_LOCK_KEY}", timeout=ttl_s,
+                               blocking=False)
 
     def segment_versions(self) -> dict[str, int]:
         """Every segment that ever had a member, with its version (entries and exits so far)."""

@@ -129,6 +129,15 @@ class SegmentOutbox:
                      len(found))
         return found
 
+    def left_by(self, writer: str) -> list[dict[str, Any]]:
+        """Every entry one kind of writer left (``layout.WRITER_*``), whatever its age."""
+        found = []
+        for line in self._redis.hvals(self._key):
+            record, written_by = parse_line(line)
+            if written_by == writer:
+                found.append(record)
+        return found
+
 
 class Heartbeats(Protocol):
     """Last-seen times of a loop's instances (every worker's copy of one loop)."""

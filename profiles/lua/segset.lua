@@ -11,10 +11,10 @@ if cmd == 'segset' then
     local is = redis.call('ZSCORE', key, id) ~= false
     if want == 1 and not is then
       redis.call('ZADD', key, now, id)
-      lines[#lines + 1] = seg_change(SEGMENT_ENTERED, name, id, reason, now, now, '', '', '{}', WRITER_LOOP)
+      lines[#lines + 1] = seg_change(SEGMENT_ENTERED, name, id, reason, now, now, '', '', '{}', WRITER_REFRESH)
     elseif want == 0 and is then
       redis.call('ZREM', key, id)
-      lines[#lines + 1] = seg_change(SEGMENT_EXITED, name, id, reason, now, now, '', '', '{}', WRITER_LOOP)
+      lines[#lines + 1] = seg_change(SEGMENT_EXITED, name, id, reason, now, now, '', '', '{}', WRITER_REFRESH)
     end
   end
   return lines
