@@ -64,7 +64,7 @@ def test_a_person_enters_once_and_exits_once_under_replays(store, redis_client, 
     assert store.apply_batch(0, second, T0 + 2 * H).segments == []  # a replay: nothing again
     assert store.apply_batch(0, first + second, T0 + 2 * H).segments == []
     assert store.segment_count("keen_pricing") == 1
-    assert store.get_profile(who)["segments"] == ["keen_pricing"]
+    assert store.get_profile(who)["segments"] == {"keen_pricing": T0 + H}  # member since
     assert outbox(redis_client, prefix) == entered  # until the stage has Kafka's ack
 
     # time alone: the tag expires two days after the last view; the sweep finds the member due
