@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from apps import analytics_cli
 from streams.clients import use_options
 from touchstream import logs
 from touchstream.errors import TouchstreamError
@@ -608,6 +609,10 @@ def rfm_(settings: Settings, conversion: str, revenue_fields: tuple[str, ...], e
         if every is None:
             return
         time.sleep(every)
+
+
+for _command in analytics_cli.COMMANDS:  # funnel, retention, activation, report
+    cli.add_command(_command)
 
 
 @cli.group()

@@ -1,4 +1,4 @@
-"""A lake per test, written from event rows."""
+"""A lake per test: written from event rows (``make_lake``) or by a :class:`LakeWriter` (``open_lake``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from connectors.lake.query import connect
+from tests.unit.analytics.lakegen import LakeWriter
 from tests.unit.analytics.lakes import merge, write_lake
 
 Lake = Callable[..., duckdb.DuckDBPyConnection]
@@ -24,3 +25,10 @@ def make_lake(tmp_path: Path) -> Lake:
         write_lake(tmp_path, events, [m if isinstance(m, dict) else merge(*m) for m in merges])
         return connect(tmp_path)
     return build
+
+
+@pytest.fixture
+def open_lake(tmp_path: Path) -> Callable[[LakeWriter], duckdb.DuckDBPyConnection]:
+    def opened(lake: LakeWriter) -> duckdb.DuckDBPyConnection:
+        return connect(lake.write(tmp_path / "lake"))
+    return opened

@@ -1,0 +1,91 @@
+"""The lake's questions on the command line: ``funnel``, ``retention``, ``activation``, ``report``.
+
+Registered on the ``touchstream`` group by ``apps/cli.py``; each opens the lake read-only with
+DuckDB (``TOUCHSTREAM_LAKE_PATH``), asks :mod:`analytics` and prints the answer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import click
+
+from touchstream.errors import TouchstreamError
+from touchstream.settings import Settings
+
+if TYPE_CHECKING:  # DuckDB and Arrow load when a command runs, not with every CLI call
+    import duckdb
+    import pyarrow as pa
+
+FORMATS = ["table", "csv", "json"]
+
+
+def _format_option(func: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                        help="json: one object per line.")(func)
+
+
+def _answer(settings: Settings, ask: Callable[[duckdb.DuckDBPyConnection], pa.Table], fmt: str) -> None:
+    """Open the lake, ask, print in ``fmt``; a question that cannot be answered is a clean error."""
+    from apps import factory
+    from connectors.lake.query import connect, write_result
+
+    try:
+        result = ask(connect(factory.lake_config(settings).path))
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    write_result(result, fmt, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+@click.command("funnel")
+@click.argument("steps", nargs=-1, required=True)
+@click.option("--window", default="7d", show_default=True, help="From the first step to the last.")
+@click.option("--any-order", is_flag=True, help="Steps may happen in any order within the window.")
+@click.option("--by", default=None, help="Break down by a property of the first step's event "
+              "(utm_source, context.campaign.source, traits.plan, source).")
+@_format_option
+@click.pass_obj
+def funnel_command(settings: Settings, steps: tuple[str, ...], window: str, any_order: bool, by: str | None,
+                   fmt: str) -> None:
+    """People through STEP... in order within the window: conversion, drop-off, median time.
+
+    A step is a track event name ("Order Completed"), page:NAME, page:/path-prefix, screen:NAME
+    or a call type (page, identify, ...).
+    """
+    from analytics.funnels import funnel
+
+    _answer(settings, lambda con: funnel(con, steps, window=window, any_order=any_order, by=by).table(), fmt)
+
+
+@click.command("retention")
+@click.option("--weeks", default=8, show_default=True, help="Weeks after the first activity.")
+@_format_option
+@click.pass_obj
+def retention_command(settings: Settings, weeks: int, fmt: str) -> None:
+    """Weekly cohorts by first activity: the share active on or after each later week."""
+    from analytics.retention import retention
+
+    def ask(con: duckdb.DuckDBPyConnection) -> pa.Table:
+        result = retention(con, weeks=weeks)
+        return result.grid() if fmt == "table" else result.table()
+    _answer(settings, ask, fmt)
+
+
+@click.command("activation")
+@click.option("--window", default="30d", show_default=True, help="How recent a touch counts.")
+@_format_option
+@click.pass_obj
+def activation_command(settings: Settings, window: str, fmt: str) -> None:
+    """Profiles touched by a trigger or tag lately (activated) and the dormant rest.
+
+    Reads the profiles snapshot: run `touchstream lake snapshot` first.
+    """
+    from analytics.activation import activation
+
+    _answer(settings, lambda con: activation(con, window=window).table(), fmt)
+
+
+COMMANDS = (funnel_command, retention_command, activation_command)
