@@ -33,9 +33,8 @@ import duckdb
 import pyarrow as pa
 
 from analytics.exceptions import AnalyticsError
-from analytics.people import with_person
+from analytics.people import event_source, with_person
 from analytics.steps import Step, match_sql, parse_step, property_sql
-from connectors.lake.query import RAW_EVENTS
 from profiles.durations import DAY_MS, parse_duration
 
 DEFAULT_WINDOW_MS = 7 * DAY_MS
@@ -117,7 +116,10 @@ def funnel(con: duckdb.DuckDBPyConnection, steps: Sequence[str | Step], *,
         raise AnalyticsError(f"window: {exc}") from None
     if window_ms <= 0:
         raise AnalyticsError("window: must be longer than zero")
-    sql, params = _sql(parsed, any_order, by)
+    try:
+        sql, params = _sql(parsed, any_order, by, event_source(con))
+    except duckdb.Error as exc:
+        raise AnalyticsError(f"funnel query failed: {exc}") from None
     if "$window" in sql:
         params["window"] = window_ms
     try:
@@ -140,7 +142,7 @@ def _funnel(labels: tuple[str, ...], row: tuple[Any, ...]) -> Funnel:
     return Funnel(str(group), steps)
 
 
-def _sql(steps: list[Step], any_order: bool, by: str | None) -> tuple[str, dict[str, Any]]:
+def _sql(steps: list[Step], any_order: bool, by: str | None, events: str) -> tuple[str, dict[str, Any]]:
     """The query: built from the module's own fragments and numbers; what a user typed (step names,
     the property) only ever travels as a named parameter (``noqa: S608`` below)."""
     predicates, params = match_sql(steps)
@@ -153,7 +155,7 @@ def _sql(steps: list[Step], any_order: bool, by: str | None) -> tuple[str, dict[
     # replay after a crash) share its time, so they never follow one another and no deduplication
     # pass is needed.
     where = " OR ".join(predicates)
-    source = with_person(f"(SELECT * FROM {RAW_EVENTS} WHERE oneid IS NOT NULL AND ({where}))")  # noqa: S608
+    source = with_person(f"(SELECT * FROM {events} WHERE oneid IS NOT NULL AND ({where}))")  # noqa: S608
     flags = ", ".join(f"{p} AS m{i}" for i, p in enumerate(predicates))
     key = "timestamp"
     ctes = [f"matched AS (SELECT person, timestamp AS ts, {key} AS k, {flags}, {group} AS grp "  # noqa: S608

@@ -8,10 +8,15 @@ pass over all events (13 s at 10M events on 2 cores) that no question needs.
 Questions read ``events_raw`` and never deduplicate it (7 s at 10M events): the copies the lake
 may hold of an event (a replay after a crash: the same source and messageId, the same time)
 cannot change a first or last time, an existence, or a funnel whose steps are strictly later
-than one another (``analytics.funnels``).
+than one another (``analytics.funnels``). After an operator's unmerge they read the ``events``
+view instead, which moves the events the split moved (``analytics.touches.event_source``).
 """
 
 from __future__ import annotations
+
+from analytics.touches import event_source
+
+__all__ = ["MERGED", "event_source", "with_person"]
 
 MERGED = "(SELECT oneid, survivor FROM identities WHERE hops > 0)"
 

@@ -26,9 +26,8 @@ import duckdb
 import pyarrow as pa
 
 from analytics.exceptions import AnalyticsError
-from analytics.people import with_person
+from analytics.people import event_source, with_person
 from analytics.steps import parse_step
-from connectors.lake.query import RAW_EVENTS
 from profiles.durations import DAY_MS
 from profiles.rules.model import Rules
 
@@ -112,13 +111,13 @@ class PredictivenessResult:
         return pa.Table.from_pylist(rows)
 
 
-def _query(conversion: str) -> str:
+def _query(conversion: str, events: str) -> str:
     """Leads and first conversions per OneID, then per person: an existence and a first time, which
     copies of an event cannot change (so ``events_raw``, not deduplicated)."""
-    known = with_person(f"""(SELECT DISTINCT oneid FROM {RAW_EVENTS}
+    known = with_person(f"""(SELECT DISTINCT oneid FROM {events}
         WHERE oneid IS NOT NULL AND len(identifiers) > 0
         AND len(list_filter(identifiers, lambda x: NOT list_contains($anonymous, x.type))) > 0)""")  # noqa: S608
-    converted = with_person(f"""(SELECT oneid, min(timestamp) AS t FROM {RAW_EVENTS}
+    converted = with_person(f"""(SELECT oneid, min(timestamp) AS t FROM {events}
         WHERE oneid IS NOT NULL AND {conversion} AND ($as_of IS NULL OR timestamp <= $as_of)
         GROUP BY oneid)""")  # noqa: S608 (the step's SQL carries its values as parameters)
     return _SQL.format(known=known, converted=converted, triggers=with_person("triggers"))
@@ -137,7 +136,7 @@ def predictiveness(con: duckdb.DuckDBPyConnection, thresholds: Mapping[str, floa
     params |= {"anonymous": list(anonymous_types), "as_of": as_of_ms, "rules": list(thresholds),
                "aboves": [float(v) for v in thresholds.values()]}
     try:
-        rows = con.execute(_query(predicate), params).fetchall()
+        rows = con.execute(_query(predicate, event_source(con)), params).fetchall()
     except duckdb.Error as exc:
         raise AnalyticsError(f"predictiveness query failed: {exc}") from None
     found = {None if row[0] is None else float(row[0]): row[1:] for row in rows}

@@ -25,8 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from analytics.exceptions import AnalyticsError
-from analytics.people import with_person
-from connectors.lake.query import RAW_EVENTS
+from analytics.people import event_source, with_person
 from profiles.durations import DAY_MS, WEEK_MS
 
 ACTIVITY_TYPES = ("track", "page", "screen")
@@ -81,9 +80,13 @@ def retention(con: duckdb.DuckDBPyConnection, *, weeks: int = DEFAULT_WEEKS,
     returned = ", ".join(f"count(*) FILTER (WHERE last - first >= {n * WEEK_MS})"
                          for n in range(1, weeks + 1))
     # the week arithmetic is ms on integers (floor modulo), so no session time zone is involved
+    try:
+        events = event_source(con)
+    except duckdb.Error as exc:
+        raise AnalyticsError(f"retention query failed: {exc}") from None
     sql = f"""
         WITH per_oneid AS (
-            SELECT oneid, min(timestamp) AS first, max(timestamp) AS last FROM {RAW_EVENTS}
+            SELECT oneid, min(timestamp) AS first, max(timestamp) AS last FROM {events}
             WHERE oneid IS NOT NULL AND list_contains($types, type::VARCHAR) GROUP BY oneid),
         act AS (SELECT person, min(first) AS first, max(last) AS last
                 FROM {with_person("per_oneid")} GROUP BY 1)

@@ -21,7 +21,7 @@ import pyarrow as pa
 from connectors.lake import files, layout
 from connectors.lake.rows import OFFSET, PARTITION, arrow_schema
 from connectors.lake.snapshot import SNAPSHOT_SCHEMA
-from schemas.codec import EVENT, IDENTITY_MERGE, TRIGGER, default_registry
+from schemas.codec import EVENT, IDENTITY_MERGE, SEGMENT_CHANGE, TRIGGER, default_registry
 from schemas.testing import event_record
 
 DAY = 86_400_000
@@ -38,6 +38,7 @@ class LakeWriter:
     merges: list[dict[str, Any]] = field(default_factory=list)
     triggers: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def event(self, oneid: str, type_: str, ts: int, **fields: Any) -> dict[str, Any]:
         record = event_record(type_, ts, oneid=oneid, **fields)
@@ -60,6 +61,13 @@ class LakeWriter:
                               "event_time": ts, "fired_at": ts, "message_id": None, "marketing": False,
                               "values": json.dumps(values or {})})
 
+    def segment(self, oneid: str, segment: str, entered: bool, ts: int) -> None:
+        version = sum(1 for c in self.segments if c["segment"] == segment) + 1
+        self.segments.append({"type": "segment_entered" if entered else "segment_exited", "segment": segment,
+                              "oneid": oneid, "idempotency_key": f"{segment}:{oneid}:{version}",
+                              "version": version, "reason": "event", "as_of": ts, "changed_at": ts,
+                              "message_id": None, "survivor": None, "facts": "{}"})
+
     def profile(self, oneid: str, snapshot_at: int, *, as_of: int, last_interaction: int | None = None,
                 tags: list[str] | None = None, score: float | None = None) -> None:
         self.profiles.append({"oneid": oneid, "snapshot_at": snapshot_at, "as_of": as_of, "first_seen": None,
@@ -71,7 +79,8 @@ class LakeWriter:
         registry = default_registry()
         for table, schema, rows, date_field in (("events", EVENT, self.events, "timestamp"),
                                                 ("merges", IDENTITY_MERGE, self.merges, "timestamp"),
-                                                ("triggers", TRIGGER, self.triggers, "fired_at")):
+                                                ("triggers", TRIGGER, self.triggers, "fired_at"),
+                                                ("segments", SEGMENT_CHANGE, self.segments, "changed_at")):
             by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for offset, row in enumerate(rows):
                 by_day[_day(row[date_field])].append(row | {PARTITION: 0, OFFSET: offset})
@@ -136,6 +145,11 @@ def journeys(people: int = 3000, seed: int = 7) -> LakeWriter:
             lake.trigger(pick(), "mql_reached", start + rng.randrange(0, 10 * DAY), {"above": 60})
         if rng.random() < 0.2:
             lake.trigger(pick(), "demo_requested", start + rng.randrange(0, 14 * DAY))
+        if rng.random() < 0.15:  # in a segment for a while (sometimes still)
+            entered = start + rng.randrange(0, 30 * DAY)
+            lake.segment(oneid, "hot_leads", True, entered)
+            if rng.random() < 0.6:
+                lake.segment(oneid, "hot_leads", False, entered + rng.randrange(0, 30 * DAY))
         last = min(end, max(e["timestamp"] for e in lake.events[first:]))
         lake.profile(oneid, end, as_of=last, last_interaction=last,
                      tags=["high_intent"] if rng.random() < 0.1 else [])

@@ -160,12 +160,24 @@ def activation(lake: LakeWriter, window: int) -> dict[str, Any]:
               if since < p["as_of"] <= as_of and json.loads(p["tags"])}
     active = {o for o, p in profiles.items()
               if p["last_interaction"] is not None and since < p["last_interaction"] <= as_of}
-    activated = set(fired) | set(tagged)
+    changes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in lake.segments:
+        changes[(c["oneid"], c["segment"])].append(c)
+    segmented: set[str] = set()
+    for (oneid, _), rows in changes.items():
+        rows.sort(key=lambda c: c["version"])
+        before = [c for c in rows if c["changed_at"] <= since]
+        member_at_start = bool(before) and before[-1]["type"] == "segment_entered"
+        entered = any(c["type"] == "segment_entered" and since < c["changed_at"] <= as_of for c in rows)
+        if (member_at_start or entered) and follow(oneid) in profiles:
+            segmented.add(follow(oneid))
+    activated = set(fired) | set(tagged) | segmented
     per_rule: dict[str, int] = defaultdict(int)
     for rules in fired.values():
         for rule in rules:
             per_rule[rule] += 1
     return {"profiles": len(profiles), "by_trigger": len(fired), "by_tag": len(tagged),
+            "by_segment": len(segmented),
             "activated": len(activated), "active_untouched": len(active - activated), "rules": dict(per_rule)}
 
 

@@ -65,10 +65,11 @@ def test_activation(data: LakeWriter, con: duckdb.DuckDBPyConnection) -> None:
     expected = reference.activation(data, 30 * DAY)
     result = activation(con)
     got = {"profiles": result.profiles, "by_trigger": result.by_trigger, "by_tag": result.by_tag,
+           "by_segment": result.by_segment,
            "activated": result.activated, "active_untouched": result.active_untouched,
            "rules": {t.name: t.people for t in result.touches if t.kind == "trigger"}}
     assert got == expected
-    assert 0 < result.activated < result.profiles and result.active_untouched > 0
+    assert 0 < result.activated < result.profiles and result.active_untouched > 0 and result.by_segment > 0
 
 
 def test_predictiveness(data: LakeWriter, con: duckdb.DuckDBPyConnection) -> None:
