@@ -59,7 +59,7 @@ EXPORT_SCHEMA = pa.schema([
     pa.field("score", pa.float64()),
     pa.field("tier", pa.string()),
     pa.field("tags", pa.string()),  # JSON text, as in the lake's profiles snapshot
-    pa.field("consent", pa.bool_()),
+    pa.field("consent", pa.string()),  # JSON: purpose -> allowed
     pa.field("aggregates", pa.string()),
     pa.field("traits", pa.string()),
 ])
@@ -114,14 +114,24 @@ def count_members(store: ProfileStore, name: str) -> int:
     return store.segment_count(name)
 
 
-def export_members(store: ProfileStore, rule: SegmentRule, *, chunk: int = CHUNK) -> pa.Table:
+def export_members(store: ProfileStore, rule: SegmentRule, *, chunk: int = CHUNK,
+                   purpose: str | None = None) -> pa.Table:
     """Every member with its profile's columns (``EXPORT_SCHEMA``; nulls where no profile exists,
-    as for an SQL segment member the stream never saw); each OneID once."""
-    batches = [pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA) for rows in _member_rows(store, rule, chunk)]
+    as for an SQL segment member the stream never saw); each OneID once. For a consent
+    ``purpose`` (given, else the segment's own ``purpose:``) only members whose profile allows it:
+    a member without a profile has given no answer anyone can check, so is left out."""
+    purpose = purpose or rule.purpose
+    batches = [pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA)
+               for rows in _member_rows(store, rule, chunk, purpose)]
     return pa.concat_tables(batches) if batches else EXPORT_SCHEMA.empty_table()
 
 
-def _member_rows(store: ProfileStore, rule: SegmentRule, chunk: int) -> Iterator[list[dict[str, Any]]]:
+def _allows(profile: dict[str, Any] | None, purpose: str | None) -> bool:
+    return purpose is None or (profile is not None and (profile.get("consent") or {}).get(purpose) is True)
+
+
+def _member_rows(store: ProfileStore, rule: SegmentRule, chunk: int,
+                 purpose: str | None) -> Iterator[list[dict[str, Any]]]:
     seen: set[str] = set()
     for members in store.segment_members(rule.name, chunk):
         fresh = [(oneid, score) for oneid, score in members if oneid not in seen]
@@ -129,6 +139,8 @@ def _member_rows(store: ProfileStore, rule: SegmentRule, chunk: int) -> Iterator
         profiles = store.get_profiles([oneid for oneid, _ in fresh])
         rows = []
         for (oneid, score), profile in zip(fresh, profiles, strict=True):
+            if not _allows(profile, purpose):
+                continue
             since = score if rule.kind == "sql" else (profile or {}).get("segments", {}).get(rule.name)
             rows.append(_row(oneid, since, profile))
         yield rows
@@ -138,11 +150,11 @@ def _row(oneid: str, since: int | None, profile: dict[str, Any] | None) -> dict[
     row: dict[str, Any] = {"oneid": oneid, "member_since": since}
     if profile is None:
         return row
-    for name in ("first_seen", "last_seen", "last_interaction", "tier", "consent"):
+    for name in ("first_seen", "last_seen", "last_interaction", "tier"):
         row[name] = profile.get(name)
     score = profile.get("score")
     row["score"] = float(score) if isinstance(score, int | float) else None
-    for name in ("tags", "aggregates", "traits"):
+    for name in ("tags", "aggregates", "traits", "consent"):
         row[name] = json.dumps(profile.get(name), default=str, ensure_ascii=False, sort_keys=True)
     return row
 

@@ -670,14 +670,19 @@ def segment_count(settings: Settings, name: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout.")
+@click.option("--purpose", default=None,
+              help="Only members who allow this consent purpose (default: the segment's own purpose:).")
 @click.pass_obj
-def segment_export(settings: Settings, name: str, fmt: str, out: Path | None) -> None:
+def segment_export(settings: Settings, name: str, fmt: str, out: Path | None, purpose: str | None) -> None:
     """The members of segment NAME with their profile (score, tier, tags, traits, ...)."""
     from analytics.segments import export_members
     from connectors.lake.query import write_result
 
     store = _segment_store(settings)
-    table = export_members(store, _segment_rule(store, name))
+    known = store.ruleset.current().purposes
+    if purpose is not None and purpose not in known:
+        raise click.ClickException(f"unknown consent purpose {purpose!r}; one of {', '.join(sorted(known))}")
+    table = export_members(store, _segment_rule(store, name), purpose=purpose)
     if out is None:
         write_result(table, fmt, sys.stdout.buffer)
         sys.stdout.buffer.flush()

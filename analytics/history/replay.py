@@ -63,7 +63,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, plans: 
         attribute = rules.attribute_traits
         trait_names = None if attribute is None else trait_names | set(attribute)
     if "consent" in needs and trait_names is not None:
-        trait_names.add(rules.options.consent_trait)
+        trait_names.update(p.trait for p in rules.purposes.values())
 
     cands = _candidates(con, rules, tag, points, joins, keep, score="score" in needs,
                         interactions="last_interaction" in needs or "tier" in needs)

@@ -132,6 +132,14 @@ class Compiler:
                 self.issues.append(RuleIssue(qualified, str(exc)))
         return out
 
+    def _purpose(self, spec: dict[str, Any], default: str | None) -> str | None:
+        """A rule's ``purpose:``: one of options.consent_purposes (``default`` when absent)."""
+        purpose = spec.get("purpose", default)
+        if purpose is not None and purpose not in self._purposes:
+            raise Reject(f"purpose must be one of {', '.join(sorted(self._purposes))} "
+                         f"(options.consent_purposes), got {checks.short(purpose)}")
+        return purpose
+
     # -- sections -----------------------------------------------------------------------------
     def _options(self, spec: dict[str, Any]) -> Options:
         defaults = Options()
@@ -285,11 +293,7 @@ class Compiler:
         marketing = spec.get("marketing", True)
         if not isinstance(marketing, bool):
             raise Reject("marketing must be true or false")
-        purpose = spec.get("purpose", "marketing" if marketing else None)
-        if purpose is not None and purpose not in self._purposes:
-            known_purposes = ", ".join(sorted(self._purposes))
-            raise Reject(f"purpose must be one of {known_purposes} (options.consent_purposes), "
-                         f"got {checks.short(purpose)}")
+        purpose = self._purpose(spec, "marketing" if marketing else None)
         event_time = kind.fires_on_event
         when = checks.cel(spec, "if", profile=True, known=known)
         if when and not event_time and (when.needs.event is None or when.needs.event):
@@ -323,20 +327,21 @@ class Compiler:
 
     def _segment(self, name: str, spec: dict[str, Any], known: frozenset[str]) -> SegmentRule:
         """``{if: <CEL over profile>}`` (stream) or ``{sql: SELECT oneid ...}`` (lake), never both."""
-        checks.keys(spec, ("if", "sql", "description"))
+        checks.keys(spec, ("if", "sql", "description", "purpose"))
         if (spec.get("if") is None) == (spec.get("sql") is None):
             raise Reject("a segment has either `if:` (CEL over the profile) or `sql:` (a lake query)")
         description = spec.get("description") or ""
         if not isinstance(description, str):
             raise Reject("description must be text")
+        purpose = self._purpose(spec, None)
         if spec.get("sql") is not None:
             sql = spec["sql"]
             if not isinstance(sql, str) or not _SQL_START.match(sql) or len(sql) > MAX_SQL_CHARS:
                 raise Reject(f"sql must be one SELECT query (at most {MAX_SQL_CHARS} characters) "
                              "returning a oneid column")
-            return SegmentRule(name, None, sql.strip().rstrip(";"), description)
+            return SegmentRule(name, None, sql.strip().rstrip(";"), description, purpose)
         when = checks.cel(spec, "if", profile=True, known=known)
         assert when is not None
         if when.needs.event is None or when.needs.event:
             raise Reject("if: a segment is a condition on the profile alone; it cannot read `event`")
-        return SegmentRule(name, when, None, description)
+        return SegmentRule(name, when, None, description, purpose)

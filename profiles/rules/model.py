@@ -144,6 +144,7 @@ class SegmentRule:
     when: Condition | None
     sql: str | None
     description: str = ""
+    purpose: str | None = None  # exports leave out members who do not allow this consent purpose
 
     @property
     def kind(self) -> str:

@@ -329,7 +329,9 @@ def test_count_and_export_list_the_members_with_their_profile(settings, tmp_path
                          load_rules_file(DEFAULT_RULES_PATH, strict=True))
     now = T0 + 60_000
     for who in ("hot-1", "hot-2"):
-        events = [identify({"email": f"{who}@example.cn"}, T0, who), track("Demo Requested", T0 + 1, who)]
+        answer = {"marketing_consent": who == "hot-1"}  # only hot-1 said yes to marketing
+        events = [identify({"email": f"{who}@example.cn", **answer}, T0, who),
+                  track("Demo Requested", T0 + 1, who)]
         events += [page("/pricing", T0 + 2 + i, who) for i in range(3)]
         assert store.apply_batch(0, numbered(events), now).segments
     store.apply_batch(1, numbered([page("/docs", T0, "cold")]), now)
@@ -348,3 +350,9 @@ def test_count_and_export_list_the_members_with_their_profile(settings, tmp_path
     assert sorted(table.column("oneid").to_pylist()) == ["hot-1", "hot-2"]
     assert {"score", "tier", "tags", "traits", "last_seen"} <= set(table.column_names)
     assert cli(own, "segment", "count", "big_spenders").stdout.strip() == b"0"
+    # an export for a consent purpose leaves out the members who did not allow it
+    marketing = cli(own, "segment", "export", "hot_leads", "--format", "csv", "--purpose", "marketing")
+    assert [r["oneid"] for r in csv.DictReader(io.StringIO(marketing.stdout.decode()))] == ["hot-1"]
+    assert b"1 member(s) of hot_leads" in marketing.stderr
+    unknown = cli(own, "segment", "export", "hot_leads", "--purpose", "telepathy")
+    assert unknown.returncode != 0 and b"unknown consent purpose" in unknown.stderr
