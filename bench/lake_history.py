@@ -17,6 +17,18 @@ A built lake is kept under ``.local/bench-lake-<N>-v<VERSION>`` (bump ``VERSION`
 generator changes) and reused. Each question is one :class:`Timed` entry in ``TIMED``: a new
 analytics question is timed by adding its entry. Sizes: ``BENCH_LAKE_SIZES`` (``make bench``:
 1,000,000; add 10,000,000 explicitly, its first build takes minutes).
+
+Measured on the 2-core machine shared with other test runs (seconds; scan = the baseline):
+
+=========== ===== ==== =========== ========== ====== ==== ===========
+events      build scan events view identities verify RFM  attribution
+=========== ===== ==== =========== ========== ====== ==== ===========
+1,000,000   20.7  0.94 9.0         2.4        32.6   1.4  7.6
+10,000,000  170.6 1.82 138.9       36.5       288.7  6.0  70.9
+=========== ===== ==== =========== ========== ====== ==== ===========
+
+(verify: its history side, every person; the events view deduplicates per source and messageId,
+which is what most of each question's time above the scan goes to.)
 """
 
 from __future__ import annotations
