@@ -42,15 +42,14 @@ RAW = ("type", "event", "name", "message_id", "timestamp", "anonymous_id", "user
 
 
 def _object(column: str) -> str:
-    """A JSON member as the engine reads it: the object, or ``{}`` for anything else."""
-    return (f"(CASE WHEN json_valid({column}) AND json_type({column}) = 'OBJECT' "
+    """A JSON member as the engine reads it: the object, or ``{}`` for anything else (one parse:
+    valid JSON that starts with a brace is an object)."""
+    return (f"(CASE WHEN json_valid({column}) AND left(trim({column}, ' \t\r\n'), 1) = '{{' "
             f"THEN CAST({column} AS JSON) ELSE CAST('{{}}' AS JSON) END)")
 
 
-def _page_field(source: str, key: str) -> str:
-    path = quote(f"$.{key}")
-    return (f"(CASE WHEN json_type({source}, {path}) = 'VARCHAR' "
-            f"THEN json_extract_string({source}, {path}) ELSE '' END)")
+def _text_or_empty(value: str) -> str:
+    return f"(CASE WHEN json_type({value}) = 'VARCHAR' THEN json_extract_string({value}, '$') ELSE '' END)"
 
 
 def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, skew_ms: int,
@@ -79,18 +78,23 @@ def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, 
     if raw:
         inner += [f"e.{c} AS r_{c}" for c in RAW]
     outer = ["*"]
-    if page:
-        props_page = "(json_exists(e_properties, '$.path') OR json_exists(e_properties, '$.url'))"
-        source = (f"(CASE WHEN NOT {props_page} AND json_type(e_context, '$.page') = 'OBJECT' "
-                  f"THEN json_extract(e_context, '$.page') ELSE e_properties END)")
-        outer = ["* EXCLUDE (page_source)"]
-        outer += [f"{_page_field('page_source', m)} AS e_{m}" for m in _PAGE if m in wanted]
-        inner_page = f", {source} AS page_source"
+    inner_page = ""
+    if page:  # EventView.page(): the properties' fields, else context.page's when it is an object
+        listed = "[" + ", ".join(quote(f"$.{m}") for m in page) + "]"
+        in_context = "[" + ", ".join(quote(f"$.page.{m}") for m in page) + "]"
+        inner_page = (f", json_extract(e_properties, {listed}) AS page_props, "
+                      f"json_extract(e_context, '$.page') AS page_context")
+        source = ("(CASE WHEN page_props[1] IS NULL AND page_props[2] IS NULL "
+                  f"AND json_type(page_context) = 'OBJECT' THEN json_extract(e_context, {in_context}) "
+                  "ELSE page_props END)")
+        outer = ["* EXCLUDE (page_props, page_context, page_source)"]
+        outer += [f"{_text_or_empty(f'page_source[{i + 1}]')} AS e_{m}" for i, m in enumerate(page)]
+        outer_source = f", {source} AS page_source"
     else:
-        inner_page = ""
+        outer_source = ""
     sql = f"""
     CREATE OR REPLACE TEMP TABLE {TABLE} AS
-    WITH links AS (SELECT oneid, survivor FROM identities WHERE hops > 0),
+    WITH links AS (SELECT oneid, survivor FROM merged_identities),
     ev AS (
         SELECT {", ".join(inner)}
         FROM events e LEFT JOIN links l ON l.oneid = e.oneid
@@ -100,8 +104,8 @@ def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, 
         QUALIFY ts >= coalesce(max(ts) OVER (PARTITION BY oneid ORDER BY _partition, _offset
                                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                                -9223372036854775807 + {lateness_ms}) - {lateness_ms}
-    )
-    SELECT row_number() OVER () AS rid, {", ".join(outer)} FROM timed
+    ), paged AS (SELECT *{outer_source} FROM timed)
+    SELECT row_number() OVER () AS rid, {", ".join(outer)} FROM paged
     """
     con.execute(sql)
     if page:

@@ -108,8 +108,9 @@ def _null_if_error(value: Sql) -> str:
 class Translator:
     """Walks a parsed expression; every method returns :class:`Sql` or raises Untranslatable."""
 
-    def __init__(self, columns: Mapping[str, Column]) -> None:
+    def __init__(self, columns: Mapping[str, Column], profile: Mapping[str, Column] | None = None) -> None:
         self.columns = columns
+        self.profile = profile or {}  # "score", "agg.<name>"...: values a caller computed per row
         self.read: set[str] = set()  # event members the SQL reads
 
     # -- entry -----------------------------------------------------------------------------
@@ -142,6 +143,12 @@ class Translator:
 
     def _select(self, n: p.Node) -> Sql:
         assert isinstance(n, p.Select)
+        name = _profile_member(n)
+        if name is not None:
+            if name not in self.profile:
+                raise Untranslatable(f"profile.{name}")
+            column = self.profile[name]
+            return Sql(column.sql, column.type, column.nullable)
         if isinstance(n.operand, p.Ident):
             if n.operand.name != "event" or n.field not in self.columns:
                 raise Untranslatable(f"{n.operand.name}.{n.field}")
@@ -270,6 +277,17 @@ class Translator:
         arg = as_text(self.node(arg_node))
         function = {"startsWith": "starts_with", "endsWith": "ends_with", "contains": "contains"}[name]
         return Sql(f"{function}({text}, {arg})", BOOL)
+
+
+def _profile_member(n: p.Select) -> str | None:
+    """``score`` for ``profile.score``, ``agg.x`` for ``profile.agg.x``; None for anything else."""
+    if isinstance(n.operand, p.Ident) and n.operand.name == "profile":
+        return n.field
+    inner = n.operand
+    if (isinstance(inner, p.Select) and isinstance(inner.operand, p.Ident)
+            and inner.operand.name == "profile" and inner.field == "agg"):
+        return f"agg.{n.field}"
+    return None
 
 
 # -- typed helpers (module level: the fallback and the aggregates use them too) ----------------
@@ -498,12 +516,13 @@ def order(op: str, a: Sql, b: Sql) -> str:
 
 
 def translate(source: str, columns: Mapping[str, Column] = EVENT_COLUMNS,
-              ) -> tuple[Sql, frozenset[str]] | None:
-    """The SQL of an event-only CEL expression and the event members it reads; None when some
-    construct is not translated (the caller evaluates the expression with the runtime)."""
+              profile: Mapping[str, Column] | None = None) -> tuple[Sql, frozenset[str]] | None:
+    """The SQL of a CEL expression over ``event`` (and the ``profile`` members a caller computed
+    per row, ``profile``) and the event members it reads; None when some construct is not
+    translated (the caller evaluates the expression with the runtime)."""
     try:
         tree = p.parse(source)
-        translator = Translator(columns)
+        translator = Translator(columns, profile)
         return translator.node(tree), frozenset(translator.read)
     except (p.ParseError, Untranslatable, RecursionError):
         return None

@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.history import base
+from analytics.history import as_of_event, base
 from analytics.history.aggregates import Plan
 from analytics.history.cel_sql import quote
 from analytics.history.tags import TagPlan
@@ -62,13 +62,15 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, plans: 
     if "score" in needs and trait_names is not None:
         attribute = rules.attribute_traits
         trait_names = None if attribute is None else trait_names | set(attribute)
-    if "consent" in needs and trait_names is not None:
-        trait_names.update(p.trait for p in rules.purposes.values())
 
-    cands = _candidates(con, rules, tag, points, joins, keep, score="score" in needs,
-                        interactions="last_interaction" in needs or "tier" in needs)
+    _candidates(con, rules, tag, points, joins, keep, score="score" in needs,
+                interactions="last_interaction" in needs or "tier" in needs)
+    if as_of_event.applies(rules, needs, plans):
+        found = as_of_event.holds(con, when.source, as_of_event.columns(con, rules, needs, plans))
+        if found is not None:
+            return found
     steps: list[tuple[Any, ...]] = []  # (survivor, ts, p, o, order, kind, payload)
-    for c in cands:
+    for c in _rows(con, f"SELECT * FROM {as_of_event.VALUES}"):
         steps.append((c["survivor"], c["ts"], c["p"], c["o"], _CANDIDATE, "c", c))
     involved = f"(SELECT survivor, min(ts) AS first FROM {tag.table} GROUP BY survivor)"
     for name in sorted(names):
@@ -127,8 +129,9 @@ def _contribution(p: Plan, row: dict[str, Any]) -> Any:
 
 
 def _candidates(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, points: str | None, joins: str,
-                keep: str, *, score: bool, interactions: bool) -> list[dict[str, Any]]:
-    """The candidates with, as of each: behaviour score, last interaction, first event time.
+                keep: str, *, score: bool, interactions: bool) -> None:
+    """``h_tag_values``: the candidates with, as of each: behaviour score, last interaction, first
+    event time.
 
     Both are running values over the person's events in (time, partition, offset) order, an
     event's own points and interaction coming before its tags (``engine.on_event``)."""
@@ -168,4 +171,4 @@ def _candidates(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, poin
         columns.append("li")
     sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(columns)} FROM {cands} c {' '.join(joined)} "
            f"WHERE c.rid IN (SELECT rid FROM {cands} WHERE {keep})")
-    return list(_rows(con, sql))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {as_of_event.VALUES} AS {sql}")

@@ -11,8 +11,8 @@ than ``t - ttl`` (or ever, without ttl). Only candidate events in that span are 
 * one over ``profile``: evaluated by the rule's own condition, per candidate event, on the
   profile as of that event, built with the engine's own ``ProfileState`` and ``Facts``
   (:mod:`analytics.history.replay`);
-* one reading ``profile.tags`` (tags of rules evaluated just before) or ``event`` members
-  next to ``profile``: not checked, and reported as such.
+* one reading ``profile.tags`` (tags of rules evaluated just before), ``profile.consent`` or
+  ``event`` members next to ``profile``: not checked, and reported as such.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from analytics.history.expressions import Expressions, on_sql
 from profiles.rules.model import Rules, TagRule
 from profiles.updates import MAX_TAG_CHARS
 
-REPLAYED = frozenset({"agg", "score", "traits", "tier", "first_seen", "last_seen", "last_interaction",
-                      "consent"})
+# what the replay feeds; not consent (answers may come from consent track events, not only traits)
+REPLAYED = frozenset({"agg", "score", "traits", "tier", "first_seen", "last_seen", "last_interaction"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def plan(exprs: Expressions, rules: Rules) -> list[TagPlan]:
             if not needs.reads_profile:
                 when = exprs.condition(rule.when, match)
             elif needs.profile is None or not set(needs.profile) <= REPLAYED:
-                unchecked = "its if: reads profile.tags (or the whole profile)"
+                unchecked = "its if: reads profile.tags or profile.consent (or the whole profile)"
             elif needs.event is None or needs.event:
                 unchecked = "its if: reads the event next to the profile"
             else:

@@ -11,7 +11,8 @@ keeps the first copy per (source, messageId), as the profile stage's claims did;
 stays readable in ``events_raw``.
 
 ``identities`` maps every OneID the lake knows (stamped on an event, or merged) to its survivor
-by following the merges table to its end: history follows merges without rewriting a file. An
+by following the merges table to its end: history follows merges without rewriting a file
+(``merged_identities`` is that walk alone: merged OneIDs only, without scanning the events). An
 operator's unmerge (a merges row of kind ``unmerge``: the identifiers that left ``survivor`` for
 the new OneID ``merged``) moves history too: in ``events``, an event received before the split
 whose identifiers all moved carries the new OneID (the rest stay: an event that also carried a
@@ -50,7 +51,8 @@ WITH firsts AS (
     FROM merges WHERE kind = 'unmerge'
 ), moved AS (
     SELECT f.source, f.message_id, arg_max(s.new_oneid, s.at) AS new_oneid
-    FROM firsts f JOIN splits s ON f.received_at <= s.at AND len(f.identifiers) > 0
+    FROM (SELECT source, message_id, received_at, identifiers FROM {RAW_EVENTS}) f  -- narrow; copies agree
+    JOIN splits s ON f.received_at <= s.at AND len(f.identifiers) > 0
         AND list_has_all(s.moved, [i.type || ':' || i.value FOR i IN f.identifiers])
     GROUP BY f.source, f.message_id
 )
@@ -58,8 +60,10 @@ SELECT f.* REPLACE (coalesce(m.new_oneid, f.oneid) AS oneid)
 FROM firsts f LEFT JOIN moved m ON f.source = m.source AND f.message_id = m.message_id
 """  # noqa: S608
 # A chain is followed for at most 64 merges (a cycle left by an unmerge and a re-merge stops there).
-IDENTITIES = """
-CREATE VIEW identities AS
+# MERGED alone is every merged OneID's survivor (what a join that needs only those reads: the
+# events view is not scanned for it); IDENTITIES adds every other stamped OneID as its own.
+MERGED = """
+CREATE VIEW merged_identities AS
 WITH RECURSIVE links AS (
     SELECT merged, arg_max(survivor, timestamp) AS survivor FROM merges
     WHERE coalesce(kind, 'merge') = 'merge' GROUP BY merged
@@ -68,13 +72,15 @@ WITH RECURSIVE links AS (
     UNION ALL
     SELECT w.oneid, l.survivor, w.depth + 1 FROM walk w JOIN links l ON l.merged = w.survivor
     WHERE w.depth < 64
-), merged AS (
-    SELECT oneid, arg_max(survivor, depth) AS survivor, max(depth) AS hops FROM walk GROUP BY oneid
 )
-SELECT oneid, survivor, hops FROM merged
+SELECT oneid, arg_max(survivor, depth) AS survivor, max(depth) AS hops FROM walk GROUP BY oneid
+"""
+IDENTITIES = """
+CREATE VIEW identities AS
+SELECT oneid, survivor, hops FROM merged_identities
 UNION ALL
 SELECT DISTINCT oneid, oneid AS survivor, 0 AS hops FROM events
-WHERE oneid IS NOT NULL AND oneid NOT IN (SELECT oneid FROM merged)
+WHERE oneid IS NOT NULL AND oneid NOT IN (SELECT oneid FROM merged_identities)
 """
 
 
@@ -111,6 +117,7 @@ def connect(root: Path, registry: SchemaRegistry | None = None) -> duckdb.DuckDB
     snapshot = root / layout.PROFILES / layout.SNAPSHOT
     _parquet_view(con, "profiles", [snapshot] if snapshot.exists() else [], SNAPSHOT_SCHEMA.empty_table(),
                   hive=False)
+    con.execute(MERGED)
     con.execute(IDENTITIES)
     return con
 

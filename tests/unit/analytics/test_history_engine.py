@@ -50,3 +50,18 @@ def test_rules_evaluated_over_rows_and_replayed_tags(tmp_path: Path, seed: int) 
     report = verify(connect(tmp_path), rules, EngineStates(rules, []).read, T0)
     assert set(report.unchecked) == {"tags.after_big"}  # reads profile.tags: listed, not passed
     assert 'event.identifiers.exists(i, i.type == "anonymous_id")' in report.evaluated
+
+
+def test_tags_in_sql_equal_the_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analytics.history import as_of_event
+    from analytics.history.state import History
+
+    rules = load_rules_file(ODD_RULES)
+    write_lake(tmp_path, random_stream(5, 1500, 40, T0, 40 * D))
+    needs = [t.when.needs.profile for t in rules.tags if t.when is not None and t.when.needs.profile]
+    history = History(connect(tmp_path), rules)
+    assert any(as_of_event.applies(rules, n, history.plans) for n in needs)  # "scored" goes by SQL
+    in_sql = sorted(history.tag_expiries(T0 + 30 * D))
+    monkeypatch.setattr(as_of_event, "applies", lambda *_: False)
+    replayed = sorted(History(connect(tmp_path), rules).tag_expiries(T0 + 30 * D))
+    assert in_sql == replayed and any(tag == "scored" for _, tag, _ in in_sql)
