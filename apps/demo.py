@@ -2,7 +2,8 @@
 
 Starts a collector and a worker, sends multi-channel sample events through the Segment HTTP API
 with a fresh write key, waits until every one has come out of the pipeline resolved to a
-person, stops both and reports what happened.
+person, fills the lake (`lake run` until idle) and runs `verify` (live profiles against the
+lake's history), stops both and reports what happened.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from apps import factory
 from apps.procs import wait_http
 from connectors.samples import sample_events
+from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.clients import client_config
 from streams.topics import Topics, create_topics
@@ -39,6 +41,8 @@ class DemoSummary:
     seconds: float
     triggers: dict[str, int]
     example: dict | None
+    verified: str = "not run"  # verify's summary line: live profiles against the lake's history
+    verified_ok: bool = True
 
     def _example(self) -> str:
         if not self.example:
@@ -50,7 +54,8 @@ class DemoSummary:
 
     @property
     def ok(self) -> bool:
-        return self.resolved == self.sent == self.accepted and self.oneids == self.people
+        complete = self.resolved == self.sent == self.accepted and self.oneids == self.people
+        return complete and self.verified_ok
 
     def render(self) -> str:
         rate = self.resolved / self.seconds if self.seconds else 0.0
@@ -63,6 +68,7 @@ class DemoSummary:
             f"  OneIDs after merges            : {self.oneids}",
             f"  triggers fired, by rule        : {self.triggers or 'none'}",
             f"  one profile                    : {self._example()}",
+            f"  live equals history (verify)   : {self.verified}",
             f"  wall time                      : {self.seconds:.1f}s ({rate:,.0f} events/s incl. start-up)",
             f"  result                         : {'OK' if self.ok else 'INCOMPLETE'}",
         ])
@@ -118,6 +124,41 @@ def _triggers_for(consumer: Consumer, oneids: set[str], settle_s: float) -> dict
     return dict(sorted(counts.items()))
 
 
+def _caught_up(settings: Settings, consumer: Consumer, timeout: float = 120.0) -> None:
+    """Until the workers' group has committed every resolved event and merge (profiles applied)."""
+    topics = Topics.of(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ends = _end_offsets(consumer, topics.resolved) + _end_offsets(consumer, topics.merges)
+        group = Consumer(client_config(settings.broker, **{"group.id": settings.app_id,
+                                                           "enable.auto.commit": False}))
+        try:
+            done = group.committed([TopicPartition(t.topic, t.partition) for t in ends], timeout=10)
+        finally:
+            group.close()
+        if all(max(c.offset, 0) >= e.offset for c, e in zip(done, ends, strict=True)):
+            return
+        time.sleep(0.5)
+
+
+def _verify(settings: Settings, consumer: Consumer, store: ProfileStore, log_dir: Path) -> tuple[bool, str]:
+    """Fill the lake (`lake run` until idle), then `verify`: the live profiles against history."""
+    from analytics.history import verify
+    from connectors.lake.query import connect
+
+    _caught_up(settings, consumer)
+    env = {**settings.child_env(), "TOUCHSTREAM_LAKE_METRICS_PORT": "0"}  # a running sink may hold its port
+    with open(log_dir / "demo-lake.log", "ab") as out:
+        lake = subprocess.run([sys.executable, "-m", "apps.cli", "lake", "run", "--stop-after-idle", "3"],
+                              env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300)
+    if lake.returncode != 0:
+        return False, f"the lake sink failed (see {log_dir / 'demo-lake.log'})"
+    con = connect(factory.lake_config(settings).path)
+    report = verify(con, store.ruleset.current(), store.get_profiles, time.time_ns() // 1_000_000,
+                    skew_ms=settings.event_time_skew_s * 1000)
+    return report.ok, report.summary()
+
+
 def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 50,
              log_dir: Path = Path(".local")) -> DemoSummary:
     topics = Topics.of(settings)
@@ -168,7 +209,10 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
         store = factory.profile_store(settings, client)
         profiles = [p for p in (store.get_profile(o) for o in sorted(survivors)) if p]
         example = max(profiles, key=lambda p: p["aggregates"].get("revenue_365d") or 0, default=None)
-        return DemoSummary(len(sample), accepted, resolved, people, len(survivors), seconds, fired, example)
+        summary = DemoSummary(len(sample), accepted, resolved, people, len(survivors), seconds, fired,
+                              example)
+        summary.verified_ok, summary.verified = _verify(settings, consumer, store, log_dir)
+        return summary
     finally:
         consumer.close()
         trigger_consumer.close()

@@ -18,3 +18,4 @@ def test_demo_runs_end_to_end_through_a_real_worker(settings, tmp_path):
     assert "resolved to a OneID            : 300" in result.stdout
     assert "OneIDs after merges            : 50" in result.stdout
     assert "result                         : OK" in result.stdout
+    assert "0 difference(s) in 0 profile(s)" in result.stdout  # verify: live equals the lake's history
