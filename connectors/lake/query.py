@@ -41,12 +41,21 @@ from schemas.codec import SchemaRegistry, default_registry
 FORMATS = ("table", "csv", "json", "parquet")
 RAW_EVENTS = "events_raw"
 # the lake's own constant names only: nothing a user wrote
-EVENTS = f"""
-CREATE VIEW events AS
-WITH firsts AS (
-    SELECT * FROM {RAW_EVENTS}
-    QUALIFY row_number() OVER (PARTITION BY source, message_id ORDER BY {PARTITION}, {OFFSET}) = 1
-), splits AS (
+# The copies of an event after its first (the resolve stage re-sent it after a crash): found once
+# per connection by grouping on the key alone, so the events view is a scan with an anti-join on a
+# table that is almost always empty (a window over every column cost 10-75x a scan).
+COPIES = f"""
+CREATE TEMP TABLE _event_copies AS
+WITH copied AS (SELECT source, message_id FROM {RAW_EVENTS} GROUP BY ALL HAVING count(*) > 1)
+SELECT e.source, e.message_id, e.{PARTITION}, e.{OFFSET}
+FROM {RAW_EVENTS} e SEMI JOIN copied USING (source, message_id)
+QUALIFY row_number() OVER (PARTITION BY e.source, e.message_id ORDER BY e.{PARTITION}, e.{OFFSET}) > 1
+"""  # noqa: S608
+FIRSTS = f"SELECT * FROM {RAW_EVENTS} ANTI JOIN _event_copies USING (source, message_id, {PARTITION}, {OFFSET})"  # noqa: S608, E501
+# An operator's unmerge moves the history of the identifiers it split off (only built when the lake
+# holds one: the join is not free).
+UNMERGED = """
+WITH firsts AS ({firsts}), splits AS (
     SELECT merged AS new_oneid, timestamp AS at, [i.type || ':' || i.value FOR i IN identifiers] AS moved
     FROM merges WHERE kind = 'unmerge'
 ), moved AS (
@@ -58,7 +67,7 @@ WITH firsts AS (
 )
 SELECT f.* REPLACE (coalesce(m.new_oneid, f.oneid) AS oneid)
 FROM firsts f LEFT JOIN moved m ON f.source = m.source AND f.message_id = m.message_id
-"""  # noqa: S608
+"""
 # A chain is followed for at most 64 merges (a cycle left by an unmerge and a re-merge stops there).
 # MERGED alone is every merged OneID's survivor (what a join that needs only those reads: the
 # events view is not scanned for it); IDENTITIES adds every other stamped OneID as its own.
@@ -113,13 +122,23 @@ def connect(root: Path, registry: SchemaRegistry | None = None) -> duckdb.DuckDB
         paths = [path for path, _ in layout.live(layout.table_files(root, spec.name))]
         name = RAW_EVENTS if spec.name == "events" else spec.name
         _parquet_view(con, name, paths, arrow_schema(registry, spec.schema).empty_table(), hive=True)
-    con.execute(EVENTS)
+    _events_view(con)
     snapshot = root / layout.PROFILES / layout.SNAPSHOT
     _parquet_view(con, "profiles", [snapshot] if snapshot.exists() else [], SNAPSHOT_SCHEMA.empty_table(),
                   hive=False)
     con.execute(MERGED)
     con.execute(IDENTITIES)
     return con
+
+
+def _events_view(con: duckdb.DuckDBPyConnection) -> None:
+    """``events``: each event once (the first copy), with unmerges applied when there are any."""
+    con.execute(COPIES)
+    copies = con.execute("SELECT count(*) FROM _event_copies").fetchone()
+    firsts = FIRSTS if copies and copies[0] else f"SELECT * FROM {RAW_EVENTS}"  # noqa: S608
+    unmerges = con.execute("SELECT count(*) FROM merges WHERE kind = 'unmerge'").fetchone()
+    body = UNMERGED.format(firsts=firsts) if unmerges and unmerges[0] else firsts
+    con.execute(f"CREATE VIEW events AS {body}")
 
 
 def survivors(con: duckdb.DuckDBPyConnection) -> list[str]:
