@@ -60,7 +60,7 @@ WITH firsts AS ({firsts}), splits AS (
     FROM merges WHERE kind = 'unmerge'
 ), moved AS (
     SELECT f.source, f.message_id, arg_max(s.new_oneid, s.at) AS new_oneid
-    FROM (SELECT source, message_id, received_at, identifiers FROM {RAW_EVENTS}) f  -- narrow; copies agree
+    FROM (SELECT source, message_id, received_at, identifiers FROM {raw}) f  -- narrow; copies agree
     JOIN splits s ON f.received_at <= s.at AND len(f.identifiers) > 0
         AND list_has_all(s.moved, [i.type || ':' || i.value FOR i IN f.identifiers])
     GROUP BY f.source, f.message_id
@@ -137,7 +137,7 @@ def _events_view(con: duckdb.DuckDBPyConnection) -> None:
     copies = con.execute("SELECT count(*) FROM _event_copies").fetchone()
     firsts = FIRSTS if copies and copies[0] else f"SELECT * FROM {RAW_EVENTS}"  # noqa: S608
     unmerges = con.execute("SELECT count(*) FROM merges WHERE kind = 'unmerge'").fetchone()
-    body = UNMERGED.format(firsts=firsts) if unmerges and unmerges[0] else firsts
+    body = UNMERGED.format(firsts=firsts, raw=RAW_EVENTS) if unmerges and unmerges[0] else firsts
     con.execute(f"CREATE VIEW events AS {body}")
 
 
