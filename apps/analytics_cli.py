@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -88,4 +89,40 @@ def activation_command(settings: Settings, window: str, fmt: str) -> None:
     _answer(settings, lambda con: activation(con, window=window).table(), fmt)
 
 
-COMMANDS = (funnel_command, retention_command, activation_command)
+@click.command("report")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="The HTML file to write (self-contained: opens offline).")
+@click.option("--funnel", "funnel_steps", multiple=True, metavar="STEP",
+              help="A funnel step (repeat, in order; default: page, Product Viewed, Order Completed).")
+@click.option("--window", default="7d", show_default=True, help="The funnel's window.")
+@click.option("--weeks", default=8, show_default=True, help="Retention weeks.")
+@click.option("--conversion", default="Order Completed", show_default=True,
+              help="The track event that converts (attribution, RFM, score bands).")
+@click.pass_obj
+def report_command(settings: Settings, out: Path, funnel_steps: tuple[str, ...], window: str, weeks: int,
+                   conversion: str) -> None:
+    """One HTML file with attribution by model, the RFM grid, the funnel, retention, triggers over
+    time, activation and lead-score bands, each chart beside its numbers."""
+    from analytics.attribution import AttributionOptions
+    from analytics.predictiveness import score_thresholds
+    from analytics.report import DEFAULT_FUNNEL, ReportOptions, write_report
+    from analytics.touches import Conversion
+    from apps import factory
+    from connectors.lake.query import connect
+
+    try:
+        options = ReportOptions(funnel_steps=funnel_steps or DEFAULT_FUNNEL, funnel_window=window,
+                                retention_weeks=weeks, conversion=conversion,
+                                thresholds=score_thresholds(factory.profile_rules(settings).current()),
+                                attribution=AttributionOptions(Conversion(conversion)))
+        sections = write_report(connect(factory.lake_config(settings).path), out, options)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    for section in sections:
+        if section.unavailable is not None:
+            click.echo(f"report: {section.title}: not available: {section.unavailable}", err=True)
+    drawn = sum(section.unavailable is None for section in sections)
+    click.echo(f"report: {out} ({drawn} of {len(sections)} sections drawn)")
+
+
+COMMANDS = (funnel_command, retention_command, activation_command, report_command)

@@ -291,6 +291,29 @@ def _attribution(con: duckdb.DuckDBPyConnection, _lake: Path) -> Any:
     return attribution(con).num_rows
 
 
+def _funnel(steps: list[str]) -> Callable[[duckdb.DuckDBPyConnection, Path], Any]:
+    def run(con: duckdb.DuckDBPyConnection, _lake: Path) -> Any:
+        """A sequential funnel within 7 days (analytics.funnels): people reaching the last step."""
+        from analytics.funnels import funnel
+
+        return funnel(con, steps, window="7d").overall.steps[-1].people
+    return run
+
+
+def _retention(con: duckdb.DuckDBPyConnection, _lake: Path) -> Any:
+    """Weekly cohorts over 12 weeks (analytics.retention): cohorts."""
+    from analytics.retention import retention
+
+    return len(retention(con, weeks=12).cohorts)
+
+
+def _predictiveness(con: duckdb.DuckDBPyConnection, _lake: Path) -> Any:
+    """Leads per lead-score band from the score_crossed triggers (analytics.predictiveness)."""
+    from analytics.predictiveness import predictiveness
+
+    return predictiveness(con, {"mql_reached": 60.0}).leads
+
+
 #: Every question timed, in order. Add one entry per question (backfill, segment count, RFM,
 #: attribution, funnels): a name and a function of a fresh DuckDB connection and the lake.
 TIMED: list[Timed] = [
@@ -300,6 +323,12 @@ TIMED: list[Timed] = [
     Timed("verify_history", _verify_history),
     Timed("rfm", _rfm),
     Timed("attribution", _attribution),
+    Timed("funnel_4_steps", _funnel(["Product Viewed", "Product Added", "Checkout Started",
+                                     "Order Completed"])),
+    Timed("funnel_4_steps_from_any_page", _funnel(["page", "Product Added", "Checkout Started",
+                                                   "Order Completed"])),
+    Timed("retention_12_weeks", _retention),
+    Timed("lead_score_bands", _predictiveness),
 ]
 
 

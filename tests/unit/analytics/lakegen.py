@@ -97,6 +97,7 @@ class LakeWriter:
 
 PATHS = ["/", "/blog/a", "/blog/b", "/features/sync", "/features/api", "/pricing", "/pricing/team", "/docs"]
 SOURCES = ["google", "wechat", "newsletter", None]
+MEDIUMS = {"google": "cpc", "wechat": "social", "newsletter": "email"}
 
 
 def journeys(people: int = 3000, seed: int = 7) -> LakeWriter:
@@ -119,8 +120,9 @@ def journeys(people: int = 3000, seed: int = 7) -> LakeWriter:
 
         def pick(ids: list[str] = ids) -> str:
             return rng.choice(ids)
-        for _ in range(rng.randrange(1, 6)):
-            lake.page(pick(), rng.choice(PATHS), t, properties=props)
+        for visit in range(rng.randrange(1, 6)):
+            campaign = {"campaign": {"source": utm, "medium": MEDIUMS[utm]}} if utm and not visit else {}
+            lake.page(pick(), rng.choice(PATHS), t, properties=props, context=campaign)
             t += rng.randrange(1, 3 * DAY // 2)
         for name, chance in (("Signed Up", 0.5), ("Trial Started", 0.6), ("Demo Requested", 0.5),
                              ("Order Completed", 0.6)):
