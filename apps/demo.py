@@ -124,36 +124,50 @@ def _triggers_for(consumer: Consumer, oneids: set[str], settle_s: float) -> dict
     return dict(sorted(counts.items()))
 
 
-def _caught_up(settings: Settings, consumer: Consumer, timeout: float = 120.0) -> None:
-    """Until the workers' group has committed every resolved event and merge (profiles applied)."""
-    topics = Topics.of(settings)
+def _caught_up(settings: Settings, consumer: Consumer, group_id: str, topics: list[str],
+               timeout: float = 120.0) -> bool:
+    """Whether ``group_id`` committed every record of ``topics`` within ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ends = _end_offsets(consumer, topics.resolved) + _end_offsets(consumer, topics.merges)
-        group = Consumer(client_config(settings.broker, **{"group.id": settings.app_id,
+        ends = [tp for topic in topics for tp in _end_offsets(consumer, topic)]
+        group = Consumer(client_config(settings.broker, **{"group.id": group_id,
                                                            "enable.auto.commit": False}))
         try:
             done = group.committed([TopicPartition(t.topic, t.partition) for t in ends], timeout=10)
         finally:
             group.close()
         if all(max(c.offset, 0) >= e.offset for c, e in zip(done, ends, strict=True)):
-            return
+            return True
         time.sleep(0.5)
+    return False
 
 
 def _verify(settings: Settings, consumer: Consumer, store: ProfileStore, log_dir: Path) -> tuple[bool, str]:
-    """Fill the lake (`lake run` until idle), then `verify`: the live profiles against history."""
+    """Fill the lake (`lake run` until it has every record), then `verify`: live against history."""
     from analytics.history import verify
     from connectors.lake.query import connect
+    from connectors.lake.sink import lake_topics
 
-    _caught_up(settings, consumer)
+    topics = Topics.of(settings)
+    if not _caught_up(settings, consumer, settings.app_id, [topics.resolved, topics.merges]):
+        return False, "the worker did not apply every event in time"
     env = {**settings.child_env(), "TOUCHSTREAM_LAKE_METRICS_PORT": "0"}  # a running sink may hold its port
+    config = factory.lake_config(settings)
     with open(log_dir / "demo-lake.log", "ab") as out:
-        lake = subprocess.run([sys.executable, "-m", "apps.cli", "lake", "run", "--stop-after-idle", "3"],
-                              env=env, stdout=out, stderr=subprocess.STDOUT, timeout=300)
-    if lake.returncode != 0:
-        return False, f"the lake sink failed (see {log_dir / 'demo-lake.log'})"
-    con = connect(factory.lake_config(settings).path)
+        lake = subprocess.Popen([sys.executable, "-m", "apps.cli", "lake", "run"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        filled = _caught_up(settings, consumer, config.group, list(lake_topics(settings.topic_prefix)))
+    finally:
+        lake.send_signal(signal.SIGTERM)  # a clean stop rolls every segment into Parquet
+        try:
+            code = lake.wait(120)
+        except subprocess.TimeoutExpired:
+            lake.kill()
+            code = lake.wait()
+    if not filled or code != 0:
+        return False, f"the lake sink did not fill the lake (see {log_dir / 'demo-lake.log'})"
+    con = connect(config.path)
     report = verify(con, store.ruleset.current(), store.get_profiles, time.time_ns() // 1_000_000,
                     skew_ms=settings.event_time_skew_s * 1000)
     return report.ok, report.summary()
