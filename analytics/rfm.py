@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from analytics.touches import LINKS, Conversion, build_links, event_source
-from connectors.lake.rows import OFFSET, PARTITION
+from analytics.touches import LINKS, Conversion, build_links
 from profiles.durations import DAY_MS
 
 
@@ -104,11 +103,8 @@ RFM_SCHEMA = pa.schema([
 
 
 def rfm(con: duckdb.DuckDBPyConnection, options: RfmOptions | None = None) -> pa.Table:
-    """One row per person with an order: :data:`RFM_SCHEMA`, ordered by OneID.
-
-    Keeps each order's first copy itself, after the filter on the event's name (the copies of
-    an event are copies of one record): the ``events`` view would deduplicate every event of
-    the lake first (``analytics.touches.event_source``)."""
+    """One row per person with an order: :data:`RFM_SCHEMA`, ordered by OneID (orders from the
+    ``events`` view: each once, unmerges applied)."""
     options = options or RfmOptions()
     conversion = options.conversion
     as_of = int(options.as_of())
@@ -118,11 +114,9 @@ def rfm(con: duckdb.DuckDBPyConnection, options: RfmOptions | None = None) -> pa
         WITH orders AS (
             SELECT coalesce(l.survivor, e.oneid) AS person, e.timestamp AS ts,
                    json_extract_string(e.properties, {conversion.revenue_paths()}) AS r
-            FROM {event_source(con)} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
+            FROM events e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
             WHERE e.type = 'track' AND e.event = $conversion AND e.oneid IS NOT NULL
               AND e.timestamp <= {as_of}
-            QUALIFY row_number() OVER (PARTITION BY e.source, e.message_id
-                                       ORDER BY e.{PARTITION}, e.{OFFSET}) = 1
         ), people AS (
             SELECT person, max(ts) AS last_ts, count(*) AS frequency,
                    sum({conversion.revenue_sql('r')}) AS monetary

@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from analytics.touches import LINKS, build_links, event_source
+from analytics.touches import LINKS, build_links
 
 #: The source of the identify events; their messageIds are unique per person and run.
 SOURCE = "touchstream-rfm"
@@ -37,7 +37,7 @@ def last_sent(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str | None, int
     build_links(con)
     rows = con.sql(f"""
         SELECT coalesce(l.survivor, e.oneid) AS person, arg_max(e.traits, e.timestamp) AS traits
-        FROM {event_source(con)} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
+        FROM events e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
         WHERE e.type = 'identify' AND e.source = '{SOURCE}' AND e.oneid IS NOT NULL
         GROUP BY 1
     """).fetchall()  # noqa: S608 - the module's own names

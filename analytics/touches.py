@@ -18,7 +18,7 @@ Tables (temporary, replaced on each call, on the caller's connection):
 
 =====================  ==================================================================
 ``_a_links``           oneid, survivor: each merged OneID (``identities``, computed once)
-``_a_rows``            the scan's output: conversions and classified touches, each event once
+``_a_rows``            the scan's output: conversions and classified touches
 ``_a_conversions``     conv (1..n, in time order), person, ts (ms), source, message_id,
                        revenue (double; 0 when the event names none), counted (inside
                        since..until; the others still end journeys)
@@ -35,7 +35,6 @@ import duckdb
 
 from analytics.channels import ChannelRules
 from connectors.lake.query import RAW_EVENTS
-from connectors.lake.rows import OFFSET, PARTITION
 
 LINKS = "_a_links"
 ROWS = "_a_rows"
@@ -89,10 +88,9 @@ class Conversion:
 
 
 def event_source(con: duckdb.DuckDBPyConnection) -> str:
-    """What to scan for events: every record (``events_raw``), each query keeping an event's
-    first copy itself after its own filter, which is exactly the ``events`` view while the lake
-    holds no unmerge; after an unmerge, the view itself (it moves the events a split moved to
-    the new OneID, a rule kept in one place)."""
+    """What a question that copies of an event cannot change may scan: every record
+    (``events_raw``) while the lake holds no unmerge; after one, the ``events`` view (it moves
+    the events a split moved to the new OneID, a rule kept in one place)."""
     [(unmerges,)] = con.sql("SELECT count(*) FROM merges WHERE kind = 'unmerge'").fetchall()
     return RAW_EVENTS if unmerges == 0 else "events"
 
@@ -105,14 +103,10 @@ def build_links(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> None:
-    """``_a_rows``: person, ts, source, message_id, part, off, is_conv, revenue (conversions),
-    channel and campaign (touches, before visits are collapsed); needs ``_a_links``.
-
-    Reads every record (``event_source``) and keeps each event's first copy itself, as the
-    ``events`` view does, but after the classification has narrowed the rows: the copies of an
-    event are copies of one raw record, so they classify alike, and the view's window over whole
-    rows (JSON text included) cost as much as everything else here. Copies are found by a hash
-    aggregate and deleted (a window over the kept rows cost a fifth of the scan)."""
+    """``_a_rows``: person, ts, source, message_id, is_conv, revenue (conversions), channel and
+    campaign (touches, before visits are collapsed), from the ``events`` view (each event once,
+    unmerges applied: a scan with an anti-join on the copies ``connect`` found); needs
+    ``_a_links``."""
     features = {name: f"f.{name}" for name in ("utm_source", "utm_medium", "referrer", "event", "type",
                                               "context_channel", "page_host")}
     features["source"] = "f.lower_source"
@@ -123,14 +117,13 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
         CREATE OR REPLACE TEMP TABLE {ROWS} AS
         WITH raw AS (
             SELECT {PERSON} AS person, e.timestamp AS ts, e.source, e.message_id, e.type, e.event,
-                   e.{PARTITION} AS part, e.{OFFSET} AS off,
                    coalesce(e.type = 'track' AND e.event = $conversion, false) AS is_conv,
                    json_extract_string(e.properties, ['$.url', '$.referrer', '$.campaign']) AS p,
                    CASE WHEN is_conv THEN json_extract_string(e.properties, {conversion.revenue_paths()})
                    END AS r,
                    CASE WHEN NOT is_conv AND ({context_members})
                         THEN json_extract_string(e.context, {context_paths}) END AS c
-            FROM {event_source(con)} e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
+            FROM events e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
         ), parts AS (
             SELECT *, coalesce(p[1], c[4], '') AS url, coalesce(p[2], c[5], '') AS ref FROM raw
         ), hosts AS (
@@ -138,7 +131,7 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
                       CASE WHEN ref = '' THEN '' ELSE {_authority('url')} END AS url_authority
             FROM parts
         ), f AS (
-            SELECT person, ts, source, message_id, part, off, is_conv, r,
+            SELECT person, ts, source, message_id, is_conv, r,
                    lower(type) AS type, lower(coalesce(event, '')) AS event, lower(source) AS lower_source,
                    lower(coalesce(nullif(c[1], ''), {_query('url', 'utm_source')})) AS utm_source,
                    lower(coalesce(nullif(c[2], ''), {_query('url', 'utm_medium')})) AS utm_medium,
@@ -148,23 +141,15 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
                             nullif(p[3], '')) AS campaign
             FROM hosts
         ), classified AS (
-            SELECT person, ts, source, message_id, part, off, is_conv,
+            SELECT person, ts, source, message_id, is_conv,
                    CASE WHEN is_conv THEN {conversion.revenue_sql('r')} END AS revenue,
                    CASE WHEN is_conv THEN NULL ELSE {rules.sql_case(features)} END AS channel,
                    CASE WHEN is_conv THEN NULL ELSE campaign END AS campaign
             FROM f
         )
-        SELECT person, ts, source, message_id, part, off, is_conv, revenue, channel, campaign FROM classified
+        SELECT person, ts, source, message_id, is_conv, revenue, channel, campaign FROM classified
         WHERE is_conv OR channel IS NOT NULL
     """, {"conversion": conversion.event})  # noqa: S608 - fixed names; rule values are quoted literals
-    # a copy is rare: find the (source, messageId) held twice by a hash aggregate, drop all but the first
-    con.execute(f"""
-        DELETE FROM {ROWS} r USING (
-            SELECT source, message_id, min({{'p': part, 'o': off}}) AS first FROM {ROWS}
-            GROUP BY source, message_id HAVING count(*) > 1
-        ) d
-        WHERE r.source = d.source AND r.message_id = d.message_id AND {{'p': r.part, 'o': r.off}} <> d.first
-    """)  # noqa: S608 - the module's own name
 
 
 def build_conversions(con: duckdb.DuckDBPyConnection, conversion: Conversion) -> None:
