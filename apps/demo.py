@@ -28,6 +28,7 @@ from profiles.store import ProfileStore
 from schemas.codec import default_registry
 from streams.clients import client_config
 from streams.topics import Topics, create_topics
+from touchstream.errors import TouchstreamError
 from touchstream.settings import Settings
 
 
@@ -43,6 +44,7 @@ class DemoSummary:
     example: dict | None
     verified: str = "not run"  # verify's summary line: live profiles against the lake's history
     verified_ok: bool = True
+    report: str = "not written"  # where `touchstream report` wrote the lake's charts
 
     def _example(self) -> str:
         if not self.example:
@@ -69,6 +71,7 @@ class DemoSummary:
             f"  triggers fired, by rule        : {self.triggers or 'none'}",
             f"  one profile                    : {self._example()}",
             f"  live equals history (verify)   : {self.verified}",
+            f"  marketing report               : {self.report}",
             f"  wall time                      : {self.seconds:.1f}s ({rate:,.0f} events/s incl. start-up)",
             f"  result                         : {'OK' if self.ok else 'INCOMPLETE'}",
         ])
@@ -173,6 +176,25 @@ def _verify(settings: Settings, consumer: Consumer, store: ProfileStore, log_dir
     return report.ok, report.summary()
 
 
+def _report(settings: Settings, store: ProfileStore, log_dir: Path) -> str:
+    """Snapshot the profiles into the lake, then write the report (what `touchstream lake
+    snapshot` and `touchstream report` do); its path and how many sections drew."""
+    from analytics.predictiveness import score_thresholds
+    from analytics.report import ReportOptions, write_report
+    from connectors.lake.query import connect, survivors
+    from connectors.lake.snapshot import snapshot_profiles
+
+    root = factory.lake_config(settings).path
+    out = log_dir / "demo-report.html"
+    try:
+        snapshot_profiles(root, survivors(connect(root)), store.get_profile)
+        options = ReportOptions(thresholds=score_thresholds(store.ruleset.current()))
+        sections = write_report(connect(root), out, options, subtitle="touchstream demo")
+    except TouchstreamError as exc:
+        return f"failed: {exc}"
+    return f"{out} ({sum(s.unavailable is None for s in sections)} of {len(sections)} sections drawn)"
+
+
 def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 50,
              log_dir: Path = Path(".local")) -> DemoSummary:
     topics = Topics.of(settings)
@@ -226,6 +248,7 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
         summary = DemoSummary(len(sample), accepted, resolved, people, len(survivors), seconds, fired,
                               example)
         summary.verified_ok, summary.verified = _verify(settings, consumer, store, log_dir)
+        summary.report = _report(settings, store, log_dir)
         return summary
     finally:
         consumer.close()

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.integration.conftest import free_port
 
@@ -19,3 +20,6 @@ def test_demo_runs_end_to_end_through_a_real_worker(settings, tmp_path):
     assert "OneIDs after merges            : 50" in result.stdout
     assert "result                         : OK" in result.stdout
     assert "0 difference(s) in 0 profile(s)" in result.stdout  # verify: live equals the lake's history
+    report = (tmp_path / ".local" / "demo-report.html").read_text()  # the lake's charts, one file
+    assert f"marketing report               : {Path('.local') / 'demo-report.html'} (" in result.stdout
+    assert report.count('<section id="') == 7 and report.count('<svg class="chart"') >= 5
