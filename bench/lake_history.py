@@ -15,7 +15,8 @@ the sink's exact layout and schema (``<lake>/events/event_date=.../<topic>+<p>+<
 
 A built lake is kept under ``.local/bench-lake-<N>-v<VERSION>`` (bump ``VERSION`` when the
 generator changes) and reused. Each question is one :class:`Timed` entry in ``TIMED``: a new
-analytics question is timed by adding its entry. Sizes: ``BENCH_LAKE_SIZES`` (``make bench``:
+analytics question is timed by adding its entry (one that also reads or writes Redis: a
+:class:`TimedLive` entry in ``TIMED_LIVE``). Sizes: ``BENCH_LAKE_SIZES`` (``make bench``:
 1,000,000; add 10,000,000 explicitly, its first build takes minutes).
 
 Measured on the 2-core machine shared with other test runs (seconds; scan = the baseline):
@@ -30,6 +31,22 @@ events      build scan events view identities verify RFM  attribution
 (verify: its history side, every person. Counting the events view alone, which keeps each
 event once per source and messageId, takes 10-75x the scan; RFM, which dedups only its orders,
 is the fastest question.)
+
+Backfill and segments, same machine, after the events view's speed-up (seconds; answers in
+brackets: profiles seeded, members):
+
+=========== ===================== ======================= ============= ============== =========
+events      backfill revenue_365d backfill page_views_30d SQL segment   segment refresh segment
+                                                          (lake side)   (SQL, from 0)   count
+=========== ===================== ======================= ============= ============== =========
+1,000,000   19.9 (27,317)         14.8 (98,271)           6.8 (178)     5.8 (178)      0.06
+10,000,000  171.2 (272,502)       226.6 (982,271)         15.8 (1,740)  13.1 (1,740)   0.21
+=========== ===================== ======================= ============= ============== =========
+
+(backfill: every person caught up, history up to their offset guards and the seed payloads; the
+Lua ``seed`` writes are not timed. The refresh and the count run only with a Redis
+(``TIMED_LIVE``, ``make bench``): the refresh enters every member in chunks of 1,000; a count is
+one ZCARD, the figure is mostly the client's first round trip.)
 """
 
 from __future__ import annotations
@@ -37,8 +54,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +65,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from analytics.segments import count_members
+from apps import factory
 from connectors.lake import layout
 from connectors.lake.query import connect
 from connectors.lake.rows import TABLES, arrow_schema
+from profiles.rules.model import SegmentRule
+from profiles.store import ProfileStore
 from schemas.codec import default_registry
+from streams.outbox import SegmentOutbox
+from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +337,60 @@ def _predictiveness(con: duckdb.DuckDBPyConnection, _lake: Path) -> Any:
     return predictiveness(con, {"mql_reached": 60.0}).leads
 
 
+class _CaughtUp:
+    """A backfill target whose every person has applied every event the lake holds (offset guards at
+    the lake's end of their partition, for their own OneID and the anonymous one merged into
+    them): the history side at its largest. Its ``seed`` only counts: the Lua writes are Redis's
+    side, timed by the pipeline bench, not here."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        from analytics.history.backfill import lake_ends
+
+        self.ends = lake_ends(con)
+        self.seeded = 0
+
+    def guards(self, oneids: Sequence[str]) -> list[tuple[dict[str, int], int | None] | None]:
+        out: list[tuple[dict[str, int], int | None] | None] = []
+        for oneid in oneids:
+            person = int(oneid.removeprefix("o-"))  # the generator's names: o-<person>[-anon]
+            part = person % PARTITIONS
+            found = {str(part): self.ends.get(part, -1)}
+            if person % 20 == 0:
+                found[f"{part}:{oneid}-anon"] = self.ends.get(part, -1)
+            out.append((found, AS_OF_MS))
+        return out
+
+    def seed(self, payloads: Sequence[dict[str, Any]]) -> list[str]:
+        self.seeded += len(payloads)
+        return ["seeded"] * len(payloads)
+
+
+def _backfill(con: duckdb.DuckDBPyConnection, aggregate: str) -> Any:
+    """`touchstream backfill --aggregate NAME` for every person (``analytics.history.backfill``):
+    history up to each profile's guards, then the payloads the seed command would write."""
+    from analytics.history.backfill import backfill_aggregate
+    from profiles.rules import load_rules_file
+    from profiles.rules.reload import DEFAULT_RULES_PATH
+
+    target = _CaughtUp(con)
+    backfill_aggregate(con, load_rules_file(DEFAULT_RULES_PATH), aggregate, target)
+    return target.seeded
+
+
+#: An SQL segment as an operator writes one: people with 3+ orders in the last 30 days.
+BIG_BUYERS = SegmentRule("bench_big_buyers", None, (
+    "SELECT oneid FROM events WHERE event = 'Order Completed' "  # noqa: S608 (the bench's own)
+    f"AND timestamp >= {START_MS + (DAYS - 30) * DAY_MS} GROUP BY oneid HAVING count(*) >= 3"))
+AS_OF_MS = START_MS + DAYS * DAY_MS
+
+
+def _segment_members(con: duckdb.DuckDBPyConnection, _lake: Path) -> Any:
+    """An SQL segment's answer mapped to survivors: the lake side of `segment refresh`."""
+    from analytics.segments import target_members
+
+    return len(target_members(con, BIG_BUYERS))
+
+
 #: Every question timed, in order. Add one entry per question (backfill, segment count, RFM,
 #: attribution, funnels): a name and a function of a fresh DuckDB connection and the lake.
 TIMED: list[Timed] = [
@@ -329,32 +406,105 @@ TIMED: list[Timed] = [
                                                    "Order Completed"])),
     Timed("retention_12_weeks", _retention),
     Timed("lead_score_bands", _predictiveness),
+    Timed("backfill_revenue_365d", lambda con, _lake: _backfill(con, "revenue_365d")),
+    Timed("backfill_page_views_30d", lambda con, _lake: _backfill(con, "page_views_30d")),
+    Timed("segment_sql_members", _segment_members),
 ]
 
 
-def run(sizes: tuple[int, ...] = SIZES, root: Path = Path(".local")) -> dict[str, Any]:
-    """Build (or reuse) each lake and time every question over it, each on a fresh connection."""
+# -- the questions that also touch live state (Redis) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Live:
+    """The live side: a ``ProfileStore`` and its segments outbox on the bench's own Redis prefix
+    (emptied after each lake)."""
+
+    store: ProfileStore
+    outbox: SegmentOutbox
+
+
+@dataclass(frozen=True)
+class TimedLive:
+    """A question over the lake and the live store: ``run(con, lake, live)``."""
+
+    name: str
+    run: Callable[[duckdb.DuckDBPyConnection, Path, Live], Any]
+
+
+class _Acknowledged:
+    """A refresh's publisher that clears the outbox as Kafka's ack would, without producing (the
+    segments topic is not the lake's question; producing is the pipeline bench's)."""
+
+    def __init__(self, outbox: SegmentOutbox) -> None:
+        self.outbox = outbox
+
+    def send(self, changes: Sequence[dict[str, Any]]) -> None:
+        self.outbox.acknowledge(changes)
+
+    def leftovers(self) -> list[dict[str, Any]]:
+        return []
+
+
+def _segment_refresh(con: duckdb.DuckDBPyConnection, _lake: Path, live: Live) -> Any:
+    """`touchstream segment refresh` of an SQL segment from empty: the query, the survivors, the
+    diff and every member entered in atomic chunks of 1,000."""
+    from analytics.segments import refresh
+
+    return refresh(live.store, con, BIG_BUYERS, _Acknowledged(live.outbox), now_ms=AS_OF_MS).entered
+
+
+#: Run after TIMED when the bench has a Redis (``make bench``), in order: the count reads what the
+#: refresh wrote.
+TIMED_LIVE: list[TimedLive] = [
+    TimedLive("segment_refresh_sql", _segment_refresh),
+    TimedLive("segment_count", lambda _con, _lake, live: count_members(live.store, BIG_BUYERS.name)),
+]
+
+
+def run(sizes: tuple[int, ...] = SIZES, root: Path = Path(".local"),
+        settings: Settings | None = None) -> dict[str, Any]:
+    """Build (or reuse) each lake and time every question over it, each on a fresh connection;
+    with ``settings`` (a Redis to use), the ``TIMED_LIVE`` questions too, on a prefix of their own."""
     results: dict[str, Any] = {}
     for events in sizes:
         path, built = build(events, root)
         size = sum(p.stat().st_size for p in path.rglob("*.parquet"))
         figures: dict[str, Any] = {"build_seconds": round(built, 1), "parquet_mb": round(size / 1e6)}
         for timed in TIMED:
-            con = connect(path)
-            started = time.perf_counter()
+            _time(figures, timed.name, events, path, timed.run)
+        if settings is not None:
+            live_settings = replace(settings, redis_prefix=f"{settings.redis_prefix}bench-lake:")
+            client = factory.redis_client(live_settings)
+            live = Live(factory.profile_store(live_settings, client),
+                        SegmentOutbox(client, live_settings.redis_prefix))
             try:
-                answer = timed.run(con, path)
-            except Exception as exc:  # a bench reports a failing question and goes on
-                log.warning("bench: %s over %s events failed: %s", timed.name, events, exc)
-                figures[f"{timed.name}_seconds"] = f"failed: {type(exc).__name__}"
-                continue
+                for item in TIMED_LIVE:
+                    _time(figures, item.name, events, path, item.run, live)
             finally:
-                con.close()
-            figures[f"{timed.name}_seconds"] = round(time.perf_counter() - started, 2)
-            if isinstance(answer, int | float):
-                figures[f"{timed.name}_answer"] = answer
+                for key in client.scan_iter(match=f"{live_settings.redis_prefix}*", count=5000):
+                    client.unlink(key)
         results[f"{events:_}".replace("_", ",")] = figures
     return results
+
+
+def _time(figures: dict[str, Any], name: str, events: int, lake: Path, question: Callable[..., Any],
+          *extra: Any) -> None:
+    """Time ``question(con, lake, *extra)`` on a fresh connection; its answer beside its time when
+    a number."""
+    con = connect(lake)
+    started = time.perf_counter()
+    try:
+        answer = question(con, lake, *extra)
+    except Exception as exc:  # a bench reports a failing question and goes on
+        log.warning("bench: %s over %s events failed: %s", name, events, exc)
+        figures[f"{name}_seconds"] = f"failed: {type(exc).__name__}"
+        return
+    finally:
+        con.close()
+    figures[f"{name}_seconds"] = round(time.perf_counter() - started, 2)
+    if isinstance(answer, int | float):
+        figures[f"{name}_answer"] = answer
 
 
 def main(argv: list[str]) -> None:

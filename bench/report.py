@@ -39,7 +39,7 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
     from bench.lake import bench_lake
 
     results["lake"] = bench_lake(settings, min(events, 100_000))  # quick: beside its own bare consumer
-    for size, figures in lake_history.run(lake_sizes, log_dir).items():  # cached synthetic lakes
+    for size, figures in lake_history.run(lake_sizes, log_dir, settings).items():  # cached synthetic lakes
         results[f"lake_history_{size}"] = figures
     for prefix in ("bench:collector:", "bench:identity:"):
         pipeline.forget(replace(settings, redis_prefix=prefix))
