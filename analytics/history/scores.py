@@ -40,14 +40,21 @@ def points_sql(exprs: Expressions, rules: Rules) -> str | None:
 
 def behaviour(con: duckdb.DuckDBPyConnection, exprs: Expressions, points: str, half_life_ms: int,
               ) -> dict[str, tuple[float, int]]:
-    """Per survivor, the stored behaviour score ``(value, ref)`` (events with points only)."""
-    decay = f"pow(2.0, -(ref - ts) / {float(half_life_ms)!r})" if half_life_ms > 0 else "1.0"
+    """Per survivor, the stored behaviour score ``(value, ref)`` (events with points only).
+
+    One GROUP BY: points are decayed to the latest event time of all (``top``) and the sum moved
+    to each person's own latest point event (``ref``) after; both exponents stay far from a
+    double's range for any history shorter than a thousand half-lives."""
+    ((top,),) = con.execute(f"SELECT coalesce(max(ts), 0) FROM {base.TABLE}").fetchall()
+    hl = float(half_life_ms) if half_life_ms > 0 else None
+    decay = f"pow(2.0, (ts - {int(top)}) / {hl!r})" if hl else "1.0"
     rows = con.execute(f"""
-        WITH pe AS (SELECT survivor, ts, {points} AS pts FROM {base.TABLE}{exprs.joins()}),
-        nz AS (SELECT survivor, ts, pts, max(ts) OVER (PARTITION BY survivor) AS ref FROM pe WHERE pts <> 0)
-        SELECT survivor, sum(pts * {decay}), any_value(ref) FROM nz GROUP BY survivor
+        SELECT survivor, sum(pts * {decay}), max(ts) FROM (
+            SELECT survivor, ts, {points} AS pts FROM {base.TABLE}{exprs.joins()}) WHERE pts <> 0
+        GROUP BY survivor
     """).fetchall()
-    return {s: (float(v), int(ref)) for s, v, ref in rows}
+    moved = {s: (float(v), int(ref)) for s, v, ref in rows}
+    return {s: (v * 2.0 ** ((int(top) - ref) / hl), ref) for s, (v, ref) in moved.items()} if hl else moved
 
 
 def traits(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] | None, keep: frozenset[str] | None,

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class HistoryProfile:
     """One person as history sees them (the fields verify compares)."""
 
-    aggregates: dict[str, Any] = field(default_factory=dict)
+    aggregates: dict[str, Any] = field(default_factory=dict)  # those with events (History.defaults)
     tags: dict[str, int] = field(default_factory=dict)  # active tag -> expiry (0: never)
     score: float = 0.0
     tier: str | None = None
@@ -84,6 +84,11 @@ class History:
         self.timings["contributions"] = time.perf_counter() - started
 
     @property
+    def defaults(self) -> dict[str, Any]:
+        """Each aggregate's value for a person without events in its window (0, or None)."""
+        return {name: aggregates.decode(p.rule.op, None) for name, p in self.plans.items()}
+
+    @property
     def evaluated(self) -> list[str]:
         """Expressions the CEL runtime evaluated over rows (not translated to SQL)."""
         return sorted(source for source, done in self.exprs.translated.items() if not done)
@@ -117,9 +122,6 @@ class History:
         started = time.perf_counter()
         for name, p in self.plans.items():
             values = aggregates.as_of(self.con, p, as_of_ms)
-            default = aggregates.decode(p.rule.op, None)
-            for profile in out.values():
-                profile.aggregates[name] = default
             pairs = zip(values.column(0).to_pylist(), values.column(1).to_pylist(), strict=True)
             for survivor, value in pairs:
                 out[survivor].aggregates[name] = aggregates.decode(p.rule.op, value)

@@ -101,10 +101,10 @@ def same_number(a: Any, b: Any, relative: float = _RELATIVE, absolute: float = 0
 
 
 def compare(rules: Rules, oneid: str, live: dict[str, Any] | None, history: HistoryProfile,
-            score_tolerance: float = SCORE_TOLERANCE, *, with_score: bool = True,
+            defaults: dict[str, Any], score_tolerance: float = SCORE_TOLERANCE, *, with_score: bool = True,
             hidden_tags: frozenset[str] | None = frozenset()) -> tuple[int, list[Difference]]:
-    """(fields compared, differences) of one profile; tags in ``hidden_tags`` are not compared
-    (None: no tag is)."""
+    """(fields compared, differences) of one profile: the aggregates of ``defaults`` (history's
+    value, else the default), tags but those in ``hidden_tags`` (None: no tag), score, tier."""
     if live is None:
         return 1, [Difference(oneid, "profile", None, "present")]
     out = []
@@ -112,7 +112,9 @@ def compare(rules: Rules, oneid: str, live: dict[str, Any] | None, history: Hist
         out.append(Difference(oneid, "oneid", live.get("oneid"), oneid))
     live_aggs = live.get("aggregates") or {}
     fields = 0
-    for name, value in history.aggregates.items():
+    found = history.aggregates
+    for name, default in defaults.items():
+        value = found.get(name, default)
         fields += 1
         op = rules.aggregates[name].op
         mine = live_aggs.get(name)
@@ -149,6 +151,7 @@ def verify(con: duckdb.DuckDBPyConnection, rules: Rules, live_read: LiveRead, as
     started = time.perf_counter()
     oneids = list(expected)
     hidden = history.hidden_tags if with_tags else None
+    defaults = history.defaults
     if hidden is None and with_tags:
         report.unchecked["tags"] = "an unchecked tag rule names its tags by an expression"
     read_s = 0.0
@@ -158,7 +161,7 @@ def verify(con: duckdb.DuckDBPyConnection, rules: Rules, live_read: LiveRead, as
         lives = live_read(chunk, as_of_ms)
         read_s += time.perf_counter() - t0
         for oneid, live in zip(chunk, lives, strict=True):
-            fields, found = compare(rules, oneid, live, expected[oneid], score_tolerance,
+            fields, found = compare(rules, oneid, live, expected[oneid], defaults, score_tolerance,
                                     with_score=with_score, hidden_tags=hidden)
             report.fields += fields
             report.differences += found

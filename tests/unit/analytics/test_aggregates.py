@@ -35,8 +35,8 @@ aggregates:
 def history(tmp_path: Path, events: list[dict[str, Any]], merges: Sequence[dict[str, Any]] = (),
             as_of: int = T0 + 40 * D) -> dict[str, dict[str, Any]]:
     write_lake(tmp_path, events, merges)
-    found = History(connect(tmp_path), RULES).profiles(as_of)
-    return {oneid: p.aggregates for oneid, p in found.items()}
+    history = History(connect(tmp_path), RULES)
+    return {oneid: {**history.defaults, **p.aggregates} for oneid, p in history.profiles(as_of).items()}
 
 
 def in_window(ts: int, as_of: int, window: int, bucket: int) -> bool:
