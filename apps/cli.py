@@ -527,15 +527,10 @@ def _conversion(event: str, revenue_fields: tuple[str, ...]):  # type: ignore[no
 
 def _print_result(result, fmt: str) -> None:  # type: ignore[no-untyped-def]
     """A result on stdout; the table format with money and credits to two decimals."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+    from analytics.attribution import rounded
     from connectors.lake.query import write_result
 
-    if fmt == "table":
-        result = pa.table({name: pc.round(col, 2) if pa.types.is_floating(col.type) else col
-                           for name, col in zip(result.column_names, result.columns, strict=True)})
-    write_result(result, fmt, sys.stdout.buffer)
+    write_result(rounded(result) if fmt == "table" else result, fmt, sys.stdout.buffer)
     sys.stdout.buffer.flush()
 
 

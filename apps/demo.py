@@ -3,7 +3,8 @@
 Starts a collector and a worker, sends multi-channel sample events through the Segment HTTP API
 with a fresh write key, waits until every one has come out of the pipeline resolved to a
 person, fills the lake (`lake run` until idle) and runs `verify` (live profiles against the
-lake's history), stops both and reports what happened.
+lake's history), stops both and reports what happened, with the lake's answers: the sample's
+orders by channel under every attribution model and the RFM segments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -45,6 +47,7 @@ class DemoSummary:
     verified: str = "not run"  # verify's summary line: live profiles against the lake's history
     verified_ok: bool = True
     report: str = "not written"  # where `touchstream report` wrote the lake's charts
+    analytics: str = ""  # attribution of the sample's orders and the RFM segments, from the lake
 
     def _example(self) -> str:
         if not self.example:
@@ -74,6 +77,7 @@ class DemoSummary:
             f"  marketing report               : {self.report}",
             f"  wall time                      : {self.seconds:.1f}s ({rate:,.0f} events/s incl. start-up)",
             f"  result                         : {'OK' if self.ok else 'INCOMPLETE'}",
+            *([self.analytics] if self.analytics else []),
         ])
 
 
@@ -195,6 +199,24 @@ def _report(settings: Settings, store: ProfileStore, log_dir: Path) -> str:
     return f"{out} ({sum(s.unavailable is None for s in sections)} of {len(sections)} sections drawn)"
 
 
+def _analytics(settings: Settings, since_ms: int) -> str:
+    """The lake's answers for the sample: its orders by channel under every attribution model,
+    and the RFM segments of the lake's customers."""
+    from analytics.attribution import AttributionOptions, attribution, measure, rounded
+    from analytics.rfm import rfm, segment_counts
+    from analytics.touches import Conversion
+    from connectors.lake.query import connect, render_table
+
+    con = connect(factory.lake_config(settings).path)
+    credits = attribution(con, AttributionOptions(Conversion(since_ms=since_ms)))
+    segments = segment_counts(rfm(con)).select(["segment", "r", "fm", "customers", "revenue"])
+    return "\n".join(["", "Orders by channel, per attribution model (conversions):",
+                      render_table(rounded(measure(credits, "conversions"))),
+                      "Order revenue by channel, per attribution model:",
+                      render_table(rounded(measure(credits, "revenue"))),
+                      "RFM segments (customers in the lake):", render_table(rounded(segments))])
+
+
 def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 50,
              log_dir: Path = Path(".local")) -> DemoSummary:
     topics = Topics.of(settings)
@@ -249,6 +271,9 @@ def run_demo(settings: Settings, *, events: int, timeout: float, people: int = 5
                               example)
         summary.verified_ok, summary.verified = _verify(settings, consumer, store, log_dir)
         summary.report = _report(settings, store, log_dir)
+        if summary.verified_ok:  # the lake holds the sample
+            first = datetime.fromisoformat(sample[0]["timestamp"]) if sample else datetime.now(UTC)
+            summary.analytics = _analytics(settings, int(first.timestamp() * 1000))
         return summary
     finally:
         consumer.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.attribution.heuristic import MODELS as HEURISTIC_MODELS
 from analytics.attribution.heuristic import heuristic_credits
@@ -22,7 +23,7 @@ from analytics.touches import build_journeys
 MODELS = (*HEURISTIC_MODELS, "markov")
 
 __all__ = ["BY", "MODELS", "NO_TOUCH", "AttributionOptions", "attribution", "long_form", "measure",
-           "removal_effects", "transitions"]
+           "removal_effects", "rounded", "transitions"]
 
 
 def attribution(con: duckdb.DuckDBPyConnection, options: AttributionOptions | None = None) -> pa.Table:
@@ -61,3 +62,11 @@ def measure(table: pa.Table, what: str) -> pa.Table:
     width, for people reading a terminal."""
     key = table.column_names[0]
     return pa.table({key: table.column(key), **{m: table.column(f"{m}_{what}") for m in MODELS}})
+
+
+def rounded(table: pa.Table, digits: int = 2) -> pa.Table:
+    """Every floating-point column as a decimal of ``digits`` places, for reading (credits are
+    fractions of conversions; a rounded float still prints as 1708.1100000000001)."""
+    decimal = pa.decimal128(38, digits)
+    return pa.table({name: pc.round(column, digits).cast(decimal) if pa.types.is_floating(column.type)
+                     else column for name, column in zip(table.column_names, table.columns, strict=True)})

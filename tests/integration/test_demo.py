@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,7 @@ def test_demo_runs_end_to_end_through_a_real_worker(settings, tmp_path):
     report = (tmp_path / ".local" / "demo-report.html").read_text()  # the lake's charts, one file
     assert f"marketing report               : {Path('.local') / 'demo-report.html'} (" in result.stdout
     assert report.count('<section id="') == 7 and report.count('<svg class="chart"') >= 5
+    assert "Orders by channel, per attribution model (conversions):" in result.stdout
+    models = r"channel +\| first +\| last +\| linear +\| u_shaped +\| time_decay +\| markov"
+    assert re.search(models, result.stdout)  # every attribution model side by side
+    assert "RFM segments (customers in the lake):" in result.stdout and "cant_lose_them" in result.stdout
