@@ -4,7 +4,9 @@
   goes through the edge normaliser first, so any phone or email spelling finds them.
 - ``GET /v1/profiles/{oneid}`` (read): identifiers and state; an alias answers with its survivor.
 - ``GET /v1/profiles/{oneid}/triggers`` (read): triggers fired for the profile, newest first.
-- ``DELETE /v1/profiles/{oneid}`` (admin): erase identity links and state; audited; suppressed.
+- ``DELETE /v1/profiles/{oneid}`` (admin): erase the person from every store (``apps/erasure.py``):
+  200 with the report once finished, 202 with it while steps are pending (a retry resumes; never
+  404 for an erasure that began); audited; suppressed.
 - ``POST /v1/profiles/{oneid}/unmerge`` (admin): split one identifier (and what came through it)
   off into a new profile; audited.
 
@@ -19,6 +21,7 @@ import asyncio
 from aiohttp import web
 
 from apps import unmerges
+from apps.erasure import ErasureService, NothingToErase
 from connectors.collector.auth import bearer_token
 from connectors.collector.body import read_json
 from connectors.collector.routes import dumps_strict
@@ -40,6 +43,7 @@ PROFILES = web.AppKey("profiles", ProfileStore)
 PRODUCER = web.AppKey("api_producer", AsyncProducer)  # the collector's producer, for unmerge records
 TOPICS = web.AppKey("api_topics", Topics)
 AUDIT = web.AppKey("read_audit", tuple)  # (async Redis client, key prefix): where reads are recorded
+ERASURE = web.AppKey("erasure", ErasureService)
 _MAX_UNMERGE_BYTES = 64 * 1024
 
 
@@ -126,16 +130,14 @@ async def get_triggers(request: web.Request) -> web.Response:
 
 async def delete_profile(request: web.Request) -> web.Response:
     key = await require(request, "admin")
-    graph = request.app[GRAPH]
-    oneid = await asyncio.to_thread(graph.resolve_alias, request.match_info["oneid"])
+    service = request.app[ERASURE]
     try:
-        removed = await asyncio.to_thread(graph.delete_profile, oneid, f"api:{key.name}")
-    except ProfileNotFoundError:
+        report = await asyncio.to_thread(service.erase, request.match_info["oneid"], f"api:{key.name}")
+    except NothingToErase:
         raise _not_found("no such profile") from None
-    store = request.app.get(PROFILES)
-    if store is not None:
-        await asyncio.to_thread(store.delete_profile, oneid)
-    return web.json_response({"deleted": oneid, "identifiers_removed": len(removed)}, dumps=dumps_strict)
+    body = {"deleted": report.oneid, **report.as_dict(),
+            "identifiers_removed": int(report.steps.get("graph", {}).get("identifiers", 0))}
+    return web.json_response(body, status=200 if report.finished else 202, dumps=dumps_strict)
 
 
 async def unmerge(request: web.Request) -> web.Response:

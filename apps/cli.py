@@ -237,14 +237,21 @@ def identity_unmerge(settings: Settings, oneid: str, identifier: str, actor: str
 @click.option("--actor", default="cli", show_default=True)
 @click.pass_obj
 def identity_delete(settings: Settings, oneid: str, actor: str) -> None:
-    """Erase a profile's identity links (audited; its identifiers are suppressed)."""
-    from identity.exceptions import IdentityError
+    """Erase a person from every store: identity, profile state, timers, outboxes, webhook marks,
+    dead letters, the lake (audited; identifiers suppressed). Prints the erasure report; exits 3
+    while steps are pending (run it again to resume)."""
+    from apps import factory
+    from apps.erasure import NothingToErase
 
+    service = factory.erasure_service(settings, factory.redis_client(settings))
     try:
-        removed = _graph(settings).delete_profile(oneid, actor)
-    except IdentityError as exc:
+        report = service.erase(oneid, actor)
+    except NothingToErase as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"deleted {oneid}: {len(removed)} identifier(s) removed")
+    click.echo(json.dumps(report.as_dict(), indent=2, sort_keys=True))
+    if not report.finished:
+        click.echo(f"erasure pending: {', '.join(report.pending)}; run the command again to resume", err=True)
+        sys.exit(3)
 
 
 @identity.command("audit")
@@ -335,8 +342,10 @@ def lake_run(settings: Settings, stop_after_idle: float | None) -> None:
     from connectors.lake import run_lake_sink
 
     try:
+        client = factory.redis_client(settings)
         stats = run_lake_sink(factory.lake_config(settings), stop_after_idle_s=stop_after_idle,
-                              readiness=factory.readiness_checks(settings, factory.redis_client(settings)))
+                              readiness=factory.readiness_checks(settings, client),
+                              keep=factory.lake_roll_filter(settings, client))
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(stats.render(), err=True)
@@ -730,13 +739,24 @@ def deadletter() -> None:
 @click.option("--limit", default=50, show_default=True)
 @click.pass_obj
 def deadletter_list(settings: Settings, limit: int) -> None:
-    """Show dead letters: where they came from, why, and the first bytes of the original."""
+    """Show dead letters: where they came from, why, and the first bytes of the original (not for
+    letters carrying an erased person)."""
+    from apps import factory
     from connectors.deadletter import read_dead_letters
+    from streams.erased_letters import skip_erased
     from streams.topics import Topics
 
+    client = factory.redis_client(settings)
+    erased = skip_erased(client, settings.redis_prefix, factory.erased_people(settings, client))
     shown = 0
     for stored in read_dead_letters(settings.broker, Topics.of(settings).deadletter):
         r = stored.record
+        if erased(stored.partition, stored.offset, r):
+            click.echo(f"#{stored.offset} stage={r['stage']} reason={r['reason']} [erased person: not shown]")
+            shown += 1
+            if shown >= limit:
+                break
+            continue
         click.echo(f"#{stored.offset} stage={r['stage']} reason={r['reason']} "
                    f"source={r['source_topic']}[{r['partition']}]@{r['offset']} "
                    f"bytes={len(r['original'])} head={r['original'][:24]!r}\n    {r['error']}")
@@ -751,11 +771,13 @@ def deadletter_list(settings: Settings, limit: int) -> None:
 @click.option("--reason", default=None, help="Only this reason code.")
 @click.pass_obj
 def deadletter_replay(settings: Settings, stage: str | None, reason: str | None) -> None:
-    """Put dead letters back on their source topic (each at most once)."""
+    """Put dead letters back on their source topic (each at most once; never those carrying an
+    erased person)."""
     from apps import factory
     from connectors.deadletter import replay
     from schemas.codec import default_registry
     from streams.claims import Claims
+    from streams.erased_letters import skip_erased
     from streams.topics import Topics
 
     client = factory.redis_client(settings)
@@ -769,7 +791,8 @@ def deadletter_replay(settings: Settings, stage: str | None, reason: str | None)
                 event["source"], event["message_id"])
 
     count = replay(settings.broker, Topics.of(settings).deadletter, stage=stage, reason=reason,
-                   redis_client=client, prefix=settings.redis_prefix, before_send=release_claim)
+                   redis_client=client, prefix=settings.redis_prefix, before_send=release_claim,
+                   skip=skip_erased(client, settings.redis_prefix, factory.erased_people(settings, client)))
     click.echo(f"replayed {count} dead letter(s)")
 
 

@@ -9,14 +9,17 @@ once built the identity graph without it and silently used the shipped rules).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
 
+from apps.erasure import ErasureService
 from connectors.dedup import EdgeDedup
 from connectors.ingest import BlockingIngest, Ingestor
 from connectors.lake.config import LakeConfig
+from connectors.lake.erase import RollFilter, erase_person
 from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits
 from identity.graph import IdentityGraph
@@ -25,6 +28,7 @@ from identity.rules import IdentityRules, load_rules
 from profiles.rules import DEFAULT_RULES_PATH, RuleSet
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
+from streams.erased_letters import Person, mark_erased
 from streams.ops_http import Check, kafka_check, redis_check
 from streams.outbox import SegmentOutbox
 from streams.producers import AsyncProducer, BlockingProducer, producer_config
@@ -133,3 +137,31 @@ def lake_config(settings: Settings) -> LakeConfig:
 def blocking_producer(settings: Settings) -> BlockingProducer:
     """An idempotent, acks=all producer for synchronous callers (``touchstream rfm``)."""
     return BlockingProducer(producer_config(settings.broker))
+def erased_people(settings: Settings, client: redis.Redis) -> Callable[[], Person]:
+    """Everyone erased, read from Redis each call: tombstoned OneIDs and still-suppressed
+    identifier hashes (what the lake sink's rolls and dead-letter readers leave out)."""
+    graph = identity_graph(settings, client)
+    return lambda: Person(frozenset(graph.erased_oneids()), frozenset(graph.suppressed_hashes()))
+
+
+def lake_roll_filter(settings: Settings, client: redis.Redis) -> RollFilter:
+    """The lake sink's filter of every roll: rows of erased people are left out."""
+    return RollFilter(erased_people(settings, client))
+
+
+def erasure_service(settings: Settings, client: redis.Redis) -> ErasureService:
+    """The one erasure service (CLI and API): graph, profile state, webhook marks, dead letters
+    (the configured broker's dead-letter topic) and the lake at ``lake_path``."""
+    topic = Topics.of(settings).deadletter
+    root = Path(settings.lake_path)
+
+    def dead_letters(oneids: frozenset[str], hashes: frozenset[str]) -> dict[str, object]:
+        marked = mark_erased(client, settings.redis_prefix, settings.broker, topic, Person(oneids, hashes))
+        return {"marked": marked}
+
+    def lake(oneids: frozenset[str], hashes: frozenset[str]) -> dict[str, object]:
+        return erase_person(root, Person(oneids, hashes)).as_dict()
+
+    return ErasureService(identity_graph(settings, client), profile_store(settings, client), client,
+                          settings.redis_prefix, suppress_ms=settings.erasure_suppression_s * 1000,
+                          dead_letters=dead_letters, lake=lake)

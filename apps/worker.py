@@ -1,7 +1,8 @@
 """A stream worker: three stage loops in threads, Prometheus /metrics, clean stop on SIGTERM.
 
 - ``resolve``: raw -> resolved (+ merges, rejections, dead letters); every 5 s it re-sends
-  merge records a crash kept from Kafka (the graph's merge outbox).
+  merge records a crash kept from Kafka (the graph's merge outbox) and collects idle anonymous
+  profiles; every 10 minutes it purges suppression entries whose window has passed.
 - ``profile``: resolved -> profile state, triggers and segment changes; every second, the timed
   triggers of the partitions it holds (dwell without follow-up, inactivity, care), the segment
   members whose re-check came, and outbox re-sends.
@@ -42,6 +43,8 @@ from touchstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
+PURGE_EVERY_MS = 10 * 60 * 1000
+
 
 def _loop(settings: Settings, name: str, topic: str, handle: BatchHandler, producer: BlockingProducer,
           observer: StageObserver, stop: threading.Event, *, batch_size: int, tick: Tick | None = None,
@@ -64,9 +67,14 @@ def resolve_loop(settings: Settings, client: redis.Redis, stop: threading.Event,
                          event_time_skew_ms=settings.event_time_skew_s * 1000)
     producer = BlockingProducer(producer_config(settings.broker))
 
+    purged_at = [0]
+
     def collect_idle() -> None:
         if settings.anonymous_profile_ttl_s:
             collect_idle_profiles(graph, store, now_ms(), settings.anonymous_profile_ttl_s * 1000)
+        if now_ms() - purged_at[0] >= PURGE_EVERY_MS:  # erased people's hashes leave after their window
+            purged_at[0] = now_ms()
+            graph.purge_suppressions()
 
     scans = ScanPolicy(RedisHeartbeats(client, settings.redis_prefix, "resolve"), GRACE_MS)
     handle = ResolveHandler(stage, producer, topics, observer, collect_idle=collect_idle, scans=scans)

@@ -5,8 +5,8 @@
 --          C_DEFAULT_PERSONS default max_persons, C_MAX_MEMBERS max identifiers per profile,
 --          C_GUARD_MS frequency-guard set expiry (ms), C_ANONYMOUS [anonymous types]
 -- ARGV[4]  "1" when every event carries sha256 hashes of its values (suppression is checked)
--- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, trusted, [type, value, ...], [sha256, ...]],
---          ...] identifiers already normalised, unblocked, de-duplicated and sorted by priority;
+-- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, trusted, [type, value, ...], [sha256, ...],
+--          received_ms], ...] (the hashes and the receipt time only when ARGV[4] is "1") identifiers already normalised, unblocked, de-duplicated and sorted by priority;
 --          partition/offset -1 when unknown; trusted 1, or 0 for an event of an untrusted (browser)
 --          key: it links identifiers marked UNTRUSTED, never merges two profiles that both hold
 --          trusted identity (WHY_UNTRUSTED_MERGE), never re-points nor feeds the frequency guard;
@@ -516,11 +516,13 @@ for ei = 1, #events do
   local ids = e[6]
   local suppressed = false
   if use_sup and #ids > 0 then
-    local hs, fields = e[7], {}
+    -- judged by receipt (our clock), not by the event time a client chose: an event received up
+    -- to the entry's end (erasure + the suppression window) belongs to the erased person
+    local hs, fields, received = e[7], {}, e[8] or SEEN_MS
     for j = 1, #hs do fields[j] = ids[2 * j - 1] .. ':' .. hs[j] end
     local got = hmget_many(SKEY, fields)
     for j = 1, #got do
-      if got[j] and tonumber(got[j]) >= ev.ts then suppressed = true end
+      if got[j] and tonumber(got[j]) >= received then suppressed = true end
     end
   end
   if suppressed then

@@ -16,7 +16,10 @@ How an event resolves (identifiers in priority order):
   identifier is not linked and a rejection is recorded - except for ``repoint`` types (shared
   devices and browsers), which move to the person of this event if it is newer than the last
   evidence tying them to the other person;
-- events carrying an identifier of a deleted profile (suppressed, by hash) resolve to nothing.
+- events carrying an identifier of an erased profile (suppressed, by hash) resolve to nothing when
+  they were received before the suppression entry ends (erasure + the suppression window): judged
+  by receipt, our clock, never by the time a client wrote; a OneID once erased (tombstoned) is
+  never issued again, so a person re-created after the window gets a new, different OneID.
 
 Trust (``trusted`` False: an event of a browser key, which anyone can copy out of a page):
 - its identifiers link into profiles marked untrusted (:attr:`Edge.trusted`); it never merges
@@ -63,6 +66,7 @@ from identity.exceptions import (
     UnmergeError,
 )
 from identity.rules import IdentityRules, TypeRule
+from touchstream import tombstones
 from touchstream.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -145,6 +149,21 @@ class PendingMerge:
         moved = [dict(zip(("type", "value"), _split(m), strict=True)) for m in self.identifiers]
         return {"survivor": self.survivor, "merged": self.merged, "message_id": "", "timestamp": now_ms,
                 "identifiers": moved, "reason": reason, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphErasure:
+    """What the graph half of an erasure removed: the survivor, every OneID merged into it (all
+    tombstoned now), how many identifiers left the index (suppressed by hash until
+    ``suppressed_until``), their ``type:sha256`` hashes and the merge-outbox entries dropped."""
+
+    oneid: str
+    aliases: list[str]
+    identifiers: int
+    hashes: list[str]
+    merge_outbox: int
+    erased_at: int
+    suppressed_until: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +346,7 @@ class IdentityGraph:
         return rule.rank
 
     def _prepare(
-        self, events: Sequence[Mapping[str, Any]], with_hashes: bool
+        self, events: Sequence[Mapping[str, Any]], with_hashes: bool, seen_ms: int
     ) -> tuple[list[list[Any]], list[tuple[int, str, str, str]]]:
         payload: list[list[Any]] = []
         early: list[tuple[int, str, str, str]] = []
@@ -367,6 +386,8 @@ class IdentityGraph:
             ]
             if with_hashes:
                 row.append([value_hash(value) for _, _, value in kept])
+                received = event.get("received_at")
+                row.append(seen_ms if received is None else int(received))
             payload.append(row)
         return payload, early
 
@@ -374,15 +395,16 @@ class IdentityGraph:
         self, events: Sequence[Mapping[str, Any]], now_ms: int | None = None
     ) -> BatchResolution:
         """Resolve ``events`` (each ``{message_id, timestamp, identifiers[, partition, offset,
-        trusted]}``, identifiers normalised; ``trusted`` False for an event of an untrusted write
-        key) in order, in one atomic script run (see the module docstring).
+        trusted, received_at]}``, identifiers normalised; ``trusted`` False for an event of an
+        untrusted write key) in order, in one atomic script run (see the module docstring).
         ``now_ms`` (default: the wall clock) is when they arrived: an anonymous-only profile's
-        last-seen time, from which it is judged idle."""
+        last-seen time, from which it is judged idle, and the receipt time suppression judges an
+        event by when it carries no ``received_at``."""
         if not events:
             return BatchResolution([], [], [], [])
         seen_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
         for _ in range(2):
-            payload, early = self._prepare(events, self._with_hashes)
+            payload, early = self._prepare(events, self._with_hashes, seen_ms)
             out = self._call_resolve(payload, seen_ms)
             if out.get(layout.R_NEED_HASHES) and not self._with_hashes:
                 self._with_hashes = True
@@ -578,21 +600,123 @@ class IdentityGraph:
             at_ms=int(out.get(layout.R_TIME) or 0),
         )
 
-    def delete_profile(self, oneid: str, actor: str) -> list[dict[str, str]]:
-        """Erase a profile with its links, edges and aliases; its identifiers are suppressed
-        (by hash) so that in-flight events carrying them resolve to no profile. Audited."""
+    def delete_profile(self, oneid: str, actor: str, *, suppress_ms: int = 0) -> list[dict[str, str]]:
+        """Erase the profile's identity (:meth:`erase`); the identifiers it held."""
+        return self._erase(oneid, actor, suppress_ms)[1]
+
+    def erase(self, oneid: str, actor: str, *, suppress_ms: int = 0) -> GraphErasure:
+        """The graph half of an erasure, atomic: the profile behind ``oneid`` with its links,
+        edges and aliases goes; the survivor and every alias are tombstoned (never issued again);
+        its identifiers are suppressed (by hash) for events received until ``suppress_ms`` after
+        now; merge-outbox entries naming it are dropped; an erasure record keeps the aliases and
+        hashes for the other stores (:meth:`erasure_record`). Audited.
+        :class:`ProfileNotFoundError` when no live profile has ``oneid``."""
+        return self._erase(oneid, actor, suppress_ms)[0]
+
+    def _erase(self, oneid: str, actor: str, suppress_ms: int) -> tuple[GraphErasure, list[dict[str, str]]]:
+        if suppress_ms < 0:
+            raise ValueError("suppress_ms must be >= 0")
         self._with_hashes = True
         target = self.resolve_alias(oneid)
         members = [_text(f) for f in self.redis.hkeys(self.profile_key(target))]
         for _ in range(5):
             hashes = {m: value_hash(_split(m)[1]) for m in members if not m.startswith(layout.F_MARK)}
-            out = self._admin(layout.OP_DELETE, oneid, actor, json.dumps(hashes, ensure_ascii=False))
+            out = self._admin(layout.OP_DELETE, oneid, actor, json.dumps(hashes, ensure_ascii=False),
+                              int(suppress_ms))
             if layout.R_RETRY not in out:
                 ids = _as_list(out.get(layout.R_IDS))
-                log.info("profile %s deleted by %s (%d identifiers)", out[layout.R_ONEID], actor, len(ids))
-                return [{"type": t, "value": v} for t, v in (_split(m) for m in ids)]
+                survivor, at = out[layout.R_ONEID], int(out[layout.R_TIME])
+                log.info("profile %s deleted by %s (%d identifiers)", survivor, actor, len(ids))
+                erased = GraphErasure(
+                    oneid=survivor, aliases=_as_list(out.get(layout.R_ALIASES)), identifiers=len(ids),
+                    hashes=sorted(f"{_split(m)[0]}:{value_hash(_split(m)[1])}" for m in ids),
+                    merge_outbox=int(out.get(layout.R_OUTBOX, 0)), erased_at=at,
+                    suppressed_until=at + int(suppress_ms))
+                return erased, [{"type": t, "value": v} for t, v in (_split(m) for m in ids)]
             members = _as_list(out[layout.R_RETRY])
         raise IdentityError(f"profile {oneid} kept changing while being deleted")
+
+    # ---- tombstones and erasure records (touchstream/tombstones.py) ----
+
+    @property
+    def tombstone_key(self) -> str:
+        return self.base + layout.K_ERASED
+
+    def erasure_key(self, survivor: str) -> str:
+        return self.base + layout.K_ERASURE + survivor
+
+    def tombstone(self, oneids: Iterable[str], survivor: str) -> int:
+        """Tombstone OneIDs the graph does not hold (state without identity; aliases only the
+        profile store knew) as erased with ``survivor``; an existing tombstone is kept. The time."""
+        out = self._admin(layout.OP_TOMBSTONE, survivor, json.dumps(sorted(set(oneids))))
+        return int(out[layout.R_TIME])
+
+    def tombstoned(self, oneid: str) -> tuple[int, str] | None:
+        """(erased at ms, survivor) when ``oneid`` was erased, else None."""
+        found = self.redis.hget(self.tombstone_key, oneid)
+        return None if found is None else tombstones.parse(found)
+
+    def erased_oneids(self) -> set[str]:
+        """Every tombstoned OneID (readers that must leave erased people out: the lake sink,
+        dead-letter replay). O(erasures)."""
+        return {_text(oneid) for oneid in self.redis.hkeys(self.tombstone_key)}
+
+    def suppressed_hashes(self) -> set[str]:
+        """Every ``type:sha256`` hash still suppressed (erased people's identifiers)."""
+        return {_text(field_) for field_ in self.redis.hkeys(self.suppression_key)}
+
+    def erasure_record(self, survivor: str) -> dict[str, Any]:
+        """The erasure record of ``survivor``: ``aliases``, ``hashes`` (until finished) and
+        ``steps`` (name -> what the step removed); empty when there is none."""
+        raw = {_text(k): _text(v) for k, v in (self.redis.hgetall(self.erasure_key(survivor)) or {}).items()}
+        record: dict[str, Any] = {"steps": {}}
+        for name, value in raw.items():
+            if name.startswith(layout.X_STEP):
+                record["steps"][name[len(layout.X_STEP):]] = json.loads(value)
+            elif name in (layout.X_ALIASES, layout.X_HASHES):
+                record[name] = _as_list(json.loads(value))
+            else:
+                record[name] = value
+        return record if raw else {}
+
+    def record_erasure(self, survivor: str, **fields: Any) -> None:
+        """Write fields of the erasure record: ``step_<name>=`` a step's counts (JSON), or plain
+        text fields (``requested``, ``actor``, ``started``, ``finished``)."""
+        mapping: dict[Any, Any] = {}  # redis-py's Mapping type is invariant in its keys
+        for name, value in fields.items():
+            if name.startswith("step_"):
+                mapping[layout.X_STEP + name[5:]] = json.dumps(value, sort_keys=True)
+            elif name in (layout.X_ALIASES, layout.X_HASHES):
+                mapping[name] = json.dumps(sorted(value))
+            else:
+                mapping[name] = str(value)
+        if mapping:
+            self.redis.hset(self.erasure_key(survivor), mapping=mapping)
+
+    def forget_erasure_hashes(self, survivor: str) -> None:
+        """The erasure finished: its record keeps no identifier hashes (suppression keeps them
+        for the window)."""
+        self.redis.hdel(self.erasure_key(survivor), layout.X_HASHES)
+
+    def audit(self, action: str, actor: str, **fields: str | int) -> None:
+        """An audit entry (no identifier values: counts, OneIDs, hashes at most)."""
+        entry = {"action": action, "actor": actor, "time": int(time.time() * 1000), **fields}
+        self.redis.xadd(self.audit_key, {k: str(v) for k, v in entry.items()})
+
+    def purge_suppressions(self, batch: int = 1000) -> int:
+        """Remove suppression entries whose end has passed (Redis's clock); how many. O(entries),
+        in script runs of ``batch`` fields, so Redis is never blocked for long."""
+        purged, fields = 0, []
+        for field_, _ in self.redis.hscan_iter(self.suppression_key, count=batch):
+            fields.append(_text(field_))
+            if len(fields) >= batch:
+                purged += int(self._admin(layout.OP_PURGE, json.dumps(fields)).get(layout.R_COUNT, 0))
+                fields = []
+        if fields:
+            purged += int(self._admin(layout.OP_PURGE, json.dumps(fields)).get(layout.R_COUNT, 0))
+        if purged:
+            log.info("purged %d expired suppression entr(ies)", purged)
+        return purged
 
     # ---- idle anonymous profiles ----
 

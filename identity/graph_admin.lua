@@ -1,9 +1,13 @@
 -- Operator actions on the OneID graph, each atomic (graph_lib.lua is prepended).
 --
--- ARGV[3] op (OP_UNMERGE, OP_DELETE, OP_EDGES, OP_COLLECT, OP_BACKFILL: identity/layout.py), then per op:
+-- ARGV[3] op (OP_UNMERGE, OP_DELETE, OP_TOMBSTONE, OP_PURGE, OP_EDGES, OP_COLLECT, OP_BACKFILL:
+-- identity/layout.py), then per op:
 --   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] sha256(value), ARGV[9] person key,
 --            ARGV[10] JSON [anonymous types]
---   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers
+--   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers,
+--            ARGV[7] suppression window (ms)
+--   tombstone ARGV[4] survivor, ARGV[5] JSON [oneid, ...]
+--   purge    ARGV[4] JSON [suppression field, ...]
 --   edges    ARGV[4] oneid
 --   collect  ARGV[4] cutoff (ms: last seen before it is idle), ARGV[5] most profiles, ARGV[6] JSON [anonymous types]
 --   backfill ARGV[4] JSON [oneid, ...], ARGV[5] last-seen time to record (ms), ARGV[6] JSON [anonymous types]
@@ -127,8 +131,12 @@ if op == OP_UNMERGE then
   return cjson.encode({[R_ONEID] = o, [R_NEW] = new, [R_IDS] = moved, [R_EVENTS] = refs, [R_TIME] = now})
 end
 
+-- An erasure's graph half, atomic: the survivor and every alias are tombstoned (never issued
+-- again; the profile scripts refuse them), the identifiers leave the index and are suppressed
+-- until now + ARGV[7] ms, merge-outbox entries naming the person go, and the erasure record
+-- keeps the aliases and the identifiers' hashes for the rest of the erasure (other stores).
 if op == OP_DELETE then
-  local actor, hashes = ARGV[5], cjson.decode(ARGV[6])
+  local actor, hashes, window = ARGV[5], cjson.decode(ARGV[6]), tonumber(ARGV[7]) or 0
   local o = live(ARGV[4])
   if not o then return redis.error_reply(E_NOT_FOUND .. ' no live profile ' .. ARGV[4]) end
   local members, meta = load_profile(o)
@@ -137,24 +145,76 @@ if op == OP_DELETE then
     if not hashes[m] then return cjson.encode({[R_RETRY] = names}) end
   end
   local now = now_ms()
-  local sup = {}
+  local stone = now .. '|' .. o
+  local aliases, gone = {}, {[o] = true}
+  for f in pairs(meta) do
+    if sub(f, 1, #F_ALIAS) == F_ALIAS then
+      local a = sub(f, #F_ALIAS + 1)
+      aliases[#aliases + 1] = a
+      gone[a] = true
+    end
+  end
+  table.sort(aliases)
+  local stones = {o, stone}
+  for _, a in ipairs(aliases) do
+    stones[#stones + 1] = a
+    stones[#stones + 1] = stone
+  end
+  hset_many(TOMB, stones)
+  local sup, hashed = {}, {}
   for _, m in ipairs(names) do
     local t, v = split_tv(m)
     if owner_tv(t, v, m) == o then del_owner(t, v, m) end
     call('DEL', fkey(t, v))
     sup[#sup + 1] = t .. ':' .. hashes[m]
-    sup[#sup + 1] = now
+    sup[#sup + 1] = now + window
+    hashed[#hashed + 1] = t .. ':' .. hashes[m]
   end
   if #sup > 0 then hset_many(SKEY, sup) end
-  local aliases = 0
-  for f in pairs(meta) do
-    if sub(f, 1, #F_ALIAS) == F_ALIAS then aliases = aliases + 1 end
+  -- merge records not yet acknowledged by Kafka that name the person are never re-sent
+  local outbox, stale = B .. K_MERGE_OUTBOX, {}
+  local flat = call('HGETALL', outbox)
+  for i = 1, #flat, 2 do
+    local survivor = string.match(flat[i + 1], '^([^|]*)')
+    if gone[flat[i]] or gone[survivor] then stale[#stale + 1] = flat[i] end
   end
+  chunked('HDEL', outbox, stale)
   drop_profile(o, meta)
   anon_flush()
+  local record = B .. K_ERASURE .. o
+  call('HSET', record, X_ALIASES, #aliases > 0 and cjson.encode(aliases) or '[]',
+    X_HASHES, #hashed > 0 and cjson.encode(hashed) or '[]',
+    X_STEP .. 'graph', cjson.encode({identifiers = #names, aliases = #aliases, merge_outbox = #stale,
+      suppressed_until = now + window}))
   call('XADD', AUDIT, '*', 'action', 'delete', 'actor', actor, 'time', now, 'oneid', o,
-    'requested', ARGV[4], 'identifiers', #names, 'aliases', aliases)
-  return cjson.encode({[R_ONEID] = o, [R_IDS] = names, [R_TIME] = now})
+    'requested', ARGV[4], 'identifiers', #names, 'aliases', #aliases)
+  return cjson.encode({[R_ONEID] = o, [R_IDS] = names, [R_ALIASES] = aliases, [R_TIME] = now,
+    [R_OUTBOX] = #stale})
+end
+
+-- Tombstones for OneIDs the graph no longer holds (profile state without identity, aliases only
+-- the profile store knew): ARGV[4] survivor, ARGV[5] JSON [oneid, ...]; an existing tombstone
+-- keeps its time. Answers the time written.
+if op == OP_TOMBSTONE then
+  local now = now_ms()
+  for _, o in ipairs(cjson.decode(ARGV[5])) do
+    call('HSETNX', TOMB, o, now .. '|' .. ARGV[4])
+  end
+  return cjson.encode({[R_TIME] = now})
+end
+
+-- Suppression entries whose end has passed leave the hash (ARGV[4]: JSON [field, ...] to look
+-- at): events received after it start a new person, with a new OneID.
+if op == OP_PURGE then
+  local now, n = now_ms(), 0
+  for _, f in ipairs(cjson.decode(ARGV[4])) do
+    local until_ms = call('HGET', SKEY, f)
+    if until_ms and tonumber(until_ms) < now then
+      call('HDEL', SKEY, f)
+      n = n + 1
+    end
+  end
+  return cjson.encode({[R_COUNT] = n})
 end
 
 -- Idle anonymous profiles leave the graph (index entries, aliases, the profile, its place in the

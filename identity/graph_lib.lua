@@ -19,6 +19,7 @@ local pack, unpack_rec = cmsgpack.pack, cmsgpack.unpack
 local SKEY = B .. K_SUPPRESSION
 local AUDIT = B .. K_AUDIT
 local ANON = B .. K_ANONYMOUS
+local TOMB = B .. K_ERASED
 -- the anonymous types (type -> true): set by each script from its arguments
 local ANON_T = {}
 -- Most values one variadic command gets: Lua's unpack fails near 8,000 values ("too many
@@ -199,12 +200,13 @@ local function sorted_keys(t)
 end
 
 -- A fresh OneID: a hash of the creating identifier, probed past ids already in use so that
--- replays agree and an old id (an alias, a split-off profile) is never reused.
+-- replays agree and an old id (an alias, a split-off profile, an erased person's) is never reused.
 local function new_id(t, v)
   local seed = t .. ':' .. v
   for n = 0, 64 do
     local cand = ONEID_PREFIX .. sub(sha1(n == 0 and seed or (seed .. '#' .. n)), 1, 16)
-    if call('EXISTS', pkey(cand)) == 0 and not call('HGET', akey(cand), cand) then
+    if call('EXISTS', pkey(cand)) == 0 and not call('HGET', akey(cand), cand)
+        and call('HEXISTS', TOMB, cand) == 0 then
       return cand
     end
   end

@@ -25,7 +25,16 @@ n = first 8 hex of sha1(value) as a number mod the rules' index buckets):
                                after its last write
     B anon             zset    OneID of a profile holding only anonymous types -> last seen (receipt
                                time, ms): what IdentityGraph.collect_idle_anonymous removes once idle
-    B s                hash    "type:" + sha256(value) -> deletion time (ms): suppression
+    B s                hash    "type:" + sha256(value) -> suppressed until (ms): an event received at or
+                               before it that carries the identifier resolves to no one (an erasure
+                               writes erasure time + the suppression window; entries written before
+                               the window existed hold the erasure time)
+    B e                hash    erased OneID -> "<erased ms>|<survivor>": tombstones, never removed
+                               (touchstream/tombstones.py; read by the profile scripts too); a
+                               tombstoned OneID is never issued again
+    B x:<oneid>        hash    erasure record of a survivor: what the graph removed (aliases, the
+                               identifiers' hashes until the erasure finishes), and the erasure
+                               service's finished steps (step:<name> -> JSON counts)
     B audit            stream  unmerge / delete entries with actor and time
     B mo               hash    merge outbox: merged OneID -> "survivor|unix seconds"
 
@@ -47,6 +56,8 @@ import hashlib
 import json
 import re
 
+from touchstream import tombstones
+
 HASH_TAG = "{oneid}"
 
 # ---- keys, under the graph's base ----
@@ -59,6 +70,8 @@ K_ANONYMOUS = "anon"
 K_SUPPRESSION = "s"
 K_AUDIT = "audit"
 K_MERGE_OUTBOX = "mo"
+K_ERASED = tombstones.SUFFIX.removeprefix(HASH_TAG + ":")  # base + K_ERASED == tombstones.key(prefix)
+K_ERASURE = "x:"
 
 # ---- values ----
 GUARDED = "!"  # index value of a value the frequency guard stopped
@@ -74,6 +87,11 @@ F_COUNT = "!n:"
 F_ALIAS = "!a:"
 F_NEVER = "!nm"
 F_UNTRUSTED = "!ut"
+
+# ---- erasure record fields (K_ERASURE) ----
+X_ALIASES = "aliases"  # JSON [OneID, ...] merged into the erased survivor
+X_HASHES = "hashes"  # JSON ["type:sha256", ...] of its identifiers (dropped once the erasure finished)
+X_STEP = "step:"  # + step name -> JSON of what the step removed
 
 # ---- meta hash fields ----
 M_BUCKETS = "nb"
@@ -101,6 +119,8 @@ OP_DELETE = "delete"
 OP_EDGES = "edges"
 OP_COLLECT = "collect"
 OP_BACKFILL = "backfill"
+OP_TOMBSTONE = "tombstone"
+OP_PURGE = "purge"
 R_ONEID = "oneid"
 R_NEW = "new"
 R_IDS = "ids"
@@ -110,6 +130,8 @@ R_RETRY = "retry"
 R_EDGES = "edges"
 R_COLLECTED = "c"
 R_COUNT = "n"
+R_ALIASES = "aliases"
+R_OUTBOX = "outbox"
 
 # ---- rejection and merge reasons the scripts write (the rest are decided in graph.py) ----
 WHY_SUPPRESSED = "suppressed"  # the event carries an identifier of a deleted profile
@@ -128,7 +150,7 @@ E_NOT_LINKED = "NOT_LINKED"
 E_UNMERGE_ALL = "UNMERGE_ALL"
 E_UNKNOWN_OP = "UNKNOWN_OP"
 
-_LUA_NAME = re.compile(r"^(K|F|M|C|R|OP|WHY|E)_[A-Z_]+$|^(GUARDED|UNTRUSTED|ONEID_PREFIX|LAYOUT_VERSION)$")
+_LUA_NAME = re.compile(r"^(K|F|M|C|R|OP|WHY|E|X)_[A-Z_]+$|^(GUARDED|UNTRUSTED|ONEID_PREFIX|LAYOUT_VERSION)$")
 
 
 def base(prefix: str) -> str:

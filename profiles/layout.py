@@ -18,6 +18,8 @@ profile's keys live in one slot):
     P segments:outbox  hash    segment entries/exits waiting for Kafka's ack: idempotency key ->
                                record line (a JSON array, slots SEGMENT_LINE_* below)
     P segments:refresh string  the token of the SQL segment refresh running now (expires)
+    P {oneid}:e        hash    erased OneIDs (touchstream/tombstones.py, written by the identity
+                               graph's erasure): apply and merge never create state under one
 
 Main hash fields:
 
@@ -43,6 +45,8 @@ prepends them to the script, so both halves spell the layout the same way.
 
 from __future__ import annotations
 
+from touchstream import tombstones
+
 # -- keys -------------------------------------------------------------------------------------------
 PROFILE_KEY = "p:"  # + "{oneid}" + suffix
 TRANSIENT_SUFFIX = ":x"
@@ -56,6 +60,7 @@ SEGMENTS_KEY = "segments"
 SEGMENT_MEMBERS_KEY = "segment:"  # + segment name
 SEGMENT_OUTBOX_KEY = "segments:outbox"
 SEGMENT_REFRESH_LOCK_KEY = "segments:refresh"  # string: the running SQL refresh's token
+ERASED_KEY = tombstones.SUFFIX  # tombstones: erased OneID -> "<ms>|<survivor>"
 
 # -- main hash: scalar fields and field prefixes -------------------------------------------------
 FIRST_SEEN = "fs"
@@ -126,7 +131,7 @@ SEGMENT_LINE_FACTS = 10
 SEGMENT_LINE_WRITER = 11
 
 # -- script commands --------------------------------------------------------------------------------
-COMMANDS = ("read", "apply", "due", "merge", "delete", "segdue", "segset", "seed")
+COMMANDS = ("read", "apply", "due", "merge", "delete", "erase", "segdue", "segset", "seed")
 
 def profile_key(prefix: str, oneid: str, suffix: str = "") -> str:
     """``<prefix>p:{oneid}<suffix>`` (suffix: "", TRANSIENT_SUFFIX, HISTORY_SUFFIX, REDIRECT_SUFFIX)."""

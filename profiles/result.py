@@ -24,3 +24,5 @@ class BatchResult:
     stale_timers: int = 0
     skipped_invalid: int = 0
     traits_dropped: int = 0
+    #: events refused because their OneID is erased: {oneid, message_id, timestamp} each
+    erased: list[dict[str, Any]] = field(default_factory=list)

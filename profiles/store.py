@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -66,6 +67,25 @@ def _oneid(event: Any) -> str | None:
 def parse_member(member: str) -> tuple[str, str, str | None]:
     """A timer member -> (letter, oneid, ref): ``v|id|sid``, ``d|id|tid``, ``i|id``."""
     return layout.parse_timer_member(member)
+
+
+def _refusal(event: dict[str, Any]) -> dict[str, Any]:
+    """What the stage reports of an event refused because its person was erased."""
+    return {"oneid": event.get("oneid"), "message_id": event.get("message_id"),
+            "timestamp": event.get("timestamp")}
+
+
+@dataclass(frozen=True)
+class ProfileErasure:
+    """What :meth:`ProfileStore.erase_profiles` removed: keys, timers and trigger-outbox entries;
+    the idempotency keys of the triggers the person's history still listed (the webhook sink's
+    done keys are named by them) and every OneID visited (aliases found through merges)."""
+
+    keys: int
+    timers: int
+    outbox: int
+    fired_keys: list[str]
+    oneids: list[str]
 
 
 class _Core:
@@ -138,25 +158,36 @@ class _Core:
         ):
             self.stats[name] = self.stats.get(name, 0) + getattr(result, name)
         self.stats["triggers"] = self.stats.get("triggers", 0) + len(result.triggers)
+        self.stats["erased"] = self.stats.get("erased", 0) + len(result.erased)
         if result.traits_dropped:
             metrics.PROFILE_TRAITS_DROPPED.inc(result.traits_dropped)
 
     @staticmethod
-    def _states(rules: Rules, rows: Sequence[Any]) -> tuple[dict[str, str], dict[str, ProfileState]]:
+    def _states(
+        rules: Rules, rows: Sequence[Any]
+    ) -> tuple[dict[str, str], dict[str, ProfileState], set[str]]:
+        """OneID asked -> resolved, the resolved states, and the asked OneIDs that are erased."""
         kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
         alias: dict[str, str] = {}
         states: dict[str, ProfileState] = {}
-        for asked, resolved, main, transient in rows:
+        erased: set[str] = set()
+        for asked, resolved, main, transient, *flags in rows:
             asked, resolved = _text(asked), _text(resolved)
             alias[asked] = resolved
+            if flags and int(flags[0]):
+                erased.add(asked)
             if resolved not in states:
                 states[resolved] = ProfileState.parse(resolved, main, transient, kinds)
-        return alias, states
+        return alias, states, erased
 
-    def _finish(self, engine: Engine, reply: Any) -> BatchResult:
+    def _finish(self, engine: Engine, reply: Any,
+                events_of: dict[str, list[dict[str, Any]]] | None = None) -> BatchResult:
         result = engine.result
         if reply is not None:
             fired, applied, replayed, cooled, dups = reply[:5]
+            refused = [_text(oneid) for oneid in reply[7]] if len(reply) > 7 else []
+            for oneid in refused:  # erased between the read and the apply
+                result.erased += [_refusal(event) for event in (events_of or {}).get(oneid, ())]
             result.triggers = [engine.pending[int(i)] for i in sorted(int(i) for i in fired)]
             result.applied = int(applied)
             result.skipped_replayed += int(replayed)
@@ -194,13 +225,18 @@ class _Core:
         ids = list(dict.fromkeys(oneid for _, ev in events if (oneid := _oneid(ev))))
         engine = self.engine(rules, now_ms)
         rows = (yield ("script", "read", *ids)) if ids else []
-        alias, states = self._states(rules, rows)
+        alias, states, erased = self._states(rules, rows)
+        events_of: dict[str, list[dict[str, Any]]] = {}
         for offset, event in events:
             oneid = _oneid(event)
             if oneid is None:
                 engine.result.skipped_invalid += 1
                 log.warning("profile batch: event at offset %s has no oneid; skipped", offset)
                 continue
+            if oneid in erased:  # stamped before the person was erased: refused, reported
+                engine.result.erased.append(_refusal(event))
+                continue
+            events_of.setdefault(alias[oneid], []).append(event)
             engine.on_event(states[alias[oneid]], partition, offset, event)
         entries = []
         for st in states.values():
@@ -215,7 +251,7 @@ class _Core:
         if not entries:
             return self._finish(engine, None)
         reply = yield ("script", "apply", self._payload(rules, partition, entries, now_ms))
-        result = self._finish(engine, reply)
+        result = self._finish(engine, reply, events_of)
         conflicts = self._conflicts(reply)
         if conflicts:
             result.segments += yield from self.refresh_segments(
@@ -270,7 +306,7 @@ class _Core:
             if not pending or not rules.stream_segments:
                 return found
             rows = yield ("script", "read", *pending)
-            _, states = self._states(rules, rows)
+            _, states, _ = self._states(rules, rows)
             engine = self.engine(rules, now_ms)
             entries = [e for st in states.values()
                        if (e := self._with_segments(engine, st, None, now_ms, reason,
@@ -336,10 +372,12 @@ class _Core:
 
     @staticmethod
     def merge_outcome(reply: Any) -> dict[str, Any]:
-        """What one merge did; ``segments``: the merged OneID's exits (``reason: merged``)."""
+        """What one merge did; ``segments``: the merged OneID's exits (``reason: merged``);
+        ``refused``: the survivor or the merged OneID is erased, nothing was written."""
         lines = reply[3] if len(reply) > 3 else []
-        return {"survivor": _text(reply[0]), "merged": _text(reply[1]), "fields_moved": int(reply[2]),
-                "segments": [segment_records.from_line(line) for line in lines]}
+        moved = int(reply[2])
+        return {"survivor": _text(reply[0]), "merged": _text(reply[1]), "fields_moved": max(moved, 0),
+                "segments": [segment_records.from_line(line) for line in lines], "refused": moved < 0}
 
     def merge_profiles(self, survivor: str, merged: str, now_ms: int = 0) -> Steps:
         reply = yield ("script", "merge", survivor, merged, self.merge_meta(now_ms))
@@ -348,6 +386,13 @@ class _Core:
     def delete_profile(self, oneid: str) -> Steps:
         deleted = yield ("script", "delete", oneid)
         return int(deleted)
+
+    def erase_profiles(self, oneids: Sequence[str]) -> Steps:
+        if not oneids:
+            return ProfileErasure(0, 0, 0, [], [])
+        keys, timers, outbox, fired, visited = yield ("script", "erase", *oneids)
+        return ProfileErasure(int(keys), int(timers), int(outbox), sorted({_text(k) for k in fired}),
+                              sorted(_text(o) for o in visited))
 
     def get_profile(self, oneid: str, as_of_ms: int | None) -> Steps:
         profiles = yield from self.get_profiles([oneid], as_of_ms)
@@ -359,7 +404,7 @@ class _Core:
             return []
         rules = self.rules()
         rows = yield ("script", "read", *oneids)
-        alias, states = self._states(rules, rows)
+        alias, states, _ = self._states(rules, rows)
         engine = Engine(rules, 0)
         out: list[dict[str, Any] | None] = []
         for oneid in oneids:
@@ -541,6 +586,12 @@ class ProfileStore:
     def delete_profile(self, oneid: str) -> int:
         """Remove every key of the profile (and its timers, redirects); returns keys deleted."""
         return self._run(self._core.delete_profile(oneid))
+
+    def erase_profiles(self, oneids: Sequence[str]) -> ProfileErasure:
+        """An erasure's profile half: every key of these OneIDs (and of OneIDs merged into them or
+        that they redirect to), their timers in every partition and their trigger-outbox entries,
+        in one atomic script run. Tombstone the OneIDs first: apply and merge refuse them."""
+        return self._run(self._core.erase_profiles(list(oneids)))
 
     def get_profile(self, oneid: str, as_of_ms: int | None = None) -> dict[str, Any] | None:
         """Traits, aggregates, tags, score, tier and stream segments as of ``as_of_ms`` (default:

@@ -112,12 +112,15 @@ def read_dead_letters(broker: str, topic: str, *, timeout: float = 10.0) -> Iter
 
 def replay(broker: str, topic: str, *, stage: str | None = None, reason: str | None = None,
            redis_client: redis.Redis | None = None, prefix: str = "",
-           before_send: Callable[[dict[str, Any]], None] | None = None) -> int:
+           before_send: Callable[[dict[str, Any]], None] | None = None,
+           skip: Callable[[int, int, dict[str, Any]], bool] | None = None) -> int:
     """Put matching dead letters back on their source topic, each at most once; returns how many.
 
     Replayed positions are remembered in Redis (``<prefix>deadletter:replayed``) so a second
     replay does not send the same record again. ``before_send`` sees each record first (the CLI
-    releases the stream claim of a record that failed while processing).
+    releases the stream claim of a record that failed while processing). A letter ``skip``
+    answers True for (partition, offset, record) is never sent: one carrying an erased person
+    (``streams/erased_letters.py``).
     """
     producer = Producer(client_config(broker, **{"enable.idempotence": True, "acks": "all"}))
     done_key = f"{prefix}deadletter:replayed"
@@ -130,6 +133,8 @@ def replay(broker: str, topic: str, *, stage: str | None = None, reason: str | N
             continue
         position = f"{stored.partition}:{stored.offset}"
         if redis_client is not None and redis_client.sismember(done_key, position):
+            continue
+        if skip is not None and skip(stored.partition, stored.offset, record):
             continue
         if before_send is not None:
             before_send(record)

@@ -115,12 +115,14 @@ class ProfileHandler:
         self._scans = _OutboxScans(scans)
 
     def _emit(self, triggers: Sequence[dict[str, Any]], letters: Sequence[DeadLetter] = (),
-              segments: Sequence[dict[str, Any]] = ()) -> None:
-        if triggers or letters or segments:
+              segments: Sequence[dict[str, Any]] = (),
+              rejections: Sequence[tuple[bytes | None, bytes]] = ()) -> None:
+        if triggers or letters or segments or rejections:
             stage = self._stage
             self._producer.send_all({self._topics.triggers: [stage.encode(t) for t in triggers],
                                      self._topics.segments: [stage.encode_segment(c) for c in segments],
-                                     self._topics.deadletter: encode_dead_letters(letters)})
+                                     self._topics.deadletter: encode_dead_letters(letters),
+                                     self._topics.rejections: list(rejections)})
             stage.sent(triggers, segments)
             self._observer.triggers_sent(triggers)
             self._observer.segments_sent(segments)
@@ -129,7 +131,7 @@ class ProfileHandler:
         self._scans.alive()
         try:
             out = self._stage.process(batch, now_ms())
-            self._emit(out.triggers, out.deadletters, out.segments)
+            self._emit(out.triggers, out.deadletters, out.segments, out.rejections)
         except BaseException:
             self._scans.failed()  # the store may have confirmed triggers Kafka never got
             raise
@@ -156,7 +158,8 @@ class ProfileHandler:
 
 
 class MergeHandler:
-    """merges -> the merged profile folded into the survivor's; segment changes to their topic."""
+    """merges -> the merged profile folded into the survivor's; segment changes to their topic
+    (rejections: merges naming erased people)."""
 
     def __init__(self, stage: MergeStage, producer: BlockingProducer, topics: Topics,
                  observer: StageObserver) -> None:
@@ -167,10 +170,11 @@ class MergeHandler:
 
     def __call__(self, batch: Sequence[Record]) -> None:
         out = self._stage.process(batch, now_ms())
-        if out.deadletters or out.segments:
+        if out.deadletters or out.segments or out.rejections:
             changes = [self._stage.encode_segment(c) for c in out.segments]
             self._producer.send_all({self._topics.deadletter: encode_dead_letters(out.deadletters),
-                                     self._topics.segments: changes})
+                                     self._topics.segments: changes,
+                                     self._topics.rejections: out.rejections})
             self._stage.sent(out.segments)
         self._observer.merged(out)
 

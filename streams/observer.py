@@ -42,9 +42,13 @@ class StageObserver:
             metrics.PROFILE_EVENTS.labels("invalid_time").inc(result.skipped_invalid)
             metrics.RULE_ERRORS.inc(result.rule_errors)
             metrics.MARKETING_SUPPRESSED.inc(result.suppressed_marketing)
+        if out.erased:
+            metrics.ERASED_REFUSED.labels("profile").inc(out.erased)
         self.dead_lettered(out.deadletters)
 
     def merged(self, out: MergeOutput) -> None:
+        if out.erased:
+            metrics.ERASED_REFUSED.labels("merge-profiles").inc(out.erased)
         self.dead_lettered(out.deadletters)
         self.segments_sent(out.segments)
 

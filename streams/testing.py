@@ -124,7 +124,8 @@ def segment_change(oneid: str, segment: str = "hot_leads", version: int = 1, *, 
 class FakeStore:
     """``ProfileApplier``: applies each offset once per partition; ``fires`` picks trigger events;
     ``enters`` picks the events that put their person in segment ``hot_leads`` (once each);
-    a merged person leaves it and the survivor takes the place."""
+    a merged person leaves it and the survivor takes the place. Events and merges naming a OneID
+    in ``erased`` are refused, as the script refuses tombstones."""
 
     def __init__(self, outbox: FakeOutbox | None = None,
                  fires: Callable[[Mapping[str, Any]], bool] = lambda event: False,
@@ -150,6 +151,7 @@ class FakeStore:
                                 changed_at=now_ms)
         self.segment_outbox.put([change])
         return change
+        self.erased: set[str] = set()
 
     def apply_batch(self, partition: int, events: Sequence[tuple[int, dict[str, Any]]],
                     now_ms: int) -> BatchResult:
@@ -159,6 +161,9 @@ class FakeStore:
                 result.skipped_replayed += 1
                 continue
             self.watermarks[partition] = offset
+            if event["oneid"] in self.erased:
+                result.erased.append({k: event[k] for k in ("oneid", "message_id", "timestamp")})
+                continue
             self.applied[event["oneid"]].append(event["message_id"])
             result.applied += 1
             if self.fires(event):
@@ -184,12 +189,15 @@ class FakeStore:
         return due
 
     def merge_many(self, pairs: Sequence[tuple[str, str]], now_ms: int = 0) -> list[dict[str, Any]]:
-        outcomes = []
+        outcomes: list[dict[str, Any]] = []
         for survivor, merged in pairs:
+            if {survivor, merged} & self.erased:
+                outcomes.append({"survivor": survivor, "merged": merged, "refused": True})
+                continue
             self.applied[survivor].extend(self.applied.pop(merged, []))
             self.merges.append((survivor, merged))
             left = [self._change(merged, False, "merged", now_ms)] if merged in self.members else []
-            outcomes.append({"merged": True, "segments": left})
+            outcomes.append({"merged": True, "segments": left, "refused": False})
             if left:
                 self.inherits.add(survivor)
         return outcomes

@@ -1,7 +1,11 @@
 """Every Kafka topic of the platform, with its partitions and cleanup policy.
 
 Topics are created by the project (``touchstream topics create``), never by the broker's
-auto-creation, so partition counts and retention are deliberate.
+auto-creation, so partition counts and retention are deliberate. Retention is part of the
+erasure promise (README, "Erasure"): no topic keeps a record longer than the suppression
+window (``TOUCHSTREAM_ERASURE_SUPPRESSION_S``, 8 weeks), so nothing received before an erasure
+outlives the suppression of the person's identifiers. Topics without a retention here keep the
+broker's default (7 days).
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("events.raw", "validated events from collector and importers, keyed by strongest identifier",
               config=(("cleanup.policy", "delete"), ("retention.ms", str(4 * WEEK_MS)))),
     TopicSpec("events.resolved", "events stamped with their OneID, keyed by OneID"),
-    TopicSpec("identity.merges", "one record per merge of two OneIDs",
-              config=(("cleanup.policy", "delete"), ("retention.ms", "-1"))),
+    TopicSpec("identity.merges", "one record per merge of two OneIDs (it carries identifiers: finite, the "
+              "lake keeps the history)",
+              config=(("cleanup.policy", "delete"), ("retention.ms", str(8 * WEEK_MS)))),
     TopicSpec("identity.rejections", "identifiers not linked because a limit or guard said no"),
     TopicSpec("triggers", "real-time triggers for downstream services, keyed by OneID"),
     TopicSpec("segments", "segment_entered / segment_exited records (audiences), keyed by OneID"),

@@ -112,3 +112,17 @@ LAKE_SPOOLED_ROWS = Gauge(
     "Rows durable in the lake's spool but not yet in a Parquet file (visible after the next roll)",
     ["table"],
 )
+ERASURES = Counter(
+    "touchstream_erasures_total", "Erasures finished (every store), and steps left pending for a retry",
+    ["outcome"],
+)
+ERASED_REFUSED = Counter(
+    "touchstream_erased_refused_total",
+    "Records naming an erased OneID refused instead of re-creating the person (rejection reason erased)",
+    ["stage"],
+)
+LAKE_ERASED_ROWS = Counter(
+    "touchstream_lake_erased_rows_total",
+    "Lake rows of erased people removed: by an erasure rewriting files, or by the sink when it rolls",
+    ["table", "by"],
+)

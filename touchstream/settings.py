@@ -99,6 +99,11 @@ class Settings:
         5000, "Most records the lake sink takes per batch (one segment per partition)"
     )
     lake_metrics_port: int = _setting(6068, "Port of the lake sink's Prometheus /metrics (0: none)")
+    erasure_suppression_s: int = _setting(
+        56 * 24 * 3600, "After an erasure, events carrying the person's identifiers received within this "
+        "are refused; later ones start a new person with a new OneID, seconds (keep it >= the raw and "
+        "dead-letter topics' retention)"
+    )
     kafka_options: str = _setting(
         "", "librdkafka options for every Kafka client, `key=value;key=value` (TLS, SASL)", secret=True
     )

@@ -5,7 +5,8 @@ Only *adjacent* small files (in offset order, among all files of that topic part
 output is named by that range, written under a temporary name, fsynced and renamed. From the
 rename on, readers ignore the inputs (they are covered: ``layout.live``), so the swap is atomic;
 the inputs are then deleted, and any a crash left are deleted by the next compaction.
-Partitions with a roll in progress (a manifest in the spool) are left alone.
+Partitions with a roll in progress (a manifest in the spool) are left alone. Each merge holds the
+lake's files lock (``locks.py``), so an erasure rewriting an input cannot be undone by the merge.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.lake import files, layout
+from connectors.lake import files, layout, locks
 from connectors.lake.layout import Span
 from connectors.lake.rows import TABLES
 
@@ -86,7 +87,10 @@ def compact(root: Path, *, small_bytes: int, min_files: int = 2, table: str | No
             done.removed += 1
         candidates = [(p, s) for p, s in layout.live(everything) if (s.topic, s.partition) not in busy]
         for run in small_runs(candidates, small_bytes, min_files):
-            done.rows += _merge(run)
+            with locks.held(root, locks.FILES_LOCK, shared=True):  # no erasure rewrites an input meanwhile
+                if not all(path.exists() for path, _ in run):
+                    continue
+                done.rows += _merge(run)
             done.merged += len(run)
             done.written += 1
     log.info("lake compact: %s", done.render())

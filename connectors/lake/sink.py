@@ -17,12 +17,13 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.lake import files, layout
@@ -84,8 +85,11 @@ def lake_topics(prefix: str) -> tuple[str, ...]:
 class LakeSink:
     """Buffer records per partition; ``flush`` writes a durable segment and rolls when big enough."""
 
-    def __init__(self, config: LakeConfig, registry: SchemaRegistry | None = None) -> None:
+    def __init__(self, config: LakeConfig, registry: SchemaRegistry | None = None,
+                 keep: Callable[[str, pa.Table], pa.Table] | None = None) -> None:
+        """``keep``: every roll's rows pass through it (``erase.RollFilter``: erased people out)."""
         self.config = config
+        self._keep = keep
         self.root = Path(config.path)
         self.stats = LakeStats()
         registry = registry or default_registry()
@@ -176,7 +180,7 @@ class LakeSink:
     def _spool(self, topic: str, partition: int) -> PartitionSpool:
         spool = self._spools.get((topic, partition))
         if spool is None:
-            spool = PartitionSpool(self.root, self._codecs[topic], topic, partition)
+            spool = PartitionSpool(self.root, self._codecs[topic], topic, partition, self._keep)
             self._count(spool, spool.recover())
             self._spools[(topic, partition)] = spool
         return spool
@@ -226,7 +230,8 @@ class LakeSink:
 
 
 def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None,
-                  readiness: Mapping[str, Check] | None = None) -> LakeStats:
+                  readiness: Mapping[str, Check] | None = None,
+                  keep: Callable[[str, pa.Table], pa.Table] | None = None) -> LakeStats:
     """Write the four topics to the lake until SIGTERM/SIGINT (or idle); blocking, main thread.
     The ops port serves ``/metrics``, ``/healthz`` and ``/readyz`` (by ``readiness``)."""
     server = None
@@ -236,7 +241,7 @@ def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None,
         except OSError as exc:
             raise LakeError(f"lake metrics port {config.metrics_host}:{config.metrics_port} cannot be "
                             f"bound ({exc.strerror}); set TOUCHSTREAM_LAKE_METRICS_PORT") from None
-    sink = LakeSink(config)
+    sink = LakeSink(config, keep=keep)
     sink.open()
     topics = lake_topics(config.topic_prefix)
     try:

@@ -13,6 +13,10 @@ only needs its segments deleted; otherwise the roll is done again from the segme
 all still there, under the same names (a rename replaces). ``next_offset`` is the offset after
 the last one in a segment or a lake file, and the sink skips records below it: a batch replayed
 after SIGKILL lands exactly once.
+
+A roll holds the lake's files lock (shared: rolls run side by side; an erasure waits) and passes
+its rows through ``keep`` (the sink's filter of
+erased people, ``erase.py``) before writing them.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.lake import files, layout
+from connectors.lake import files, layout, locks
 from connectors.lake.layout import Span
 from connectors.lake.rows import RowCodec
 
@@ -49,9 +54,11 @@ class Written:
 class PartitionSpool:
     """The segments of one topic partition under ``<lake>/_spool/<topic>+<partition>/``."""
 
-    def __init__(self, root: Path, codec: RowCodec, topic: str, partition: int) -> None:
+    def __init__(self, root: Path, codec: RowCodec, topic: str, partition: int,
+                 keep: Callable[[str, pa.Table], pa.Table] | None = None) -> None:
         self.root = root
         self.codec = codec
+        self.keep = keep
         self.topic = topic
         self.partition = partition
         self.folder = root / layout.SPOOL / layout.spool_dir_name(topic, partition)
@@ -119,11 +126,17 @@ class PartitionSpool:
 
     def roll(self) -> Written:
         """Write the segments' rows as Parquet, one file per event date, then delete the segments."""
-        written = Written()
         if not self.segments:
-            return written
+            return Written()
+        with locks.held(self.root, locks.FILES_LOCK, shared=True):
+            return self._roll()
+
+    def _roll(self) -> Written:
+        written = Written()
         tables = [files.read_arrow(self.folder / s.segment_name) for s in self.segments]
         rows = pa.concat_tables(tables, promote_options="default")
+        if self.keep is not None:
+            rows = self.keep(self.codec.spec.name, rows)
         span = Span(self.topic, self.partition, self.segments[0].first, self.segments[-1].last)
         staged: list[tuple[Path, Path]] = []
         for day, part in self.codec.by_date(rows):

@@ -2,15 +2,17 @@
 
 Kafka-free so it can be tested alone: the sink hands it records (one partition's, or any) and
 gets back the dead letters to produce before it commits. Pairs already in the done store are skipped (one
-MGET per batch); the same pair twice in one batch is delivered once.
+MGET per batch); the same pair twice in one batch is delivered once. Triggers of a person erased
+since they fired are not delivered (one HMGET of the tombstones per batch; counted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from connectors.webhook import metrics
 from connectors.webhook.config import WebhookConfig
@@ -41,6 +43,7 @@ class BatchResult:
     deliveries: int = 0
     delivered: int = 0
     already_done: int = 0
+    erased: int = 0  # triggers of erased people, not delivered
     abandoned: int = 0
     marks_saved: bool = True
     deadletters: list[DeadLetter] = field(default_factory=list)
@@ -55,11 +58,13 @@ class BatchDelivery:
     """Turns a batch of trigger messages into deliveries and dead letters."""
 
     def __init__(self, config: WebhookConfig, deliverer: Deliverer, done: DoneStore,
-                 registry: SchemaRegistry) -> None:
+                 registry: SchemaRegistry, *,
+                 erased: Callable[[Sequence[str]], Awaitable[set[str]]] | None = None) -> None:
         self._config = config
         self._deliverer = deliverer
         self._done = done
         self._decode = registry.decoder("trigger")
+        self._erased = erased
 
     async def process(self, messages: Sequence[TriggerMessage]) -> BatchResult:
         """Deliver every trigger of the batch to every matching endpoint, within the batch deadline."""
@@ -68,12 +73,20 @@ class BatchDelivery:
         metrics.TRIGGERS.inc(len(messages))
         owners: dict[str, tuple[TriggerMessage, Delivery]] = {}  # done key -> first message, delivery
         dead: list[tuple[TriggerMessage, str, str, int]] = []  # message, reason, error, attempts
+        decoded: list[tuple[TriggerMessage, dict[str, Any]]] = []
         for msg in messages:
             try:
-                trigger = self._decode(msg.value)
+                decoded.append((msg, self._decode(msg.value)))
             except DecodeError as exc:
                 dead.append((msg, "avro_decode", str(exc), 1))
-                continue
+        if self._erased is not None:
+            gone = await self._erased(list({trigger["oneid"] for _, trigger in decoded}))
+            if gone:
+                kept = [(msg, trigger) for msg, trigger in decoded if trigger["oneid"] not in gone]
+                result.erased = len(decoded) - len(kept)
+                metrics_root.ERASED_REFUSED.labels(STAGE).inc(result.erased)
+                decoded = kept
+        for msg, trigger in decoded:
             try:
                 endpoints = self._config.endpoints_for(trigger["rule"])
                 body = build_body(trigger) if endpoints else b""

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from connectors.webhook.exceptions import DoneStoreError
+from touchstream import tombstones
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +89,39 @@ class DoneStore:
                             len(keys), attempt, self._write_tries, exc)
                 await asyncio.sleep(self._retry_s * attempt)
         return False
+
+
+class ErasedOneIds:
+    """Which OneIDs of a batch are erased (one HMGET on the tombstones): the sink does not deliver
+    their triggers, which may still be in flight on the topic when the person is erased."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._redis = client
+        self._key = tombstones.key(prefix)
+
+    async def __call__(self, oneids: Sequence[str]) -> set[str]:
+        if not oneids:
+            return set()
+        found = await self._redis.hmget(self._key, list(oneids))
+        return {oneid for oneid, stone in zip(oneids, found, strict=True) if stone is not None}
+
+
+def forget_deliveries(client: redis.Redis, prefix: str, idempotency_keys: Iterable[str]) -> int:
+    """Delete the done marks of these triggers at every endpoint (an erasure); how many. One SCAN
+    of the marks (they expire after the sink's ``done_ttl_s`` anyway): the endpoint is part of the
+    key and the API process does not know the sink's endpoints."""
+    wanted = {f":{key}" for key in idempotency_keys}
+    if not wanted:
+        return 0
+    start = f"{prefix}webhook:done:"
+    pattern = start.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+    doomed = []
+    for raw in client.scan_iter(match=pattern, count=1000):
+        name = raw.decode() if isinstance(raw, bytes) else raw
+        rest = name[len(start):]
+        if any(rest.endswith(suffix) for suffix in wanted if len(rest) > len(suffix)):
+            doomed.append(raw)
+    removed = 0
+    for i in range(0, len(doomed), 500):
+        removed += int(client.delete(*doomed[i:i + 500]))
+    return removed

@@ -28,7 +28,7 @@ from connectors.webhook import metrics
 from connectors.webhook.batch import STAGE, BatchDelivery, BatchResult
 from connectors.webhook.config import WebhookConfig, load_config
 from connectors.webhook.delivery import Deliverer, Waiter, wait_for_stop
-from connectors.webhook.done import DoneStore
+from connectors.webhook.done import DoneStore, ErasedOneIds
 from connectors.webhook.exceptions import DoneStoreError, WebhookError
 from schemas.codec import default_registry
 from streams.clients import client_config
@@ -165,7 +165,8 @@ class WebhookSink:
         stack.push_async_callback(session.close)
         self._done = DoneStore(client, self.settings.redis_prefix, self.config.done_ttl_s)
         deliverer = Deliverer(session, self._done, stop=self.stopping, waiter=self._waiter)
-        self._batches = BatchDelivery(self.config, deliverer, self._done, default_registry())
+        self._batches = BatchDelivery(self.config, deliverer, self._done, default_registry(),
+                                      erased=ErasedOneIds(client, self.settings.redis_prefix))
 
     async def close(self) -> None:
         if self._stack is not None:

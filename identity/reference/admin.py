@@ -14,17 +14,19 @@ def live(g: GraphState, oneid: str) -> str:
     return o
 
 
-def delete_profile(g: GraphState, oneid: str) -> list[dict[str, str]]:
-    """Erase the profile; its identifiers are suppressed from now (the clock) on."""
+def delete_profile(g: GraphState, oneid: str, suppress_ms: int = 0) -> list[dict[str, str]]:
+    """Erase the profile; the survivor and its aliases are tombstoned (never issued again); its
+    identifiers are suppressed for events received until now (the clock) + ``suppress_ms``."""
     o = live(g, oneid)
     now = g.clock()
     names = sorted(g.profiles[o].members)
+    g.erased |= {o, *g.profiles[o].aliases}
     for tv in names:
         if g.index.get(tv) == o:
             del g.index[tv]
         g.guard.pop(tv, None)
         type_, value = split_tv(tv)
-        g.suppressed[f"{type_}:{value_hash(value)}"] = now
+        g.suppressed[f"{type_}:{value_hash(value)}"] = now + suppress_ms
     g.drop(o)
     return [{"type": t, "value": v} for t, v in map(split_tv, names)]
 

@@ -72,8 +72,8 @@ class ReferenceGraph:
     def unmerge(self, oneid: str, type_: str, value: str) -> UnmergeResult:
         return admin.unmerge(self.state, oneid, type_, value)
 
-    def delete_profile(self, oneid: str) -> list[dict[str, str]]:
-        return admin.delete_profile(self.state, oneid)
+    def delete_profile(self, oneid: str, suppress_ms: int = 0) -> list[dict[str, str]]:
+        return admin.delete_profile(self.state, oneid, suppress_ms)
 
     def collect_idle_anonymous(self, now_ms: int, idle_ms: int, limit: int = 500) -> list[str]:
         return admin.collect_idle_anonymous(self.state, now_ms, idle_ms, limit)
@@ -87,12 +87,15 @@ class ReferenceGraph:
         (default: the clock): one script run."""
         if not events:
             return BatchResolution([], [], [], [])
-        run = BatchRun(self.state, self.state.clock() if now_ms is None else int(now_ms))
+        seen = self.state.clock() if now_ms is None else int(now_ms)
+        run = BatchRun(self.state, seen)
         early: list[Early] = []
         oneids = []
         for i, event in enumerate(events):
             ids = self._screen(i, event, early)
-            ev = Event(i, event["message_id"], int(event["timestamp"]), event.get("trusted") is False)
+            received = event.get("received_at")
+            ev = Event(i, event["message_id"], int(event["timestamp"]), event.get("trusted") is False,
+                       seen if received is None else int(received))
             oneids.append(run.resolve(ev, ids))
         return _result(events, [o or None for o in run.final(oneids)], early, run)
 

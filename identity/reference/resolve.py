@@ -34,6 +34,8 @@ class Event:
     ts: int
     #: an event of an untrusted (browser) write key
     untrusted: bool = False
+    #: receipt time (ms): what suppression judges by
+    received: int = 0
 
 
 @dataclass
@@ -84,7 +86,7 @@ class BatchRun:
     def resolve(self, ev: Event, ids: list[str]) -> str:
         """The event's OneID ("" for none): suppressed, or resolved."""
         self.created_now = None
-        if self._suppressed(ids, ev.ts):
+        if self._suppressed(ids, ev.received):
             for j in range(0, len(ids), 2):
                 self.reject(ev, ids[j], ids[j + 1], layout.WHY_SUPPRESSED)
             return ""
@@ -104,10 +106,11 @@ class BatchRun:
     def reject(self, ev: Event, t: str, v: str, why: str) -> None:
         self.rejections.append((ev.index, t, v, why))
 
-    def _suppressed(self, ids: list[str], ts: int) -> bool:
-        """An identifier of a deleted profile, deleted at or after the event's time."""
+    def _suppressed(self, ids: list[str], received: int) -> bool:
+        """An identifier of an erased profile whose suppression ends at or after the receipt."""
         sup = self.g.suppressed
-        return any(sup.get(f"{ids[j]}:{value_hash(ids[j + 1])}", -1) >= ts for j in range(0, len(ids), 2))
+        return any(sup.get(f"{ids[j]}:{value_hash(ids[j + 1])}", -1) >= received
+                   for j in range(0, len(ids), 2))
 
     # ---- limits ----
 

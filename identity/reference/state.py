@@ -69,7 +69,8 @@ class GraphState:
     profiles: dict[str, Profile] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # merged OneID -> survivor
     guard: dict[str, set[str]] = field(default_factory=dict)  # "type:value" -> short hashes of people
-    suppressed: dict[str, int] = field(default_factory=dict)  # "type:" + sha256(value) -> deletion ms
+    suppressed: dict[str, int] = field(default_factory=dict)  # "type:" + sha256(value) -> suppressed until ms
+    erased: set[str] = field(default_factory=set)  # tombstoned OneIDs: never issued again
     anonymous: dict[str, int] = field(default_factory=dict)  # anonymous-only OneID -> last seen (ms)
     collected: int = 0
 
@@ -103,10 +104,10 @@ class GraphState:
         return all(split_tv(m)[0] in self.rules.anonymous_types for m in members)
 
     def new_id(self, tv: str) -> str:
-        """A hash of the creating identifier, probed past ids in use (live or aliased)."""
+        """A hash of the creating identifier, probed past ids in use (live, aliased or erased)."""
         for n in range(65):
             cand = layout.ONEID_PREFIX + sha1_hex(tv if n == 0 else f"{tv}#{n}")[:16]
-            if cand not in self.profiles and cand not in self.alias:
+            if cand not in self.profiles and cand not in self.alias and cand not in self.erased:
                 return cand
         raise RuntimeError("no free OneID for an identifier after 64 probes")
 

@@ -7,10 +7,14 @@ if cmd == 'apply' then
   local pl = cjson.decode(ARGV[3])
   local meta = pl.meta
   local part = pl.partition
-  local fired, applied, replayed, cooled, dups = {}, 0, 0, 0, 0
+  local fired, applied, replayed, cooled, dups, refused = {}, 0, 0, 0, 0, {}
   local seg_lines, seg_conflicts = {}, {}
   for _, entry in ipairs(pl.profiles) do
     local id = resolve(entry.id)
+    -- an erased person (events already stamped with the OneID): nothing is written, the stage
+    -- reports the refusal
+    local tombstoned = erased(entry.id) or (id ~= entry.id and erased(id))
+    if tombstoned then refused[#refused + 1] = entry.id end
     local pt = entry.pt or part
     -- group[3]: the guard of the event's stamped OneID ("<partition>" when it is this profile,
     -- "<partition>:<oneid>" for an alias). Merged mid-batch (id ~= entry.id): our own guards
@@ -35,7 +39,7 @@ if cmd == 'apply' then
       stored_of[gf] = tonumber(o.h[gf] or '-1')
       max_of[gf] = stored_of[gf]
     end
-    local skip_all = entry.must_exist and redis.call('EXISTS', mkey(id)) == 0
+    local skip_all = tombstoned or (entry.must_exist and redis.call('EXISTS', mkey(id)) == 0)
     for _, group in ipairs(entry.groups) do
       local offset = group[1]
       local gf = group[4]
@@ -43,7 +47,7 @@ if cmd == 'apply' then
       if offset >= 0 and offset <= stored then
         replayed = replayed + 1
       elseif skip_all then
-        -- the profile was deleted meanwhile: only forget its timers
+        -- the profile was deleted (or erased) meanwhile: only forget its timers
         for _, op in ipairs(group[2]) do
           if op[1] == OP_VIEW then redis.call('ZREM', dkey(pt), TIMER_VIEW .. '|' .. id .. '|' .. op[2])
           elseif op[1] == OP_SCHEDULE or op[1] == OP_UNSCHEDULE then
@@ -143,7 +147,7 @@ if cmd == 'apply' then
       flush(o)
       push_history(id, pushed, meta.history)
     end
-    if entry.seg then seg_apply(id, entry.id, o.h, entry.seg, pl.now, seg_lines, seg_conflicts) end
+    if entry.seg and not tombstoned then seg_apply(id, entry.id, o.h, entry.seg, pl.now, seg_lines, seg_conflicts) end
   end
-  return {fired, applied, replayed, cooled, dups, seg_lines, seg_conflicts}
+  return {fired, applied, replayed, cooled, dups, seg_lines, seg_conflicts, refused}
 end

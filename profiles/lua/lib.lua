@@ -4,12 +4,15 @@
 -- merge, delete, segdue, segset, seed) and unknown.lua.
 --
 --   ARGV[1] = command, ARGV[2] = key prefix; the rest depends on the command:
---   read   ids...                          -> {{asked, resolved, main, transient}, ...}
+--   read   ids...                          -> {{asked, resolved, main, transient, erased}, ...}
 --   apply  payload(JSON)                   -> {fired indexes, applied, replayed, cooled, dups,
---                                              segment record lines, segment conflicts}
+--                                              segment record lines, segment conflicts, refused ids}
 --   due    watermark limit partitions...   -> {{partition, member, score}...}, {{id, main, transient}...}
---   merge  survivor merged meta(JSON)      -> {survivor, merged, fields moved, segment record lines}
+--   merge  survivor merged meta(JSON)      -> {survivor, merged, fields moved (-1: refused, erased),
+--                                              segment record lines}
 --   delete id                              -> keys deleted
+--   erase  ids...                          -> {keys deleted, timers, outbox entries, fired keys, ids,
+--                                              segment memberships}
 --   segdue now lease limit segments...     -> {{{id, main}...}, segment record lines}
 --   segset segment now reason changes(JSON) -> segment record lines
 --   seed   payload(JSON)                   -> seeded | same | changed | missing (a backfill)
@@ -29,6 +32,15 @@ local function hkey(id) return mkey(id) .. HISTORY_SUFFIX end
 local function rkey(id) return mkey(id) .. REDIRECT_SUFFIX end
 local function dkey(p) return P .. DUE_KEY .. p end
 local DSET = P .. DUE_SET_KEY
+local TOMB = P .. ERASED_KEY
+
+-- An erased (tombstoned) OneID: no state is ever created under it again. One EXISTS per run
+-- while nobody was ever erased.
+local any_erased = nil
+local function erased(id)
+  if any_erased == nil then any_erased = redis.call('EXISTS', TOMB) == 1 end
+  return any_erased and redis.call('HEXISTS', TOMB, id) == 1
+end
 
 -- Lua's unpack fails past ~8,000 values, and how many fields a batch touches is up to the
 -- clients (traits, tags, fired keys): every variadic command goes through call_chunked.

@@ -2,6 +2,8 @@
 if cmd == 'merge' then
   local sid, mid = resolve(ARGV[3]), resolve(ARGV[4])
   local meta = cjson.decode(ARGV[5])
+  -- a merge record still in flight when the person was erased re-creates nothing
+  if erased(ARGV[3]) or erased(ARGV[4]) or erased(sid) or erased(mid) then return {sid, mid, -1} end
   if sid == mid then return {sid, mid, 0} end
   local s, m = load(mkey(sid)), load(mkey(mid))
   local rank = {}

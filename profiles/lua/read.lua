@@ -8,7 +8,7 @@ if cmd == 'read' then
     for j = 1, #main, 2 do
       if main[j] == HAS_TRANSIENT then x = redis.call('HGETALL', xkey(id)); break end
     end
-    out[#out + 1] = {ARGV[i], id, main, x}
+    out[#out + 1] = {ARGV[i], id, main, x, (erased(ARGV[i]) or erased(id)) and 1 or 0}
   end
   return out
 end

@@ -13,12 +13,14 @@
 - Segment entries and exits (``profiles/segments/``) follow the same path through their own
   outbox: recorded by the script with the state change, produced to the segments topic, cleared
   after the ack; ``resend_stale_segments`` runs on every sweep (deletions leave records there).
+- Events stamped with a OneID erased since (tombstoned) change nothing: the store refuses them
+  and the stage puts a rejection (reason ``erased``) on the rejections topic.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,16 +35,31 @@ from streams.outbox import Outbox, SegmentOutbox, TriggerOutbox
 from streams.ports import ClaimLedger, ProfileApplier
 from streams.records import Record
 
+#: Rejection reason of an event or merge refused because its OneID is erased (tombstoned).
+ERASED = "erased"
+
 
 @dataclass
 class ProfileOutput:
-    """Confirmed triggers to produce, dead letters, and what the store did (for the observer)."""
+    """Confirmed triggers to produce, dead letters, rejections (events of erased people, refused
+    by the store), and what the store did (for the observer)."""
 
     triggers: list[dict[str, Any]] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    rejections: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     duplicates: int = 0
     applied: list[BatchResult] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)  # segment entries/exits to produce
+    erased: int = 0
+
+
+def erased_rejection(encode: Callable[[dict[str, Any]], bytes], oneid: str | None, message_id: str | None,
+                     timestamp: int | None) -> tuple[bytes | None, bytes]:
+    """The rejection record of something refused because its person was erased (reason
+    ``erased``): the OneID, no identifier (``value_hash`` empty)."""
+    record = {"oneid": oneid, "type": "oneid", "value_hash": "", "reason": ERASED,
+              "message_id": message_id or "", "timestamp": int(timestamp or 0)}
+    return (oneid.encode() if oneid else None), encode(record)
 
 
 class ProfileStage:
@@ -64,6 +81,7 @@ class ProfileStage:
         self._intake = Decoder("profile", resolved_topic, registry.decoder("event"), claims)
         self._encode_trigger = registry.encoder("trigger")
         self._encode_segment = registry.encoder("segment_change")
+        self._encode_rejection = registry.encoder("identity_rejection")
 
     def process(self, batch: Sequence[Record], now_ms: int) -> ProfileOutput:
         intake = self._intake(batch)
@@ -76,6 +94,10 @@ class ProfileStage:
             out.triggers.extend(result.triggers)
             out.segments.extend(result.segments)
             out.applied.append(result)
+            for refused in result.erased:
+                out.rejections.append(erased_rejection(self._encode_rejection, refused["oneid"],
+                                                       refused["message_id"], refused["timestamp"]))
+            out.erased += len(result.erased)
         return out
 
     def sweep(self, now_ms: int, partitions: Sequence[int] | None) -> ProfileOutput:

@@ -380,6 +380,7 @@ def test_unmerge_refuses_what_it_cannot_split(graph):
 
 def test_delete_erases_the_profile_and_suppresses_in_flight_events(graph, redis_client, prefix):
     a, b = wrongly_merged(graph)
+    before = int(time.time() * 1000) - 1
     removed = graph.delete_profile(b, actor="dpo")  # by its alias
     assert sorted((i["type"], i["value"]) for i in removed) == [
         ("anonymous_id", "a2"), ("anonymous_id", "a3"), ("email", "e1@qq.com"),
@@ -396,8 +397,10 @@ def test_delete_erases_the_profile_and_suppresses_in_flight_events(graph, redis_
     [entry] = graph.audit_log()
     assert (entry["action"], entry["actor"], entry["oneid"]) == ("delete", "dpo", a)
     assert (entry["identifiers"], entry["aliases"]) == ("5", "1")
-    # an event already in flight when the profile was deleted recreates nothing
-    late = graph.resolve_batch([ev("m9", 9000, ("user_id", "u1"), ("anonymous_id", "fresh"))])
+    # an event already in flight (received before the deletion) recreates nothing, whatever
+    # time its client wrote (a day ahead here)
+    late = graph.resolve_batch([ev("m9", before + 86_400_000, ("user_id", "u1"), ("anonymous_id", "fresh"),
+                                   received_at=before)])
     assert late.oneids == [None]
     assert [(r["type"], r["reason"]) for r in late.rejections] == [
         ("user_id", "suppressed"), ("anonymous_id", "suppressed"),
@@ -405,13 +408,40 @@ def test_delete_erases_the_profile_and_suppresses_in_flight_events(graph, redis_
     assert graph.lookup("anonymous_id", "fresh") is None
     # another worker that has not deleted anything learns of the suppression from Redis
     other = IdentityGraph(redis_client, prefix, load_rules())
-    assert other.resolve_batch([ev("m9b", 9000, ("email", "e2@qq.com"))]).oneids == [None]
-    # unrelated traffic is unaffected; activity after the deletion starts afresh
+    assert other.resolve_batch([ev("m9b", 9000, ("email", "e2@qq.com"), received_at=before)]).oneids == [None]
+    # unrelated traffic is unaffected; activity received after the deletion (no window here)
+    # starts afresh, under a new OneID: the erased ones are never issued again
     assert graph.resolve_batch([ev("m10", 9000, ("user_id", "u9"))]).oneids == [oneid_of("user_id", "u9")]
-    after = int(time.time() * 1000) + 60_000
-    assert graph.resolve_batch([ev("m11", after, ("user_id", "u1"))]).oneids[0] is not None
+    [again] = graph.resolve_batch([ev("m11", 9000, ("user_id", "u1"))]).oneids
+    assert again not in (None, a, b) and again == oneid_of("user_id", "u1", 1)
+    assert graph.tombstoned(a) is not None and graph.tombstoned(b)[1] == a
     with pytest.raises(ProfileNotFoundError):
         graph.delete_profile("o_0000000000000000", actor="dpo")
+
+
+def test_suppression_is_judged_by_receipt_within_the_window(graph, redis_client):
+    [gone] = graph.resolve_batch([ev("m1", 1000, ("user_id", "u1"), ("phone", "+8613912345678"))]).oneids
+    erased = graph.erase(gone, "dpo", suppress_ms=3_600_000)
+    assert (erased.oneid, erased.identifiers, erased.aliases) == (gone, 2, [])
+    assert erased.suppressed_until == erased.erased_at + 3_600_000
+    # received within the window (an SDK's offline queue flushing late), even with an old time
+    inside = graph.resolve_batch([ev("m2", 500, ("phone", "+8613912345678"),
+                                     received_at=erased.erased_at + 3_000_000)])
+    assert inside.oneids == [None] and {r["reason"] for r in inside.rejections} == {"suppressed"}
+    # received after it: a new person, never the erased OneID
+    [later] = graph.resolve_batch([ev("m3", 500, ("phone", "+8613912345678"),
+                                      received_at=erased.erased_at + 3_600_001)]).oneids
+    assert later is not None and later != gone
+    # the erasure record tells the rest of the erasure what the graph removed, without values
+    record = graph.erasure_record(gone)
+    assert record["aliases"] == [] and len(record["hashes"]) == 2
+    assert record["steps"]["graph"]["identifiers"] == 2
+    assert not any("13912345678" in h or "u1" in h.split(":")[1] for h in record["hashes"])
+    # entries whose window has passed are purged; live ones stay
+    assert graph.purge_suppressions() == 0
+    redis_client.hset(graph.suppression_key, "phone:dead", 1)
+    assert graph.purge_suppressions() == 1
+    assert len(redis_client.hkeys(graph.suppression_key)) == 2
 
 
 def test_a_redis_that_forgot_the_script_is_handled(graph):

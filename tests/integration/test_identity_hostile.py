@@ -84,7 +84,7 @@ def test_an_event_with_12000_identifiers_resolves_while_suppression_is_on(redis_
     assert oneid is not None and result.rejections == []
     assert len(graph.profile_identifiers(oneid)["loyalty_id"]) == 12_000
     # erasing it writes 12,000 suppression entries, and they are all honoured afterwards
-    graph.delete_profile(oneid, actor="dpo")
+    graph.delete_profile(oneid, actor="dpo", suppress_ms=3_600_000)
     late = graph.resolve_batch([ev("late", 3000, *ids)])
     assert late.oneids == [None] and {r["reason"] for r in late.rejections} == {"suppressed"}
     assert len(late.rejections) == 12_000

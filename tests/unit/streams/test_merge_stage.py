@@ -52,3 +52,16 @@ def test_a_merged_member_exits_the_survivor_is_evaluated_and_both_wait_until_sen
     assert store.segment_outbox.stale(NOW + 31_000, 30_000) == out.segments  # not acknowledged yet
     stage.sent(out.segments)
     assert store.segment_outbox.stale(NOW + 31_000, 30_000) == []
+
+
+def test_a_merge_naming_an_erased_oneid_is_refused_and_becomes_a_rejection() -> None:
+    store = FakeStore()
+    store.erased = {"gone"}
+    stage = _stage(store)
+    out = stage.process(records([_merge("gone", "b"), _merge("a", "c")], topic="merges",
+                                schema="identity_merge"), NOW)
+    assert store.merges == [("a", "c")] and (out.merged, out.erased) == (1, 1)
+    [(key, value)] = out.rejections
+    rejection = default_registry().decoder("identity_rejection")(value)
+    assert key == b"b"
+    assert (rejection["oneid"], rejection["reason"], rejection["value_hash"]) == ("b", "erased", "")

@@ -76,3 +76,14 @@ def test_the_sweep_returns_segment_members_whose_recheck_came() -> None:
     stage = _stage(store)
     out = stage.sweep(NOW, [0])
     assert (out.triggers, [c["oneid"] for c in out.segments]) == ([], ["p9"])
+
+
+def test_events_of_an_erased_person_are_refused_and_become_rejections() -> None:
+    store = FakeStore()
+    store.erased = {"gone"}
+    out = _stage(store).process(records([raw_event("m1", oneid="gone"), raw_event("m2", oneid="p1")]), NOW)
+    assert dict(store.applied) == {"p1": ["m2"]} and out.erased == 1
+    [(key, value)] = out.rejections
+    rejection = REGISTRY.decoder("identity_rejection")(value)
+    assert key == b"gone" and (rejection["oneid"], rejection["reason"], rejection["message_id"]) == (
+        "gone", "erased", "m1")

@@ -15,4 +15,12 @@ def test_new_topics_use_configured_partitions_except_fixed_ones():
     assert set(by_name) == {f"x.{s.suffix}" for s in SPECS}
     assert by_name["x.events.raw"].num_partitions == 4
     assert by_name["x.deadletter"].num_partitions == 1
-    assert by_name["x.identity.merges"].config["retention.ms"] == "-1"
+    assert by_name["x.identity.merges"].config["retention.ms"] == str(8 * 7 * 24 * 3600 * 1000)
+
+
+def test_no_topic_outlives_the_erasure_suppression_window():
+    # an event received before an erasure must not survive the suppression of its identifiers
+    window_ms = Settings().erasure_suppression_s * 1000
+    for topic in new_topics(Settings.from_env({}, topic_prefix="x")):
+        retention = int(topic.config.get("retention.ms", 7 * 24 * 3600 * 1000))  # the broker's default
+        assert 0 < retention <= window_ms, topic.topic

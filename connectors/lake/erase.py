@@ -1,0 +1,201 @@
+"""Erasure reaches the lake: a person's rows leave every Parquet file, atomically, names unchanged.
+
+Whose rows (``Person``: OneIDs and ``type:sha256`` identifier hashes, from the erasure record):
+the person's OneIDs plus every OneID the ``identities`` view maps to one of them (a profile the
+lake saw merged into the person), then, per table,
+
+    events, triggers     oneid in them
+    merges               survivor or merged in them (the rows that carry raw identifiers)
+    rejections           oneid in them, or type:value_hash one of the person's identifier hashes
+    profiles snapshot    oneid in them
+
+How (:func:`erase_person`): each file's key columns are read (column projection, not the file);
+a file holding such rows is rewritten without them under a temporary name, fsynced and renamed
+over the *same* name, so its offset range keeps telling the sink what the lake holds and a
+reader sees the old file or the new one, whole. A file left without rows stays, empty. Every
+other row keeps its values (rows are filtered, never re-encoded by hand).
+
+With a running sink (``locks.py``): the erasure holds ``.files.lock`` while it rewrites, which
+every roll and compaction merge also take, so no file is published behind its back. Spool
+segments belong to the sink: the erasure rewrites them only when it can take the sink's lock
+(no sink running); otherwise the sink filters every roll through the tombstones
+(:class:`RollFilter`, tombstones read after the roll took the files lock), so the segments'
+rows of an erased person never reach a file; records still on Kafka are filtered the same way
+when they roll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectors.lake import files, layout, locks
+from connectors.lake.query import connect, run_query
+from connectors.lake.rows import TABLES
+from streams.erased_letters import Person
+from touchstream import metrics
+
+log = logging.getLogger(__name__)
+
+ERASE_TMP = "erase"
+SNAPSHOT_TABLE = "profiles"
+
+#: The columns that name a person, per table.
+ONEID_COLUMNS = {"events": ("oneid",), "triggers": ("oneid",), "merges": ("survivor", "merged"),
+                 "rejections": ("oneid",), SNAPSHOT_TABLE: ("oneid",)}
+HASH_COLUMNS = {"rejections": ("type", "value_hash")}
+
+
+@dataclass
+class LakeErasure:
+    """What an erasure did to the lake (counts only: the report and audit hold no PII)."""
+
+    oneids: int = 0  # OneIDs erased, with those the identities view maps to the person
+    files_rewritten: int = 0
+    rows_removed: dict[str, int] = field(default_factory=dict)
+    segments_rewritten: int = 0
+    spool: str = "clean"  # "rewritten", "clean", or "deferred" (a running sink filters its rolls)
+    skipped: str = ""  # why nothing was done (no lake folder)
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"oneids": self.oneids, "files_rewritten": self.files_rewritten,
+                                  "rows_removed": dict(sorted(self.rows_removed.items())),
+                                  "segments_rewritten": self.segments_rewritten, "spool": self.spool}
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
+
+
+def erased_mask(table: str, rows: pa.Table, person: Person) -> pa.Array:
+    """True for each row of ``table`` that belongs to ``person``."""
+    mask = pa.repeat(pa.scalar(False), rows.num_rows)
+    if person.oneids:
+        oneids = pa.array(sorted(person.oneids), pa.string())
+        for name in ONEID_COLUMNS.get(table, ()):
+            if name in rows.column_names:
+                mask = pc.or_(mask, pc.fill_null(pc.is_in(rows.column(name), value_set=oneids), False))
+    hashed = HASH_COLUMNS.get(table)
+    if person.hashes and hashed and all(name in rows.column_names for name in hashed):
+        joined = pc.binary_join_element_wise(rows.column(hashed[0]), rows.column(hashed[1]), ":")
+        hashes = pa.array(sorted(person.hashes), pa.string())
+        mask = pc.or_(mask, pc.fill_null(pc.is_in(joined, value_set=hashes), False))
+    return mask
+
+
+def without(table: str, rows: pa.Table, person: Person) -> tuple[pa.Table, int]:
+    """``rows`` without the person's, and how many went."""
+    if not person or rows.num_rows == 0:
+        return rows, 0
+    mask = erased_mask(table, rows, person)
+    removed = pc.sum(mask).as_py() or 0
+    if not removed:
+        return rows, 0
+    return rows.filter(pc.invert(mask)), int(removed)
+
+
+class RollFilter:
+    """What the sink applies to every roll: rows of everyone erased (tombstoned OneIDs, suppressed
+    identifier hashes) are left out. ``load`` reads them (Redis) at each roll, after the roll took
+    the files lock: one round trip per roll, nothing cached that an erasure could outrun."""
+
+    def __init__(self, load: Callable[[], Person]) -> None:
+        self._load = load
+
+    def __call__(self, table: str, rows: pa.Table) -> pa.Table:
+        kept, removed = without(table, rows, self._load())
+        if removed:
+            metrics.LAKE_ERASED_ROWS.labels(table, "roll").inc(removed)
+            log.info("lake: %s row(s) of erased people left out of a %s roll", removed, table)
+        return kept
+
+
+def _with_merged(root: Path, person: Person) -> Person:
+    """The person plus every OneID the lake's ``identities`` view maps to one of theirs."""
+    if not person.oneids:
+        return person
+    con = connect(root)
+    try:
+        con.register("_erased", pa.table({"oneid": sorted(person.oneids)}))
+        found = run_query(con, "SELECT oneid FROM identities WHERE survivor IN (SELECT oneid FROM _erased)")
+    finally:
+        con.close()
+    return Person(person.oneids | {str(o) for o in found.column(0).to_pylist() if o}, person.hashes)
+
+
+def _rewrite(path: Path, table: str, person: Person, read: Callable[[Path], pa.Table],
+             write: Callable[[pa.Table, Path], int], kind: str) -> int:
+    """Rewrite one file without the person's rows, under the same name; rows removed."""
+    columns = [*ONEID_COLUMNS.get(table, ()), *HASH_COLUMNS.get(table, ())]
+    present = [c for c in columns if c in pq.read_schema(path).names] if path.suffix == ".parquet" else None
+    keys = pq.read_table(path, columns=present) if present is not None else read(path)
+    if not int(pc.sum(erased_mask(table, keys, person)).as_py() or 0):
+        return 0
+    rows = read(path)
+    kept, removed = without(table, rows, person)
+    tmp = files.temporary(path, kind)
+    write(kept, tmp)
+    files.publish(tmp, path)
+    return removed
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def _erase_spool(root: Path, person: Person, done: LakeErasure) -> None:
+    """Rewrite the spool's segments (only while holding the sink's lock: no sink is running)."""
+    for folder in sorted((root / layout.SPOOL).iterdir()):
+        parsed = layout.parse_spool_dir_name(folder.name)
+        spec = next((s for s in TABLES if parsed and parsed[0].endswith("." + s.topic_suffix)), None)
+        if spec is None or not folder.is_dir():
+            continue
+        files.remove_temporaries(folder, ERASE_TMP)
+        for segment in sorted(folder.glob("*.arrow")):
+            removed = _rewrite(segment, spec.name, person, files.read_arrow, files.write_arrow, ERASE_TMP)
+            if removed:
+                done.segments_rewritten += 1
+                done.rows_removed[spec.name] = done.rows_removed.get(spec.name, 0) + removed
+
+
+def erase_person(root: Path, person: Person, *, lock_timeout_s: float = 120.0) -> LakeErasure:
+    """Remove ``person``'s rows from every file of the lake at ``root`` (see the module docstring);
+    idempotent: a second run finds nothing. :class:`~connectors.lake.exceptions.LakeError` when
+    the files lock stays held past ``lock_timeout_s`` (the caller retries later)."""
+    done = LakeErasure()
+    if not (root / layout.SPOOL).exists() and not any((root / spec.name).exists() for spec in TABLES):
+        done.skipped = f"no lake at {root}"
+        return done
+    with locks.held(root, locks.FILES_LOCK, timeout_s=lock_timeout_s):
+        person = _with_merged(root, person)
+        done.oneids = len(person.oneids)
+        for spec in TABLES:
+            files.remove_temporaries(root / spec.name, ERASE_TMP)
+            for path, _ in layout.table_files(root, spec.name):
+                removed = _rewrite(path, spec.name, person, _read_parquet, files.write_parquet, ERASE_TMP)
+                if removed:
+                    done.files_rewritten += 1
+                    done.rows_removed[spec.name] = done.rows_removed.get(spec.name, 0) + removed
+        snapshot = root / layout.PROFILES / layout.SNAPSHOT
+        if snapshot.exists():
+            removed = _rewrite(snapshot, SNAPSHOT_TABLE, person, _read_parquet, files.write_parquet,
+                               ERASE_TMP)
+            if removed:
+                done.files_rewritten += 1
+                done.rows_removed[SNAPSHOT_TABLE] = removed
+        with locks.try_held(root, locks.SINK_LOCK) as free:
+            if free:
+                _erase_spool(root, person, done)
+                done.spool = "rewritten" if done.segments_rewritten else "clean"
+            else:
+                done.spool = "deferred"
+    for table, count in done.rows_removed.items():
+        metrics.LAKE_ERASED_ROWS.labels(table, "erasure").inc(count)
+    log.info("lake erasure: %s file(s) and %s segment(s) rewritten, %s row(s) removed; spool %s",
+             done.files_rewritten, done.segments_rewritten, sum(done.rows_removed.values()), done.spool)
+    return done
