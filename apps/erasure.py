@@ -10,7 +10,8 @@ unfinished step and reports what the first run removed:
    store: from then on the profile and merge scripts refuse the OneIDs, the webhook sink does not
    deliver their triggers and the lake sink leaves their rows out of every roll.
 2. ``profiles``: the state of the survivor and every alias (and OneIDs found only there, which
-   are tombstoned first), their timers and trigger-outbox entries.
+   are tombstoned first), their timers, trigger- and segment-outbox entries and segment
+   memberships (each ends with an exit record, so audiences downstream drop the person).
 3. ``webhooks``: the done marks of the triggers the person's history listed.
 4. ``deadletters``: letters carrying the person are marked: never replayed, never listed
    (Kafka keeps the bytes until the topic's retention; ``streams/erased_letters.py``).
@@ -172,14 +173,15 @@ class ErasureService:
         erased again, so nothing stamped with them is applied in between. The aliases found."""
         erased = self.store.erase_profiles([survivor, *sorted(aliases)])
         extra = set(erased.oneids) - aliases - {survivor}
-        keys, timers, outbox = erased.keys, erased.timers, erased.outbox
+        keys, timers, outbox, segments = erased.keys, erased.timers, erased.outbox, erased.memberships
         if extra:
             self.graph.tombstone(extra, survivor)
             again = self.store.erase_profiles(sorted(extra))
             keys, timers, outbox = keys + again.keys, timers + again.timers, outbox + again.outbox
+            segments += again.memberships
         self.graph.record_erasure(survivor, aliases=aliases | extra, fired=json.dumps(erased.fired_keys),
-                                  step_profiles={"keys": keys, "timers": timers, "trigger_outbox": outbox,
-                                                 "aliases_found": len(extra)})
+                                  step_profiles={"keys": keys, "timers": timers, "outbox": outbox,
+                                                 "segments": segments, "aliases_found": len(extra)})
         return extra
 
     def _outside_step(self, step: str, survivor: str, oneids: frozenset[str],

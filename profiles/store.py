@@ -77,15 +77,17 @@ def _refusal(event: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ProfileErasure:
-    """What :meth:`ProfileStore.erase_profiles` removed: keys, timers and trigger-outbox entries;
-    the idempotency keys of the triggers the person's history still listed (the webhook sink's
-    done keys are named by them) and every OneID visited (aliases found through merges)."""
+    """What :meth:`ProfileStore.erase_profiles` removed: keys, timers and outbox entries (triggers,
+    pending segment records); the idempotency keys of the triggers the person's history still
+    listed (the webhook sink's done keys are named by them), every OneID visited (aliases found
+    through merges) and the segment memberships ended (an exit record each)."""
 
     keys: int
     timers: int
     outbox: int
     fired_keys: list[str]
     oneids: list[str]
+    memberships: int = 0
 
 
 class _Core:
@@ -389,10 +391,10 @@ class _Core:
 
     def erase_profiles(self, oneids: Sequence[str]) -> Steps:
         if not oneids:
-            return ProfileErasure(0, 0, 0, [], [])
-        keys, timers, outbox, fired, visited = yield ("script", "erase", *oneids)
+            return ProfileErasure(0, 0, 0, [], [], 0)
+        keys, timers, outbox, fired, visited, memberships = yield ("script", "erase", *oneids)
         return ProfileErasure(int(keys), int(timers), int(outbox), sorted({_text(k) for k in fired}),
-                              sorted(_text(o) for o in visited))
+                              sorted(_text(o) for o in visited), int(memberships))
 
     def get_profile(self, oneid: str, as_of_ms: int | None) -> Steps:
         profiles = yield from self.get_profiles([oneid], as_of_ms)

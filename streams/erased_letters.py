@@ -24,13 +24,13 @@ from typing import Any
 
 import redis
 
-from schemas.codec import EVENT, IDENTITY_MERGE, IDENTITY_REJECTION, TRIGGER, default_registry
+from schemas.codec import EVENT, IDENTITY_MERGE, IDENTITY_REJECTION, SEGMENT_CHANGE, TRIGGER, default_registry
 from schemas.exceptions import DecodeError
 from streams.deadletters import read_dead_letters
 
 #: Which record a source topic carries, by the topic's suffix (streams/topics.py).
 _SCHEMAS = (("events.raw", EVENT), ("events.resolved", EVENT), ("identity.merges", IDENTITY_MERGE),
-            ("identity.rejections", IDENTITY_REJECTION), ("triggers", TRIGGER))
+            ("identity.rejections", IDENTITY_REJECTION), ("triggers", TRIGGER), ("segments", SEGMENT_CHANGE))
 
 
 def erased_key(prefix: str) -> str:

@@ -143,6 +143,7 @@ class FakeStore:
         self.inherits: set[str] = set()  # survivors of a member, in once refresh_segments evaluates them
         self.version = 0
         self.segments_due: list[dict[str, Any]] = []
+        self.erased: set[str] = set()
 
     def _change(self, oneid: str, entered: bool, reason: str, now_ms: int) -> dict[str, Any]:
         self.version += 1
@@ -151,7 +152,6 @@ class FakeStore:
                                 changed_at=now_ms)
         self.segment_outbox.put([change])
         return change
-        self.erased: set[str] = set()
 
     def apply_batch(self, partition: int, events: Sequence[tuple[int, dict[str, Any]]],
                     now_ms: int) -> BatchResult:

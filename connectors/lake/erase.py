@@ -2,10 +2,12 @@
 
 Whose rows (``Person``: OneIDs and ``type:sha256`` identifier hashes, from the erasure record):
 the person's OneIDs plus every OneID the ``identities`` view maps to one of them (a profile the
-lake saw merged into the person), then, per table,
+lake saw merged into the person), then, per table (``events`` as its view attributes them: an
+event an operator's unmerge moved to the person goes, one it moved away from them stays),
 
     events, triggers     oneid in them
     merges               survivor or merged in them (the rows that carry raw identifiers)
+    segments             oneid or survivor in them
     rejections           oneid in them, or type:value_hash one of the person's identifier hashes
     profiles snapshot    oneid in them
 
@@ -36,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectors.lake import files, layout, locks
-from connectors.lake.query import connect, run_query
+from connectors.lake.query import RAW_EVENTS, connect, run_query
 from connectors.lake.rows import TABLES
 from streams.erased_letters import Person
 from touchstream import metrics
@@ -48,7 +50,7 @@ SNAPSHOT_TABLE = "profiles"
 
 #: The columns that name a person, per table.
 ONEID_COLUMNS = {"events": ("oneid",), "triggers": ("oneid",), "merges": ("survivor", "merged"),
-                 "rejections": ("oneid",), SNAPSHOT_TABLE: ("oneid",)}
+                 "rejections": ("oneid",), "segments": ("oneid", "survivor"), SNAPSHOT_TABLE: ("oneid",)}
 HASH_COLUMNS = {"rejections": ("type", "value_hash")}
 
 
@@ -72,27 +74,49 @@ class LakeErasure:
         return out
 
 
-def erased_mask(table: str, rows: pa.Table, person: Person) -> pa.Array:
+@dataclass(frozen=True)
+class Moved:
+    """Events an operator's unmerge re-attributed (``source<US>message_id`` keys): ``into`` the
+    person though stamped with another OneID, ``out_of`` the person though stamped with theirs."""
+
+    into: frozenset[str] = frozenset()
+    out_of: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.into or self.out_of)
+
+
+NOTHING_MOVED = Moved()
+KEY_COLUMNS = ("source", "message_id")
+
+
+def _is_in(column: pa.ChunkedArray | pa.Array, values: frozenset[str]) -> pa.Array:
+    return pc.fill_null(pc.is_in(column, value_set=pa.array(sorted(values), pa.string())), False)
+
+
+def erased_mask(table: str, rows: pa.Table, person: Person, moved: Moved = NOTHING_MOVED) -> pa.Array:
     """True for each row of ``table`` that belongs to ``person``."""
     mask = pa.repeat(pa.scalar(False), rows.num_rows)
     if person.oneids:
-        oneids = pa.array(sorted(person.oneids), pa.string())
         for name in ONEID_COLUMNS.get(table, ()):
             if name in rows.column_names:
-                mask = pc.or_(mask, pc.fill_null(pc.is_in(rows.column(name), value_set=oneids), False))
+                mask = pc.or_(mask, _is_in(rows.column(name), person.oneids))
     hashed = HASH_COLUMNS.get(table)
     if person.hashes and hashed and all(name in rows.column_names for name in hashed):
         joined = pc.binary_join_element_wise(rows.column(hashed[0]), rows.column(hashed[1]), ":")
-        hashes = pa.array(sorted(person.hashes), pa.string())
-        mask = pc.or_(mask, pc.fill_null(pc.is_in(joined, value_set=hashes), False))
+        mask = pc.or_(mask, _is_in(joined, person.hashes))
+    if table == "events" and moved and all(name in rows.column_names for name in KEY_COLUMNS):
+        keys = pc.binary_join_element_wise(rows.column("source"), rows.column("message_id"), "\x1f")
+        mask = pc.or_(pc.and_(mask, pc.invert(_is_in(keys, moved.out_of))), _is_in(keys, moved.into))
     return mask
 
 
-def without(table: str, rows: pa.Table, person: Person) -> tuple[pa.Table, int]:
+def without(table: str, rows: pa.Table, person: Person,
+            moved: Moved = NOTHING_MOVED) -> tuple[pa.Table, int]:
     """``rows`` without the person's, and how many went."""
     if not person or rows.num_rows == 0:
         return rows, 0
-    mask = erased_mask(table, rows, person)
+    mask = erased_mask(table, rows, person, moved)
     removed = pc.sum(mask).as_py() or 0
     if not removed:
         return rows, 0
@@ -115,29 +139,46 @@ class RollFilter:
         return kept
 
 
-def _with_merged(root: Path, person: Person) -> Person:
-    """The person plus every OneID the lake's ``identities`` view maps to one of theirs."""
+# events whose attributed OneID (the view's, after unmerges) and stamped OneID disagree about the
+# person: the lake's own constant names only
+_MOVED = f"""
+SELECT e.source || chr(31) || e.message_id AS key,
+       coalesce(e.oneid IN (SELECT oneid FROM _erased), false) AS into
+FROM events e JOIN (SELECT DISTINCT source, message_id, oneid FROM {RAW_EVENTS}) r USING (source, message_id)
+WHERE coalesce(e.oneid IN (SELECT oneid FROM _erased), false)
+   <> coalesce(r.oneid IN (SELECT oneid FROM _erased), false)
+"""  # noqa: S608
+
+
+def _with_merged(root: Path, person: Person) -> tuple[Person, Moved]:
+    """The person plus every OneID the lake's ``identities`` view maps to one of theirs, and the
+    events an unmerge moved to or away from them."""
     if not person.oneids:
-        return person
+        return person, NOTHING_MOVED
     con = connect(root)
     try:
         con.register("_erased", pa.table({"oneid": sorted(person.oneids)}))
         found = run_query(con, "SELECT oneid FROM identities WHERE survivor IN (SELECT oneid FROM _erased)")
+        person = Person(person.oneids | {str(o) for o in found.column(0).to_pylist() if o}, person.hashes)
+        con.unregister("_erased")
+        con.register("_erased", pa.table({"oneid": sorted(person.oneids)}))
+        rows = run_query(con, _MOVED).to_pylist()
     finally:
         con.close()
-    return Person(person.oneids | {str(o) for o in found.column(0).to_pylist() if o}, person.hashes)
+    return person, Moved(frozenset(r["key"] for r in rows if r["into"]),
+                         frozenset(r["key"] for r in rows if not r["into"]))
 
 
 def _rewrite(path: Path, table: str, person: Person, read: Callable[[Path], pa.Table],
-             write: Callable[[pa.Table, Path], int], kind: str) -> int:
+             write: Callable[[pa.Table, Path], int], kind: str, moved: Moved = NOTHING_MOVED) -> int:
     """Rewrite one file without the person's rows, under the same name; rows removed."""
-    columns = [*ONEID_COLUMNS.get(table, ()), *HASH_COLUMNS.get(table, ())]
+    columns = [*ONEID_COLUMNS.get(table, ()), *HASH_COLUMNS.get(table, ()), *(KEY_COLUMNS if moved else ())]
     present = [c for c in columns if c in pq.read_schema(path).names] if path.suffix == ".parquet" else None
     keys = pq.read_table(path, columns=present) if present is not None else read(path)
-    if not int(pc.sum(erased_mask(table, keys, person)).as_py() or 0):
+    if not int(pc.sum(erased_mask(table, keys, person, moved)).as_py() or 0):
         return 0
     rows = read(path)
-    kept, removed = without(table, rows, person)
+    kept, removed = without(table, rows, person, moved)
     tmp = files.temporary(path, kind)
     write(kept, tmp)
     files.publish(tmp, path)
@@ -172,12 +213,13 @@ def erase_person(root: Path, person: Person, *, lock_timeout_s: float = 120.0) -
         done.skipped = f"no lake at {root}"
         return done
     with locks.held(root, locks.FILES_LOCK, timeout_s=lock_timeout_s):
-        person = _with_merged(root, person)
+        person, moved = _with_merged(root, person)
         done.oneids = len(person.oneids)
         for spec in TABLES:
             files.remove_temporaries(root / spec.name, ERASE_TMP)
             for path, _ in layout.table_files(root, spec.name):
-                removed = _rewrite(path, spec.name, person, _read_parquet, files.write_parquet, ERASE_TMP)
+                removed = _rewrite(path, spec.name, person, _read_parquet, files.write_parquet, ERASE_TMP,
+                                   moved)
                 if removed:
                     done.files_rewritten += 1
                     done.rows_removed[spec.name] = done.rows_removed.get(spec.name, 0) + removed

@@ -1,13 +1,18 @@
 -- ---------------------------------------------------------------------------- erase
 -- Everything of the given OneIDs (a survivor and its aliases; the OneIDs it redirects to or that
 -- were merged into it are followed too): main, transient, history and redirect keys, their timers
--- in every partition's due set, their trigger-outbox entries. Answers {keys deleted, timers
--- removed, outbox entries removed, idempotency keys of the fired triggers (for the webhook
--- sink's done keys), every OneID visited}. Idempotent: a second run finds nothing.
+-- in every partition's due set, their trigger-outbox entries, their segment memberships (pending
+-- segment records naming them are dropped; each membership ends with an exit record, reason
+-- deleted, which the next sweep sends so audiences downstream drop the person too). Answers
+-- {keys deleted, timers removed, outbox entries removed, idempotency keys of the fired triggers
+-- (for the webhook sink's done keys), every OneID visited, segment memberships ended}.
+-- Idempotent: a second run finds nothing.
 if cmd == 'erase' then
   local todo, seen, visited = {}, {}, {}
   for i = 3, #ARGV do todo[#todo + 1] = ARGV[i] end
-  local keys, timers, outbox, fired = 0, 0, 0, {}
+  local keys, timers, outbox, fired, memberships = 0, 0, 0, {}, 0
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local parts = redis.call('SMEMBERS', DSET)
   local function glob(text) return (string.gsub(text, '[%*%?%[%]\\]', '\\%0')) end
   while #todo > 0 do
@@ -40,8 +45,15 @@ if cmd == 'erase' then
         cursor = res[1]
         for i = 1, #res[2], 2 do outbox = outbox + redis.call('HDEL', OUTBOX, res[2][i]) end
       until cursor == '0'
+      cursor = '0'
+      repeat
+        local res = redis.call('HSCAN', SEG_OUTBOX, cursor, 'MATCH', '*:' .. glob(id) .. ':*', 'COUNT', 1000)
+        cursor = res[1]
+        for i = 1, #res[2], 2 do outbox = outbox + redis.call('HDEL', SEG_OUTBOX, res[2][i]) end
+      until cursor == '0'
+      memberships = memberships + #seg_exit_all(id, REASON_DELETED, now, '', WRITER_ORPHAN)
       keys = keys + redis.call('DEL', mkey(id), xkey(id), hkey(id), rkey(id))
     end
   end
-  return {keys, timers, outbox, fired, visited}
+  return {keys, timers, outbox, fired, visited, memberships}
 end

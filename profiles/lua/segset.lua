@@ -9,7 +9,7 @@ if cmd == 'segset' then
   for _, change in ipairs(cjson.decode(ARGV[6])) do
     local id, want = change[1], change[2]
     local is = redis.call('ZSCORE', key, id) ~= false
-    if want == 1 and not is then
+    if want == 1 and not is and not erased(id) then  -- an erased person never enters again
       redis.call('ZADD', key, now, id)
       lines[#lines + 1] = seg_change(SEGMENT_ENTERED, name, id, reason, now, now, '', '', '{}', WRITER_REFRESH)
     elseif want == 0 and is then

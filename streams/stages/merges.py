@@ -71,7 +71,8 @@ class MergeStage:
                                                        merge["message_id"], merge["timestamp"]))
         folded = [pair for pair, outcome in zip(pairs, outcomes, strict=True) if not outcome.get("refused")]
         if folded:
-            segments += self._store.refresh_segments(dict.fromkeys(s for s, _ in folded), now_ms, REASON_MERGE)
+            survivors = dict.fromkeys(s for s, _ in folded)
+            segments += self._store.refresh_segments(survivors, now_ms, REASON_MERGE)
         out.merged, out.erased, out.segments = len(folded), len(out.rejections), segments
         return out
 

@@ -180,7 +180,7 @@ def test_erasing_a_person_in_flight_leaves_nothing_that_brings_them_back(own: Se
         assert code == 0 and final["status"] == "finished" and final["pending"] == []
         steps = final["steps"]
         assert steps["graph"]["identifiers"] == 3 and steps["graph"]["aliases"] == 1
-        assert steps["graph"]["merge_outbox"] == 1 and steps["profiles"]["trigger_outbox"] >= 1
+        assert steps["graph"]["merge_outbox"] == 1 and steps["profiles"]["outbox"] >= 1
         assert steps["profiles"]["timers"] >= 1 and steps["webhooks"]["done_marks"] == 1
         assert steps["deadletters"]["marked"] == 1 and steps["lake"]["rows_removed"]["events"] >= 4
         assert erase(own, ann)[1] == final  # idempotent: the same report

@@ -111,3 +111,20 @@ def test_an_erasure_between_read_and_apply_is_refused_by_the_script(store, redis
         result = done.value
     assert len(result.erased) == 4 and result.triggers == []
     assert keys_naming(redis_client, prefix, gone) == []
+
+
+def test_segment_memberships_end_with_an_exit_record_and_an_erased_person_never_enters(
+        store, redis_client, prefix):
+    gone, other = new_id(), new_id()
+    store.apply_batch(0, numbered(person(gone) + person(other)), T0 + 4 * S)
+    entered = store.set_members("lapsed", [(gone, True), (other, True)], T0, "sql")
+    assert {c["oneid"] for c in entered} == {gone, other}  # waiting in the segments outbox
+    tombstone(redis_client, prefix, gone)
+    erased = store.erase_profiles([gone])
+    assert erased.memberships == 1
+    members = redis_client.zrange(f"{prefix}{layout.SEGMENT_MEMBERS_KEY}lapsed", 0, -1)
+    assert members == [other.encode()]
+    lines = [v.decode() for k, v in redis_client.hgetall(f"{prefix}{layout.SEGMENT_OUTBOX_KEY}").items()
+             if gone.encode() in k]
+    assert len(lines) == 1 and layout.SEGMENT_EXITED in lines[0] and layout.REASON_DELETED in lines[0]
+    assert store.set_members("lapsed", [(gone, True)], T0 + S, "sql") == []  # refused: erased

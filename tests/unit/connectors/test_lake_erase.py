@@ -188,3 +188,36 @@ def test_an_erasure_waits_for_the_files_lock_and_gives_up_after_its_timeout(tmp_
 def test_no_lake_folder_is_reported_not_created(tmp_path: Path) -> None:
     done = erase_person(tmp_path / "none", ANN_PERSON)
     assert done.skipped and not (tmp_path / "none").exists()
+
+
+def _split_lake(root: Path) -> None:
+    """ANN's history: e0 (u1 + email), e1 (email only), e2 (u1); then an operator split the email off
+    into o_split: the events view gives e1, whose identifiers all moved, to o_split."""
+    ids = {"e0": [("user_id", "u1"), ("email", "x@example.cn")], "e1": [("email", "x@example.cn")],
+           "e2": [("user_id", "u1")]}
+    rows = [event_record("track", T0, message_id=mid, oneid=ANN, event="Seen",
+                         identifiers=[{"type": t, "value": v} for t, v in idents])
+            for mid, idents in ids.items()]
+    split = {"survivor": ANN, "merged": "o_split", "message_id": "", "timestamp": T0 + DAY,
+             "identifiers": [{"type": "email", "value": "x@example.cn"}], "reason": "unmerge",
+             "kind": "unmerge"}
+    sink = LakeSink(LakeConfig(path=root, topic_prefix="ts"))
+    sink.open()
+    records = _records("events.resolved", EVENT, rows) + _records("identity.merges", IDENTITY_MERGE, [split])
+    for record in records:
+        sink.add(record)
+    for topic, partition in dict.fromkeys((r.topic, r.partition) for r in records):
+        assert sink.flush(topic, partition) == []
+    sink.close()
+
+
+def test_events_follow_an_unmerge_the_split_person_takes_theirs(tmp_path: Path) -> None:
+    _split_lake(tmp_path)
+    erase_person(tmp_path, Person(frozenset({"o_split"})))
+    assert [r["message_id"] for r in _rows(tmp_path)["events"]] == ["e0", "e2"]
+
+
+def test_events_follow_an_unmerge_the_survivor_keeps_what_moved_away(tmp_path: Path) -> None:
+    _split_lake(tmp_path)
+    erase_person(tmp_path, Person(frozenset({ANN})))
+    assert [r["message_id"] for r in _rows(tmp_path)["events"]] == ["e1"]
