@@ -427,7 +427,7 @@ class _Core:
         if not oneids:
             return []
         rows = yield ("script", "read", *oneids)
-        alias, states = self._states(self.rules(), rows)
+        alias, states, _ = self._states(self.rules(), rows)
         out: list[tuple[dict[str, int], int | None] | None] = []
         for oneid in oneids:
             st = states[alias[oneid]]
