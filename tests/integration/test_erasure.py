@@ -139,7 +139,9 @@ def test_erasing_a_person_in_flight_leaves_nothing_that_brings_them_back(own: Se
         ann, bob = found[f"{m}-0"]["oneid"], found[f"{m}-3"]["oneid"]
         wait_caught_up(own, topics.resolved)
         wait_committed(own, f"{own.app_id}-lake")
-        time.sleep(2)  # one roll: the person's rows are in Parquet files
+        deadline = time.monotonic() + 60  # one roll (1 s): the person's rows are in Parquet files
+        while lake_rows_naming(own_lake(own), {ann}, set())["events"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert lake_rows_naming(own_lake(own), {ann}, set())["events"] == 3
         worker.stop()
 
