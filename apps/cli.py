@@ -599,17 +599,23 @@ def rfm_(settings: Settings, conversion: str, revenue_fields: tuple[str, ...], e
     (identify events through the profile stage, only for people whose values changed)."""
     import time
 
+    from confluent_kafka import KafkaException
+
     from apps.rfm_job import run_rfm
 
     options = _conversion(conversion, revenue_fields)
     while True:
         try:
             counts, sent = run_rfm(settings, options, send=not dry_run)
-        except TouchstreamError as exc:
-            raise click.ClickException(str(exc)) from None
-        _print_result(counts, fmt)
-        click.echo(f"rfm: {sent} profile(s) updated" if not dry_run else "rfm: dry run, no profile updated",
-                   err=True)
+        except (TouchstreamError, KafkaException) as exc:
+            if every is None:
+                raise click.ClickException(str(exc)) from None
+            # on a schedule a broker outage costs one run: what was not sent is sent by the next
+            click.echo(f"rfm: this run failed ({exc}); trying again in {every:g} s", err=True)
+        else:
+            _print_result(counts, fmt)
+            done = f"{sent} profile(s) updated" if not dry_run else "dry run, no profile updated"
+            click.echo(f"rfm: {done}", err=True)
         if every is None:
             return
         time.sleep(every)

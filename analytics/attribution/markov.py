@@ -2,9 +2,11 @@
 
 Journeys are the converting ones (each counted conversion's touches, as the other models see
 them) and the lost ones: a person's touches that no conversion followed within the lookback,
-split where the person converted in between. The chain's states are the keys (channels or
-campaigns) plus start, conversion and null; SQL counts the transitions (a handful of rows
-however many events), Python solves the chain.
+split where the person converted in between (touches share a lost journey when the same next
+conversion follows them, or none: one ``ASOF`` join, no window over every touch and
+conversion). The chain's states are the keys (channels or campaigns) plus start, conversion and
+null; SQL counts the transitions (a handful of rows however many events), Python solves the
+chain.
 
 With transient states T (start and the keys), Q their transition probabilities, r the
 probability of converting next, and N = (I - Q)^-1 the fundamental matrix:
@@ -54,29 +56,20 @@ def transitions(con: duckdb.DuckDBPyConnection, options: AttributionOptions) -> 
         window.append(f"ts <= {int(options.conversion.until_ms)}")
     in_range = " AND ".join(window) or "true"
     rows = con.sql(f"""
-        WITH marks AS (
-            SELECT person, ts, 0 AS is_conv, source, message_id, {options.key_sql('t')} AS key
-            FROM {TOUCHES} t
-            UNION ALL
-            SELECT person, ts, 1, source, message_id, NULL FROM {CONVERSIONS}
-        ), seq AS (
-            SELECT *, sum(is_conv) OVER (PARTITION BY person ORDER BY ts, is_conv, source, message_id
-                                         ROWS UNBOUNDED PRECEDING) AS k,
-                   min(CASE WHEN is_conv = 1 THEN ts END) OVER (
-                       PARTITION BY person ORDER BY ts, is_conv, source, message_id
-                       ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_conv
-            FROM marks
+        WITH nexts AS (
+            SELECT t.person, t.ts, t.source, t.message_id, {options.key_sql('t')} AS key, c.ts AS next_conv
+            FROM {TOUCHES} t ASOF LEFT JOIN (SELECT person, ts FROM {CONVERSIONS}) c
+              ON t.person = c.person AND c.ts >= t.ts
         ), lost AS (
-            SELECT lag(key) OVER j AS src, key, row_number() OVER j AS pos,
-                   count(*) OVER (PARTITION BY person, k) AS n
-            FROM seq
-            WHERE is_conv = 0 AND (next_conv IS NULL OR next_conv - ts > {lookback}) AND {in_range}
-            WINDOW j AS (PARTITION BY person, k ORDER BY ts, source, message_id)
+            SELECT lag(key) OVER j AS src, key, lead(key) OVER j IS NULL AS last
+            FROM nexts
+            WHERE (next_conv IS NULL OR next_conv - ts > {lookback}) AND {in_range}
+            WINDOW j AS (PARTITION BY person, next_conv ORDER BY ts, source, message_id)
         ), won AS (
             SELECT lag(key) OVER (PARTITION BY conv ORDER BY pos) AS src, key, pos, n FROM {PAIRS} WHERE n > 0
         ), steps AS (
             SELECT src, key AS dst, false AS converted FROM lost
-            UNION ALL SELECT key, NULL, false FROM lost WHERE pos = n
+            UNION ALL SELECT key, NULL, false FROM lost WHERE last
             UNION ALL SELECT src, key, false FROM won
             UNION ALL SELECT key, NULL, true FROM won WHERE pos = n
         )

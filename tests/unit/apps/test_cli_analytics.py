@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from click.testing import CliRunner
 
@@ -58,3 +61,28 @@ def test_rfm_dry_run_prints_the_segment_counts(tmp_path: Path) -> None:
     lines = out.splitlines()
     assert lines[0] == "segment,r,fm,customers,share,revenue" and len(lines) == 12
     assert sum(int(line.split(",")[3]) for line in lines[1:]) == 2
+
+
+def test_rfm_on_a_schedule_survives_a_failed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from confluent_kafka import KafkaException
+
+    from apps import rfm_job
+
+    lake(tmp_path)
+    real = rfm_job.run_rfm
+    outcomes: list[str] = []
+
+    def flaky(settings: Any, options: Any, *, send: bool) -> Any:
+        outcomes.append("run")
+        if len(outcomes) == 1:
+            raise KafkaException("broker down")
+        if len(outcomes) == 3:
+            raise SystemExit(0)  # stop the schedule
+        return real(settings, options, send=False)
+
+    monkeypatch.setattr(rfm_job, "run_rfm", flaky)
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+    code, out, err = run(tmp_path, "rfm", "--every", "60", "--format", "csv")
+    assert code == 0 and outcomes == ["run", "run", "run"]
+    assert "this run failed (broker down); trying again in 60 s" in err
+    assert out.splitlines()[0] == "segment,r,fm,customers,share,revenue"
