@@ -65,7 +65,7 @@ class Settings:
     key_cache_s: int = _setting(5, "Seconds a verified API key is cached; a revoked key stops within this")
     log_level: str = _setting("INFO", "Log level of the CLI commands and workers")
     event_time_skew_s: int = _setting(
-        300, "Event times ahead of receipt count as receipt + this for lateness and suppression, seconds"
+        300, "Event times ahead of receipt count as receipt + this for lateness and ordering, seconds"
     )
     max_traits_per_event: int = _setting(200, "Most trait keys one message may carry (more: rejected)")
     max_trait_key_chars: int = _setting(128, "Longest trait name, characters (longer: rejected)")

@@ -73,7 +73,7 @@ class ResolveStage:
         resolution = self._graph.resolve_batch([
             {"message_id": e["message_id"], "timestamp": self._decision_time(e),
              "identifiers": e["identifiers"], "partition": r.partition, "offset": r.offset,
-             "trusted": e["trusted"]}
+             "trusted": e["trusted"], "received_at": e["received_at"]}
             for r, e in fresh
         ])
         suppressed = {rej["message_id"] for rej in resolution.rejections if rej["reason"] == SUPPRESSED}
@@ -96,8 +96,9 @@ class ResolveStage:
         return out
 
     def _decision_time(self, event: dict[str, Any]) -> int:
-        """Event time for suppression and ordering: a client's clock ahead of ours counts as
-        receipt plus the allowed skew, so a future-dated event cannot outrun an erasure."""
+        """Event time for ordering: a client's clock ahead of ours counts as receipt plus the
+        allowed skew. (Suppression of an erased person's identifiers is judged by ``received_at``
+        alone, our clock.)"""
         return min(event["timestamp"], event["received_at"] + self._skew_ms)
 
     def merges_acknowledged(self, merged_ids: Sequence[str]) -> None:

@@ -272,3 +272,29 @@ def test_the_api_erases_once_and_answers_every_retry_with_the_same_report(settin
         assert again["steps"]["graph"] == first["steps"]["graph"]
     assert api(collector, "GET", f"/v1/profiles/{a}", admin)[0] == 404
     assert api(collector, "DELETE", "/v1/profiles/o_0000000000000000", admin)[0] == 404
+
+
+def test_the_resolve_stage_judges_suppression_by_receipt_not_by_processing(settings, redis_client) -> None:
+    from streams.stages.resolve import ResolveStage
+
+    prefix = f"{settings.redis_prefix}rs{uuid.uuid4().hex[:6]}:"
+    graph = factory.identity_graph(replace(settings, redis_prefix=prefix), redis_client)
+    stage = ResolveStage(graph=graph, registry=REGISTRY, raw_topic="raw", event_time_skew_ms=300_000,
+                         client=redis_client, prefix=prefix, dedup_window_s=3600)
+    [gone] = graph.resolve_batch([{"message_id": "m0", "timestamp": now_ms(),
+                                   "identifiers": [{"type": "email", "value": "rs@example.cn"}]}]).oneids
+    before = now_ms() - 1
+    erased = graph.erase(gone, "dpo", suppress_ms=0)  # no window: receipt alone decides
+
+    def record(mid: str, received: int, timestamp: int) -> Record:
+        event = event_record("track", timestamp, message_id=mid, event="Seen", received_at=received,
+                             identifiers=[{"type": "email", "value": "rs@example.cn"}])
+        return Record(0, int(mid[1:]), None, REGISTRY.encode("event", event), "raw")
+
+    # received before the erasure, processed after it, whatever time its client wrote: suppressed
+    late = stage.process([record("m1", before, before + 3_600_000), record("m2", before, 1_000)])
+    assert late.resolved == [] and late.suppressed == 2
+    # received after it, even with a timestamp from before: a new person with a new OneID
+    after = stage.process([record("m3", erased.erased_at + 1, 1_000)])
+    [(key, _)] = after.resolved
+    assert key.decode() not in (gone, "") and graph.lookup("email", "rs@example.cn") == key.decode()
