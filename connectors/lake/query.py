@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -166,12 +167,21 @@ def render_table(result: pa.Table) -> str:
     """Aligned columns with a header, like a terminal client's."""
     names = result.column_names
     rows = [[_text(_plain(v)) for v in row.values()] for row in result.to_pylist()]
-    widths = [max([len(n), *(len(r[i]) for r in rows)]) for i, n in enumerate(names)]
-    lines = [" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)),
+    widths = [max([_width(n), *(_width(r[i]) for r in rows)]) for i, n in enumerate(names)]
+    lines = [" | ".join(_pad(n, w) for n, w in zip(names, widths, strict=True)),
              "-+-".join("-" * w for w in widths)]
-    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines += [" | ".join(_pad(c, w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(lines) + "\n"
+
+
+def _width(text: str) -> int:
+    """Terminal columns: Chinese (and other wide) characters take two, so 双十一 lines up."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
 
 
 def _text(value: Any) -> str:

@@ -184,3 +184,14 @@ def test_merges_written_before_the_kind_column_still_link(tmp_path: Path) -> Non
     assert query(tmp_path, "SELECT kind FROM merges") == [{"kind": None}]
     assert query(tmp_path, "SELECT oneid, survivor FROM identities ORDER BY 1") == [
         {"oneid": "a", "survivor": "a"}, {"oneid": "b", "survivor": "a"}]
+
+
+def test_the_table_format_lines_up_wide_characters() -> None:
+    import pyarrow as pa
+
+    from connectors.lake.query import render_table
+
+    text = render_table(pa.table({"campaign": ["双十一", "spring"], "n": [1, 22]}))
+    header, rule, first, second, _ = text.splitlines()
+    assert first == "双十一   | 1 " and second == "spring   | 22"  # 6 columns wide, like "spring"
+    assert header.index("|") == rule.index("+") == 9
