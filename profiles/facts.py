@@ -32,7 +32,8 @@ class Facts:
 
     def aggregate(self, st: ProfileState, name: str, as_of: int) -> Any:
         rule = self.rules.aggregates[name]
-        return agg.value_as_of(rule.op, st.buckets.get(name, {}), as_of, rule.window_ms, rule.bucket_ms)
+        return agg.value_as_of(rule.op, st.buckets_of(name, rule.sid, rule.kind), as_of, rule.window_ms,
+                               rule.bucket_ms)
 
     def attribute_points(self, st: ProfileState) -> float:
         score = self.rules.score

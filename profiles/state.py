@@ -56,6 +56,7 @@ class ProfileState:
         self._seen_range: tuple[int, int, int | None] | None = None
         self._batch_offsets: dict[str, int] = {}
         self._pending_adds: list[tuple[str, str, int, Any]] = []
+        self._bucket_views: dict[str, dict[int, Any]] = {}  # buckets_of before a full parse
         self._binary = True
         self._decoded_traits: dict[str, Any] = {}
         self._raw: dict[Any, Any] = {}
@@ -210,6 +211,7 @@ class ProfileState:
             elif head == L.SEGMENT:
                 self.segments[f[2:]] = int(v)
         self._raw = {}
+        self._bucket_views = {}
         for name, kind, idx, contribution in self._pending_adds:
             bucket = buckets.setdefault(name, {})
             bucket[idx] = agg.combine(kind, bucket.get(idx), contribution)
@@ -229,6 +231,28 @@ class ProfileState:
 
     def active_tags(self, as_of: int) -> list[str]:
         return sorted(t for t, exp in self._tag_table().items() if exp == 0 or exp > as_of)
+
+    def buckets_of(self, name: str, sid: str, kind: str) -> dict[int, Any]:
+        """One aggregate's buckets without parsing the rest (segments read the tier's aggregate of
+        every profile a batch changes): this batch's adds included, nothing stored changed."""
+        if self._parsed:
+            return self.buckets.get(name, {})
+        cached = self._bucket_views.get(name)
+        if cached is not None:
+            return cached
+        prefix = self._key(f"{L.BUCKET}{sid}:")
+        width = len(prefix)
+        out: dict[int, Any] = {}
+        for key, value in self._raw.items():
+            if key[:width] == prefix:
+                text = value.decode() if isinstance(value, bytes) else value
+                idx = int(key[width:])
+                out[idx] = int(text) if kind == "n" and text.isdigit() else agg.decode(kind, text)
+        for added, _, idx, contribution in self._pending_adds:
+            if added == name:
+                out[idx] = agg.combine(kind, out.get(idx), contribution)
+        self._bucket_views[name] = out
+        return out
 
     def _tag_table(self) -> dict[str, int]:
         """The tags without parsing the rest (segments read tags of every profile a batch changes)."""
@@ -287,6 +311,7 @@ class ProfileState:
         self.touched.add(field)
         if not self._parsed:  # applied to the copy when (if) buckets are first read
             self._pending_adds.append((name, kind, idx, contribution))
+            self._bucket_views.pop(name, None)
             self._op([L.OP_BUCKET, field, kind, agg.encode(kind, contribution)])
             return
         buckets = self.buckets.get(name)

@@ -207,8 +207,10 @@ class _Core:
     @staticmethod
     def _with_segments(engine: Engine, st: ProfileState, entry: dict[str, Any] | None, now_ms: int,
                        reason: str, message_id: str = "") -> dict[str, Any] | None:
-        """The profile's apply entry with its stream segments' ops (``profiles/segments/``)."""
-        seg = engine.segments.entry(st, now_ms, reason=reason, message_id=message_id)
+        """The profile's apply entry with its stream segments' ops (``profiles/segments/``); after
+        events, only changes (a member's re-check stays where it was: ``Membership.entry``)."""
+        seg = engine.segments.entry(st, now_ms, reason=reason, message_id=message_id,
+                                    stays=reason != segment_records.REASON_EVENT)
         if seg is None:
             return entry
         if entry is None:

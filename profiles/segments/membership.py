@@ -9,7 +9,11 @@ every stream segment's condition on the ``profile`` variable as of :func:`as_of`
 
 ``was`` is the membership read, ``want`` the answer now; the script refuses the whole entry when
 the profile changed under it (``mg`` or any ``was`` differs), and the store evaluates again on a
-fresh read. An op is sent for a change, and for a member that stays (its next re-check moves).
+fresh read. An op is sent for a change and, with ``stays`` (a re-check, a timer, a merge), for a
+member that stays, to move its next re-check. After events a staying member's re-check is left
+where it was: an event only moves the times that could end membership later (tags are extended,
+new buckets are younger), so the stored one is at worst early, and a batch then costs no
+re-check computation and no index write per member.
 
 ``facts`` is what the conditions read, as JSON (the "why" of an entry or an exit), bounded to
 :data:`MAX_FACTS_CHARS` (traits are left out first).
@@ -85,8 +89,8 @@ class Membership:
         self.facts = facts
         self.evaluator = evaluator
 
-    def entry(self, st: ProfileState, now_ms: int, *, reason: str,
-              message_id: str = "") -> dict[str, Any] | None:
+    def entry(self, st: ProfileState, now_ms: int, *, reason: str, message_id: str = "",
+              stays: bool = True) -> dict[str, Any] | None:
         """The ``seg`` part of the profile's apply entry, or None when nothing is to be written."""
         segments = self.rules.stream_segments
         if not segments:
@@ -100,7 +104,7 @@ class Membership:
             assert rule.when is not None
             was = st.member_of(rule.name)
             want = st.exists and self.evaluator.test(rule.when, ctx, f"segments.{rule.name}")
-            if not was and not want:
+            if was == want and not (want and stays):
                 continue
             if was != want and facts is None:
                 facts = _facts(profile)

@@ -42,7 +42,8 @@ def state_after(events, rules=RULES, st=None, start=0):
 
 
 def ops(engine, st, now):
-    entry = engine.segments.entry(st, now, reason="event", message_id="m-last")
+    """The ops after a batch of events (as the store asks: a staying member writes nothing)."""
+    entry = engine.segments.entry(st, now, reason="event", message_id="m-last", stays=False)
     return {op[0]: op for op in entry["ops"]} if entry else {}
 
 
@@ -107,8 +108,10 @@ def test_a_member_that_still_qualifies_only_moves_its_recheck_and_one_that_stops
     _, st = state_after([page("/pricing", T0), page("/pricing", T0 + H)])
     st = member(st, "keen_pricing")
     engine = Engine(RULES, T0)
-    stays = ops(engine, st, T0 + 2 * H)["keen_pricing"]
-    assert stays[1:3] == [1, 1] and stays[7] == ""  # no change: no facts, no record
+    assert ops(engine, st, T0 + 2 * H) == {}  # after events: no change, nothing to write
+    entry = engine.segments.entry(st, T0 + 2 * H, reason="time")  # a re-check moves the next one
+    stays = {op[0]: op for op in entry["ops"]}["keen_pricing"]
+    assert stays[1:4] == [1, 1, T0 + 2 * H + 6 * H] and stays[7] == ""  # no change: no facts
     gone = ops(engine, st, T0 + 3 * D)["keen_pricing"]  # the tag expired two days after
     assert gone[1:3] == [1, 0] and json.loads(gone[7])["tags"] == []
 
@@ -164,3 +167,17 @@ def test_an_outbox_line_reads_as_the_avro_record():
         "version": 7, "reason": "merged", "as_of": T0, "changed_at": T0 + 5, "message_id": None,
         "survivor": "p1", "facts": "{}"}
     assert idempotency_key("buyers", "p2", 7) == "buyers:p2:7"
+
+
+def test_one_aggregate_read_without_parsing_equals_the_parsed_buckets():
+    """Segments read the tier's aggregate of every profile a batch changes: without a full parse,
+    and with this batch's adds."""
+    spec = RULES.aggregates["pricing_7d"]
+    raw = {f"a:{spec.sid}:{T0 // H}".encode(): b"2", f"a:{spec.sid}:{T0 // H + 1}".encode(): b"1",
+           b"g:keen": str(T0 + 2 * D).encode(), b"ls": str(T0).encode()}
+    kinds = {a.sid: (name, a.kind) for name, a in RULES.aggregates.items()}
+    st = ProfileState.parse("p1", raw, {}, kinds)
+    st.add("pricing_7d", spec.sid, "n", T0 // H + 1, 4)  # this batch, not parsed yet
+    partial = st.buckets_of("pricing_7d", spec.sid, "n")
+    assert partial == {T0 // H: 2, T0 // H + 1: 5} and st.active_tags(T0) == ["keen"]
+    assert st.buckets["pricing_7d"] == partial  # the full parse agrees
