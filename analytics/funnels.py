@@ -13,8 +13,8 @@ An *attempt* starts at an event of the first step (its *anchor*):
 
 Each person counts once, with their best attempt: the furthest reached, the earliest anchor
 among equals (among simultaneous anchors, the least ``by`` value, none last). Per step: people,
-conversion from the first step and from the previous one,
-drop-off, and the median time from the previous step over the people who reached the step.
+conversion from the first step and from the previous one, drop-off, and the median time from
+the previous step over the people who reached the step.
 A breakdown (``by``) groups people by a property of their best attempt's anchor event
 (``(none)`` when it has none), so groups add up to the whole.
 
@@ -157,10 +157,8 @@ def _sql(steps: list[Step], any_order: bool, by: str | None, events: str) -> tup
     where = " OR ".join(predicates)
     source = with_person(f"(SELECT * FROM {events} WHERE oneid IS NOT NULL AND ({where}))")  # noqa: S608
     flags = ", ".join(f"{p} AS m{i}" for i, p in enumerate(predicates))
-    key = "timestamp"
-    ctes = [f"matched AS (SELECT person, timestamp AS ts, {key} AS k, {flags}, {group} AS grp "  # noqa: S608
-            f"FROM {source})",
-            *(f"s{i} AS (SELECT person, k, ts FROM matched WHERE m{i})" for i in range(n))]  # noqa: S608
+    ctes = [f"matched AS (SELECT person, timestamp AS ts, {flags}, {group} AS grp FROM {source})",  # noqa: S608
+            *(f"s{i} AS (SELECT person, ts FROM matched WHERE m{i})" for i in range(n))]  # noqa: S608
     ctes += _any_order(n) if any_order else _sequential(n)
     measures = []
     for i in range(n):
@@ -186,15 +184,15 @@ def _sequential(n: int) -> list[str]:
     anchors, whatever their number (every page view may be one), and small joins after.
     """
     if n == 1:
-        return ["""first AS (SELECT person, min(struct_pack(k := k, ts := ts, grp := grp)) AS b
+        return ["""first AS (SELECT person, min(struct_pack(ts := ts, grp := grp)) AS b
                    FROM matched WHERE m0 GROUP BY person)""",
                 "best AS (SELECT person, 1 AS reached, b.grp AS grp, b.ts AS c0 FROM first)"]
-    ctes = ["""j AS (SELECT a.person, a.k, a.ts, a.grp, x.k AS q1, x.ts AS t1 FROM matched a
-               ASOF LEFT JOIN s1 x ON x.person = a.person AND x.k > a.k WHERE a.m0)""",
-            "r1 AS (SELECT person, q1, any_value(t1) AS t1, max(ts) AS last FROM j GROUP BY person, q1)"]
+    ctes = ["""j AS (SELECT a.person, a.ts, a.grp, x.ts AS t1 FROM matched a
+               ASOF LEFT JOIN s1 x ON x.person = a.person AND x.ts > a.ts WHERE a.m0)""",
+            "r1 AS (SELECT person, t1, max(ts) AS last FROM j GROUP BY person, t1)"]
     for i in range(2, n):
-        ctes.append(f"""r{i} AS (SELECT r.*, x.k AS q{i}, x.ts AS t{i} FROM r{i - 1} r
-            ASOF LEFT JOIN s{i} x ON x.person = r.person AND x.k > r.q{i - 1})""")  # noqa: S608
+        ctes.append(f"""r{i} AS (SELECT r.*, x.ts AS t{i} FROM r{i - 1} r
+            ASOF LEFT JOIN s{i} x ON x.person = r.person AND x.ts > r.t{i - 1})""")  # noqa: S608
     ok = [f"coalesce(t{i} - last <= $window, false)" for i in range(1, n)]
     reach = " + ".join(["1", *(f"({' AND '.join(ok[:i])})::INT" for i in range(1, n))])
     need = " ".join(f"WHEN {i + 1} THEN t{i} - $window" for i in range(1, n))
@@ -203,13 +201,13 @@ def _sequential(n: int) -> list[str]:
              f"""needs AS (SELECT person, top, min(CASE reach {need} END) AS need
                  FROM runs JOIN tops USING (person) WHERE reach = top GROUP BY person, top)""",  # noqa: S608
              """picked AS (SELECT j.person, any_value(n.top) AS reached,
-                    min(struct_pack(k := j.k, ts := j.ts, grp := j.grp, q1 := j.q1)) AS b
+                    min(struct_pack(ts := j.ts, grp := j.grp, t1 := j.t1)) AS b
                  FROM j JOIN needs n ON n.person = j.person WHERE n.need IS NULL OR j.ts >= n.need
                  GROUP BY j.person)""",
              f"""best AS (SELECT p.person, p.reached, p.b.grp AS grp, p.b.ts AS c0,
                     {", ".join(f"r.t{i} AS c{i}" for i in range(1, n))}
                  FROM picked p LEFT JOIN runs r
-                    ON r.person = p.person AND r.q1 IS NOT DISTINCT FROM p.b.q1)"""]  # noqa: S608
+                    ON r.person = p.person AND r.t1 IS NOT DISTINCT FROM p.b.t1)"""]  # noqa: S608
     return ctes
 
 
@@ -219,12 +217,12 @@ def _any_order(n: int) -> list[str]:
     ctes, previous = [], "matched"
     for i in range(n):
         ctes.append(f"""a{i} AS (SELECT p.*, x.ts AS t{i} FROM {previous} p
-            ASOF LEFT JOIN s{i} x ON x.person = p.person AND x.k >= p.k)""")  # noqa: S608
+            ASOF LEFT JOIN s{i} x ON x.person = p.person AND x.ts >= p.ts)""")  # noqa: S608
         previous = f"a{i}"
     ok = [f"coalesce(t{i} - ts <= $window, false)" for i in range(n)]
     reached = " + ".join(f"({' AND '.join(ok[: i + 1])})::INT" for i in range(n))
     done = ", ".join(f"greatest({', '.join(f't{j}' for j in range(i + 1))}) AS c{i}" for i in range(n))
-    return [*ctes, f"attempts AS (SELECT person, k, grp, {reached} AS reached, {done} FROM {previous})",  # noqa: S608
+    return [*ctes, f"attempts AS (SELECT person, ts, grp, {reached} AS reached, {done} FROM {previous})",  # noqa: S608
             """best AS (SELECT * FROM attempts WHERE reached > 0
                 QUALIFY row_number() OVER (PARTITION BY person
-                                           ORDER BY reached DESC, k, grp NULLS LAST) = 1)"""]
+                                           ORDER BY reached DESC, ts, grp NULLS LAST) = 1)"""]

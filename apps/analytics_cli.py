@@ -1,4 +1,5 @@
-"""The lake's questions on the command line: ``funnel``, ``retention``, ``activation``, ``report``.
+"""The lake's questions on the command line: ``funnel``, ``retention``, ``activation``,
+``score-bands``, ``report``.
 
 Registered on the ``touchstream`` group by ``apps/cli.py``; each opens the lake read-only with
 DuckDB (``TOUCHSTREAM_LAKE_PATH``), asks :mod:`analytics` and prints the answer.
@@ -89,6 +90,21 @@ def activation_command(settings: Settings, window: str, fmt: str) -> None:
     _answer(settings, lambda con: activation(con, window=window).table(), fmt)
 
 
+@click.command("score-bands")
+@click.option("--conversion", default="Order Completed", show_default=True,
+              help="The event that converts (a funnel step spelling).")
+@_format_option
+@click.pass_obj
+def score_bands_command(settings: Settings, conversion: str, fmt: str) -> None:
+    """Is the lead score predictive? Leads and conversions per score band, the bands being the
+    thresholds of the profile rules' score_crossed triggers."""
+    from analytics.predictiveness import predictiveness, score_thresholds
+    from apps import factory
+
+    thresholds = score_thresholds(factory.profile_rules(settings).current())
+    _answer(settings, lambda con: predictiveness(con, thresholds, conversion=conversion).table(), fmt)
+
+
 @click.command("report")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="The HTML file to write (self-contained: opens offline).")
@@ -125,4 +141,4 @@ def report_command(settings: Settings, out: Path, funnel_steps: tuple[str, ...],
     click.echo(f"report: {out} ({drawn} of {len(sections)} sections drawn)")
 
 
-COMMANDS = (funnel_command, retention_command, activation_command, report_command)
+COMMANDS = (funnel_command, retention_command, activation_command, score_bands_command, report_command)

@@ -621,7 +621,7 @@ def rfm_(settings: Settings, conversion: str, revenue_fields: tuple[str, ...], e
         time.sleep(every)
 
 
-for _command in analytics_cli.COMMANDS:  # funnel, retention, activation, report
+for _command in analytics_cli.COMMANDS:  # funnel, retention, activation, score-bands, report
     cli.add_command(_command)
 
 

@@ -20,6 +20,10 @@ def lake(tmp_path: Path) -> Path:
     lake.page("bob", "/pricing", T0)
     lake.page("bob", "/", T0 + 8 * DAY)
     lake.page("cat", "/", T0 + 15 * DAY)  # the first cohort's week 1 is complete by then
+    lake.event("ann", "identify", T0, identifiers=[{"type": "email", "value": "ann@example.cn"}])
+    lake.event("bob", "identify", T0, identifiers=[{"type": "email", "value": "bob@example.cn"}])
+    lake.trigger("ann", "mql_reached", T0 + DAY)
+    lake.track("ann", "Order Completed", T0 + 2 * DAY)
     lake.profile("ann", T0 + 9 * DAY, as_of=T0 + DAY, last_interaction=T0 + DAY, tags=["high_intent"])
     lake.profile("bob", T0 + 9 * DAY, as_of=T0 + 8 * DAY, last_interaction=T0 + 8 * DAY)
     return lake.write(tmp_path / "lake")
@@ -50,6 +54,12 @@ def test_activation_table(lake: Path) -> None:
     out = run(lake, "activation")
     assert "activated                     | 1      | 0.5" in out
     assert "tag: high_intent" in out
+
+
+def test_score_bands_from_the_default_rules_thresholds(lake: Path) -> None:
+    assert run(lake, "score-bands", "--format", "csv").splitlines() == [
+        "band,leads,converted,conversion_rate,lift,median_days_to_convert",
+        "<= 60,1,0,0.0,0.0,", "> 60,1,1,1.0,2.0,1.0"]
 
 
 def test_a_bad_question_is_a_clean_error(lake: Path) -> None:
