@@ -2,15 +2,16 @@
 
 Without it a dead receiver costs every batch its whole retry budget (``max_attempts`` with
 backoff, up to the batch deadline), and since offsets move on only when a batch is settled, the
-healthy endpoints' next triggers wait behind it. After ``failures`` failed attempts in a row
-(timeouts, network errors, 5xx, 408: the answers worth retrying, except 429, which is a
-receiver alive and pacing us) the circuit opens: deliveries to that endpoint end at once as
-``circuit_open`` dead letters (``touchstream deadletter replay --stage webhook --reason
-circuit_open`` sends them later; endpoints that already have a trigger skip it). After
-``open_s`` one delivery is let through as a probe while the endpoint's other deliveries wait for
-its answer: one that is not a failure closes the circuit and they go, a failure opens it again
-for ``open_s`` and they are dead-lettered. Any non-failure answer (2xx, or a final 4xx: the
-receiver is up) resets the count. The state lives in the sink process: each sink learns on its own.
+healthy endpoints' next triggers wait behind it. It counts *deliveries*, not attempts: a
+receiver that answers 503 twice and then 204 (busy, but recovering on retry) never opens it.
+After ``failures`` deliveries in a row failed with their retries spent (timeouts, network
+errors, 5xx, 408, 429 to the last attempt) the circuit opens: deliveries to that endpoint end at
+once as ``circuit_open`` dead letters (``touchstream deadletter replay --stage webhook --reason
+circuit_open`` sends them later; endpoints that already have a trigger skip it), and deliveries
+still retrying stop at their next attempt. After ``open_s`` one delivery goes as a probe while
+the endpoint's other deliveries wait for its outcome: delivered (or a final 4xx: the receiver is
+up) closes the circuit and they go; failed opens it again for ``open_s`` and they are
+dead-lettered. The state lives in the sink process: each sink learns on its own.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ from dataclasses import dataclass
 
 
 class Admission(enum.Enum):
-    """What the breaker says to one attempt."""
+    """What the breaker says to one delivery."""
 
     PASS = "pass"  # closed: go ahead  # noqa: S105 (not a password)
-    PROBE = "probe"  # the one attempt that tests a receiver after open_s
+    PROBE = "probe"  # the one delivery that tests a receiver after open_s
     WAIT = "wait"  # a probe is out: wait for its answer (``probe_settled``), then ask again
     REFUSE = "refuse"  # open: do not call the receiver
 
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    """``failures`` failed attempts in a row open the circuit for ``open_s``; 0 failures: never."""
+    """``failures`` failed deliveries in a row open the circuit for ``open_s``; 0 failures: never."""
 
     failures: int = 5
     open_s: float = 30.0
@@ -60,7 +61,7 @@ class CircuitBreaker:
         return max(0.0, self._opened_at + self.policy.open_s - self._clock())
 
     def admit(self) -> Admission:
-        """Whether an attempt may call the receiver now."""
+        """Whether a delivery may call the receiver now."""
         if self._opened_at is None:
             return Admission.PASS
         if self._probe is not None:
@@ -82,7 +83,7 @@ class CircuitBreaker:
             self._probe = None
 
     def record(self, failed: bool, admission: Admission) -> bool:
-        """Count one attempt's answer; True when this answer opened the circuit."""
+        """Count one delivery's outcome; True when this outcome opened the circuit."""
         probe = self._probe if admission is Admission.PROBE else None
         if probe is not None:
             self._probe = None

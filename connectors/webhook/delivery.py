@@ -105,33 +105,50 @@ class Deliverer:
         return breaker
 
     async def deliver(self, delivery: Delivery, deadline: float) -> Delivery:
-        """Attempt until a final outcome; never raises for what the receiver or network does."""
+        """Attempt until a final outcome; never raises for what the receiver or network does.
+
+        The endpoint's breaker is asked once per delivery (a probe's fellow deliveries wait for
+        its outcome) and again before each retry; the delivery's outcome is what it counts."""
+        breaker = self.breaker(delivery.endpoint)
+        admission = breaker.admit()
+        while admission is Admission.WAIT:
+            await breaker.probe_settled()
+            admission = breaker.admit()
+        if admission is Admission.REFUSE:
+            return self._refuse(delivery, breaker)
+        try:
+            await self._attempts(delivery, deadline, breaker, admission)
+        except BaseException:  # cancelled: a probe without an outcome must not hold the others
+            breaker.release(admission)
+            raise
+        if delivery.outcome == DELIVERED or str(delivery.outcome).startswith("rejected_"):
+            self._record(delivery.endpoint, breaker, False, admission, delivery.detail)
+        elif delivery.outcome == DELIVERY_FAILED and delivery.attempts:
+            self._record(delivery.endpoint, breaker, True, admission, delivery.detail)
+        else:  # abandoned, refused mid-way, or never attempted: says nothing of the receiver
+            breaker.release(admission)
+        return delivery
+
+    def _refuse(self, delivery: Delivery, breaker: CircuitBreaker) -> Delivery:
+        delivery.detail = "; ".join(filter(None, (
+            delivery.detail, f"circuit open, next probe in {breaker.retry_in():.0f}s")))
+        return self._finish(delivery, CIRCUIT_OPEN)
+
+    async def _attempts(self, delivery: Delivery, deadline: float, breaker: CircuitBreaker,
+                        admission: Admission) -> Delivery:
         endpoint = delivery.endpoint
         while True:
             if self._stop.is_set():
                 return self._finish(delivery, ABANDONED)
-            breaker = self.breaker(endpoint)
+            if delivery.attempts and admission is Admission.PASS and breaker.is_open:
+                return self._refuse(delivery, breaker)  # others' failures opened it meanwhile
             async with self._slot(endpoint):
                 if self._clock() > deadline:  # no attempt starts after the deadline: the batch stays bounded
                     delivery.detail = "; ".join(filter(None, (
                         delivery.detail, "batch deadline passed while waiting for a free connection")))
                     return self._finish(delivery, DELIVERY_FAILED)
-                admission = breaker.admit()
-                if admission is Admission.REFUSE:
-                    delivery.detail = "; ".join(filter(None, (
-                        delivery.detail, f"circuit open, next probe in {breaker.retry_in():.0f}s")))
-                    return self._finish(delivery, CIRCUIT_OPEN)
-                if admission is not Admission.WAIT:
-                    delivery.attempts += 1
-                    try:
-                        answer = await self._attempt(delivery)
-                    except BaseException:  # cancelled: a probe without an answer must not block others
-                        breaker.release(admission)
-                        raise
-                    self._record(endpoint, breaker, answer, admission)
-            if admission is Admission.WAIT:  # outside the slot: the probe may need it
-                await breaker.probe_settled()
-                continue
+                delivery.attempts += 1
+                answer = await self._attempt(delivery)
             delivery.detail = answer.detail
             if answer.verdict is Verdict.DELIVERED:
                 self._done.mark(delivery.done_key)
@@ -150,16 +167,16 @@ class Deliverer:
             await self._wait(self._stop, delay)  # then try again, or give up if stopped meanwhile
 
     @staticmethod
-    def _record(endpoint: Endpoint, breaker: CircuitBreaker, answer: _Answer, admission: Admission) -> None:
+    def _record(endpoint: Endpoint, breaker: CircuitBreaker, failed: bool, admission: Admission,
+                detail: str) -> None:
         was_open = breaker.is_open
-        failed = answer.verdict is Verdict.RETRY and answer.result != "429"  # 429: alive, pacing us
         if breaker.record(failed, admission):
             metrics.CIRCUIT_OPENED.labels(endpoint.name).inc()
-            log.warning("webhook %s: circuit opened after %d failed attempts in a row (last: %s); "
+            log.warning("webhook %s: circuit opened after %d deliveries in a row failed (last: %s); "
                         "deliveries are dead-lettered as circuit_open for %.0fs, then one probe",
-                        endpoint.name, endpoint.breaker.failures, answer.detail, endpoint.breaker.open_s)
+                        endpoint.name, endpoint.breaker.failures, detail, endpoint.breaker.open_s)
         elif was_open and not breaker.is_open:
-            log.info("webhook %s: circuit closed, the receiver answered (%s)", endpoint.name, answer.detail)
+            log.info("webhook %s: circuit closed, the receiver answered (%s)", endpoint.name, detail)
         metrics.CIRCUIT_OPEN.labels(endpoint.name).set(1 if breaker.is_open else 0)
 
     def _finish(self, delivery: Delivery, outcome: str) -> Delivery:

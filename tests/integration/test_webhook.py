@@ -168,16 +168,20 @@ def test_each_trigger_reaches_each_matching_endpoint_exactly_once(settings, redi
     for letter in letters:
         record = default_registry().decoder("trigger")(letter["original"])
         _, _, partition, offset = sent[record["idempotency_key"]]
-        assert (letter["reason"], letter["attempts"]) == ("delivery_failed", 3)
+        # retries spent, or (once five deliveries had spent theirs) stopped by the open circuit
+        assert (letter["reason"], letter["attempts"]) == ("delivery_failed", 3) or (
+            letter["reason"] == "circuit_open" and letter["attempts"] < 3), letter
         assert (letter["source_topic"], letter["partition"], letter["offset"]) == (
             Topics.of(settings).triggers, partition, offset)
         assert letter["key"] == record["oneid"].encode()
-        assert "broken" in letter["error"] and "HTTP 503" in letter["error"]
+        assert "broken" in letter["error"]
+        assert "HTTP 503" in letter["error"] or "circuit open" in letter["error"]
     assert stats.delivered >= len(wanted["flaky"]) + len(wanted["crm"])
 
     # replay everything from the beginning in a new group: the done keys stop every re-delivery
     before = {name: len(receiver.delivered[name]) for name in ("flaky", "crm")}
     flaky_attempts = sum(receiver.attempts["flaky", k] for k in mine)
+    broken_attempts = {k: receiver.attempts["broken", k] for k in tier}
     replay = dataclasses.replace(settings, app_id=f"{settings.app_id}-replay")
     skipped = ("touchstream_webhook_deliveries_total", {"endpoint": "crm", "outcome": "already_done"})
     done_before = sample(skipped[0], **skipped[1])
@@ -187,7 +191,8 @@ def test_each_trigger_reaches_each_matching_endpoint_exactly_once(settings, redi
     assert again.already_done >= len(wanted["flaky"]) + len(wanted["crm"])
     assert {name: len(receiver.delivered[name]) for name in ("flaky", "crm")} == before
     assert sum(receiver.attempts["flaky", k] for k in mine) == flaky_attempts  # not even attempted
-    assert {receiver.attempts["broken", k] for k in tier} == {6}  # never delivered, so tried again
+    # never delivered, so tried again (a new sink starts with its circuit closed)
+    assert all(receiver.attempts["broken", k] > broken_attempts[k] for k in tier)
 
 
 class SlowReceiver(Receiver):
