@@ -726,8 +726,11 @@ def segment_refresh(settings: Settings, names: tuple[str, ...], every: float | N
             signal.signal(signum, lambda *_: stop.set())
     while True:
         try:
-            for outcome in refresh_all(store, connect(root), store.ruleset.current(), publisher, names):
+            outcomes = refresh_all(store, connect(root), store.ruleset.current(), publisher, names)
+            for outcome in outcomes:
                 click.echo(outcome.render())
+            if not outcomes:
+                click.echo("no SQL segment in the rules (`sql:` under segments:)", err=True)
         except TouchstreamError as exc:
             if every is None:
                 raise click.ClickException(str(exc)) from None

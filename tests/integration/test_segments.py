@@ -199,6 +199,24 @@ def test_a_merge_moves_membership_to_the_survivor(collector, write_key, settings
     assert merged not in {o for chunk in store.segment_members("big_spenders") for o, _ in chunk}
 
 
+def test_a_deleted_member_leaves_its_segments_on_the_topic(collector, write_key, settings, worker):
+    who = f"del-{uuid.uuid4().hex[:8]}"
+    resolved = TopicReader(settings, Topics.of(settings).resolved, "event")
+    try:
+        order = {"messageId": f"{who}-0", "anonymousId": who, "event": "Order Completed",
+                 "properties": {"revenue": 200000}, "timestamp": iso(NOW() - 1000)}
+        assert post(collector + "/v1/track", order, key=write_key)[0] == 200
+        oneid = wait_resolved(resolved, {f"{who}-0"})[f"{who}-0"]["oneid"]
+    finally:
+        resolved.close()
+    _wait_for(settings, lambda rs: any(r["oneid"] == oneid for r in rs))
+    factory.profile_store(settings, redis.Redis.from_url(settings.redis_url)).delete_profile(oneid)
+    # the delete script has no producer: the worker's next sweep sends its records
+    changes = _wait_for(settings, lambda rs: any((r["oneid"], r["reason"]) == (oneid, "deleted") for r in rs))
+    assert [(r["segment"], r["type"], r["reason"]) for r in changes if r["oneid"] == oneid] == [
+        ("big_spenders", "segment_entered", "event"), ("big_spenders", "segment_exited", "deleted")]
+
+
 def _wait_for(settings, done, timeout: float = 60.0) -> list[dict]:
     reader = TopicReader(settings, Topics.of(settings).segments, "segment_change")
     try:
