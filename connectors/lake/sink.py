@@ -78,7 +78,7 @@ class LakeStats:
 
 
 def lake_topics(prefix: str) -> tuple[str, ...]:
-    """The four topics the lake writes, one table each."""
+    """The topics the lake writes (``rows.TABLES``), one table each."""
     return tuple(f"{prefix}.{spec.topic_suffix}" for spec in TABLES)
 
 
@@ -232,7 +232,7 @@ class LakeSink:
 def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None,
                   readiness: Mapping[str, Check] | None = None,
                   keep: Callable[[str, pa.Table], pa.Table] | None = None) -> LakeStats:
-    """Write the four topics to the lake until SIGTERM/SIGINT (or idle); blocking, main thread.
+    """Write every lake topic to the lake until SIGTERM/SIGINT (or idle); blocking, main thread.
     The ops port serves ``/metrics``, ``/healthz`` and ``/readyz`` (by ``readiness``)."""
     server = None
     if config.metrics_port:
