@@ -167,7 +167,7 @@ def test_openapi_is_served_and_documents_every_route(collector):
     from apps.server import create_app
     from touchstream.settings import Settings
 
-    app: web.Application = create_app(Settings.from_env({}))
+    app: web.Application = create_app(Settings.from_env({}, http_ops_port=0))  # every route on one port
     served = {r.resource.canonical.replace("{type:" + "|".join(
         ("identify", "track", "page", "screen", "group", "alias")) + "}", "{type}")
         for r in app.router.routes() if r.method != "HEAD"}
