@@ -7,6 +7,7 @@
 - ``DELETE /v1/profiles/{oneid}`` (admin): erase the person from every store (``apps/erasure.py``):
   200 with the report once finished, 202 with it while steps are pending (a retry resumes; never
   404 for an erasure that began); audited; suppressed.
+- ``GET /v1/profiles/{oneid}/export`` (admin): subject access, everything held on the person.
 - ``POST /v1/profiles/{oneid}/unmerge`` (admin): split one identifier (and what came through it)
   off into a new profile; audited.
 
@@ -17,10 +18,12 @@ read of a person is audited first (``touchstream/audit.py``: who, when, which On
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 from aiohttp import web
 
-from apps import unmerges
+from apps import access, unmerges
 from apps.erasure import ErasureService, NothingToErase
 from connectors.collector.auth import bearer_token
 from connectors.collector.body import read_json
@@ -43,6 +46,7 @@ PROFILES = web.AppKey("profiles", ProfileStore)
 PRODUCER = web.AppKey("api_producer", AsyncProducer)  # the collector's producer, for unmerge records
 TOPICS = web.AppKey("api_topics", Topics)
 AUDIT = web.AppKey("read_audit", tuple)  # (async Redis client, key prefix): where reads are recorded
+LAKE_ROOT = web.AppKey("lake_root", Path)  # where subject access reads the person's lake rows
 ERASURE = web.AppKey("erasure", ErasureService)
 _MAX_UNMERGE_BYTES = 64 * 1024
 
@@ -169,9 +173,25 @@ async def unmerge(request: web.Request) -> web.Response:
                              dumps=dumps_strict)
 
 
+async def export_profile(request: web.Request) -> web.Response:
+    """Subject access (admin): everything held on the person, the lake's rows included; audited."""
+    key = await require(request, "admin")
+    graph, store = request.app[GRAPH], request.app.get(PROFILES)
+    lake = request.app.get(LAKE_ROOT)
+    if store is None:
+        raise _not_found("no profile store")
+    document = await asyncio.to_thread(access.subject_access, request.match_info["oneid"], graph, store, lake)
+    survivor = document["oneid"] if document else request.match_info["oneid"]
+    await audited(request, key, survivor, found=document is not None)
+    if document is None:
+        raise _not_found("nothing is held on this OneID")
+    return web.json_response(document, dumps=lambda v: json.dumps(v, allow_nan=False, default=str))
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/identities/{type}/{value}", get_identity)
     app.router.add_get("/v1/profiles/{oneid}", get_profile)
     app.router.add_get("/v1/profiles/{oneid}/triggers", get_triggers)
     app.router.add_delete("/v1/profiles/{oneid}", delete_profile)
     app.router.add_post("/v1/profiles/{oneid}/unmerge", unmerge)
+    app.router.add_get("/v1/profiles/{oneid}/export", export_profile)

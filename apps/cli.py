@@ -254,6 +254,29 @@ def identity_delete(settings: Settings, oneid: str, actor: str) -> None:
         sys.exit(3)
 
 
+@identity.command("export")
+@click.argument("oneid")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON here instead of stdout.")
+@click.pass_obj
+def identity_export(settings: Settings, oneid: str, out: Path | None) -> None:
+    """Subject access: every identifier, trait, tag, score, tier, consent, trigger and lake row held
+    on the person behind ONEID (any of their OneIDs), as one JSON document."""
+    from apps import factory
+    from apps.access import subject_access
+
+    client = factory.redis_client(settings)
+    document = subject_access(oneid, factory.identity_graph(settings, client),
+                              factory.profile_store(settings, client), factory.lake_config(settings).path)
+    if document is None:
+        raise click.ClickException(f"nothing is held on {oneid}")
+    text = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+
+
 @identity.command("audit")
 @click.option("--count", default=20, show_default=True)
 @click.pass_obj

@@ -149,6 +149,7 @@ def create_app(settings: Settings) -> web.Application:
         app[api.AUDIT] = (client, settings.redis_prefix)
         app[api.PRODUCER] = producer
         app[api.TOPICS] = Topics.of(settings)
+        app[api.LAKE_ROOT] = factory.lake_config(settings).path
         app[api.ERASURE] = factory.erasure_service(settings, sync_client)
         app[READINESS] = factory.readiness_checks(settings, sync_client)
         app[api.REGION] = settings.default_phone_region
