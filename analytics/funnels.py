@@ -123,7 +123,7 @@ def funnel(con: duckdb.DuckDBPyConnection, steps: Sequence[str | Step], *,
     if "$window" in sql:
         params["window"] = window_ms
     try:
-        rows = con.execute(sql, params).fetchall()
+        rows = _asof_planned(con, sql, params)
     except duckdb.Error as exc:
         raise AnalyticsError(f"funnel query failed: {exc}") from None
     labels = tuple(s.label for s in parsed)
@@ -131,6 +131,21 @@ def funnel(con: duckdb.DuckDBPyConnection, steps: Sequence[str | Step], *,
     groups = sorted((_funnel(labels, row[1:]) for row in rows if not row[0]),
                     key=lambda f: (-f.entered, f.group))
     return FunnelResult(labels, window_ms, any_order, by, total, tuple(groups))
+
+
+def _asof_planned(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` with its ASOF joins planned as ASOF joins.
+
+    DuckDB runs an ASOF join as a nested loop when it estimates its left side under
+    ``asof_loop_join_threshold`` rows (64); it estimates the anchors that have a step 2 after
+    them at 2 rows when they are millions (400 s at 10M events instead of 5 s). The setting is
+    the database's, so it is put back as it was."""
+    [(threshold,)] = con.execute("SELECT current_setting('asof_loop_join_threshold')").fetchall()
+    con.execute("SET asof_loop_join_threshold = 0")
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.execute(f"SET asof_loop_join_threshold = {int(threshold)}")
 
 
 def _funnel(labels: tuple[str, ...], row: tuple[Any, ...]) -> Funnel:
@@ -180,16 +195,27 @@ def _sequential(n: int) -> list[str]:
     the chain is found once per run, from its last anchor, and the furthest reach ``top`` of a
     person is the best of their runs'. The earliest anchor reaching ``top`` is then the earliest
     at or after ``need``, the earliest any run reaching ``top`` allows (``t_top - window``): an
-    earlier anchor's own chain comes no later, so it reaches ``top`` as well. Two passes over the
-    anchors, whatever their number (every page view may be one), and small joins after.
+    earlier anchor's own chain comes no later, so it reaches ``top`` as well.
+
+    Only anchors before a person's last step-2 event need the ``ASOF JOIN`` (a sort); the rest
+    (most first-step events: most people never reach step 2) form each person's last run, with
+    no step 2 after it, found by a hash aggregate. Small joins after that, whatever the number of
+    first-step events (every page view may be one).
     """
     if n == 1:
         return ["""first AS (SELECT person, min(struct_pack(ts := ts, grp := grp)) AS b
                    FROM matched WHERE m0 GROUP BY person)""",
                 "best AS (SELECT person, 1 AS reached, b.grp AS grp, b.ts AS c0 FROM first)"]
-    ctes = ["""j AS (SELECT a.person, a.ts, a.grp, x.ts AS t1 FROM matched a
-               ASOF LEFT JOIN s1 x ON x.person = a.person AND x.ts > a.ts WHERE a.m0)""",
-            "r1 AS (SELECT person, t1, max(ts) AS last FROM j GROUP BY person, t1)"]
+    ctes = ["until AS (SELECT person, max(ts) AS until FROM s1 GROUP BY person)",
+            """j AS (SELECT a.person, a.ts, a.grp, x.ts AS t1
+               FROM (SELECT m.person, m.ts, m.grp FROM matched m JOIN until u ON u.person = m.person
+                     WHERE m.m0 AND m.ts < u.until) a
+               ASOF LEFT JOIN s1 x ON x.person = a.person AND x.ts > a.ts)""",
+            """tail AS (SELECT m.person, max(m.ts) AS last, min(struct_pack(ts := m.ts, grp := m.grp)) AS b
+               FROM matched m LEFT JOIN until u ON u.person = m.person
+               WHERE m.m0 AND (u.until IS NULL OR m.ts >= u.until) GROUP BY m.person)""",
+            """r1 AS (SELECT person, t1, max(ts) AS last FROM j GROUP BY person, t1
+               UNION ALL SELECT person, CAST(NULL AS BIGINT), last FROM tail)"""]
     for i in range(2, n):
         ctes.append(f"""r{i} AS (SELECT r.*, x.ts AS t{i} FROM r{i - 1} r
             ASOF LEFT JOIN s{i} x ON x.person = r.person AND x.ts > r.t{i - 1})""")  # noqa: S608
@@ -200,10 +226,15 @@ def _sequential(n: int) -> list[str]:
              """tops AS (SELECT person, max(reach) AS top FROM runs GROUP BY person)""",
              f"""needs AS (SELECT person, top, min(CASE reach {need} END) AS need
                  FROM runs JOIN tops USING (person) WHERE reach = top GROUP BY person, top)""",  # noqa: S608
-             """picked AS (SELECT j.person, any_value(n.top) AS reached,
-                    min(struct_pack(ts := j.ts, grp := j.grp, t1 := j.t1)) AS b
-                 FROM j JOIN needs n ON n.person = j.person WHERE n.need IS NULL OR j.ts >= n.need
-                 GROUP BY j.person)""",
+             # the earliest anchor at or after need; with top 1, the earliest of all (the tail's too)
+             """picked AS (SELECT person, any_value(top) AS reached, min(b) AS b FROM (
+                    SELECT j.person, n.top, struct_pack(ts := j.ts, grp := j.grp, t1 := j.t1) AS b
+                    FROM j JOIN needs n ON n.person = j.person WHERE n.need IS NULL OR j.ts >= n.need
+                    UNION ALL
+                    SELECT t.person, n.top,
+                           struct_pack(ts := t.b.ts, grp := t.b.grp, t1 := CAST(NULL AS BIGINT))
+                    FROM tail t JOIN needs n ON n.person = t.person WHERE n.need IS NULL)
+                 GROUP BY person)""",
              f"""best AS (SELECT p.person, p.reached, p.b.grp AS grp, p.b.ts AS c0,
                     {", ".join(f"r.t{i} AS c{i}" for i in range(1, n))}
                  FROM picked p LEFT JOIN runs r
