@@ -136,3 +136,14 @@ def test_quotes_in_a_step_or_property_are_data_not_sql(open_lake: Open) -> None:
     lake.track("ann", "it's'; DROP TABLE x; --", T0, properties={"o'k": "v"})
     result = funnel(open_lake(lake), ["it's'; DROP TABLE x; --"], by="o'k")
     assert [(f.group, f.entered) for f in result.groups] == [("v", 1)]
+
+
+def test_an_unmerge_moves_the_events_it_split_off(open_lake: Open) -> None:
+    lake = LakeWriter()
+    lake.page("ann", "/pricing", T0, identifiers=[{"type": "anonymous_id", "value": "a-1"}])
+    lake.track("ann", "Signed Up", T0 + H, identifiers=[{"type": "email", "value": "ann@example.cn"}])
+    assert counts(funnel(open_lake(lake), ["page", "Signed Up"]).overall) == [(1, None), (1, H)]
+    lake.merge("ann", "ann-2", T0 + DAY)
+    lake.merges[-1] |= {"kind": "unmerge", "identifiers": [{"type": "anonymous_id", "value": "a-1"}]}
+    # the page view was another person's: one entered, nobody signed up after their own page view
+    assert counts(funnel(open_lake(lake), ["page", "Signed Up"]).overall) == [(1, None), (0, None)]
