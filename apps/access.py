@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from connectors.lake.location import is_url
 from connectors.lake.query import connect
 from identity.graph import IdentityGraph
 from profiles.store import ProfileStore
@@ -26,7 +27,7 @@ def _oneids(con: Any, survivor: str) -> list[str]:
     return sorted({survivor, *(str(r[0]) for r in rows)})
 
 
-def _lake_rows(root: Path, survivor: str) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+def _lake_rows(root: Path | str, survivor: str) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
     """The person's OneIDs the lake knows and their rows per table (oldest first)."""
     con = connect(root)
     oneids = _oneids(con, survivor)
@@ -43,15 +44,16 @@ def _lake_rows(root: Path, survivor: str) -> tuple[list[str], dict[str, list[dic
 
 
 def subject_access(oneid: str, graph: IdentityGraph, store: ProfileStore,
-                   lake_root: Path | None) -> dict[str, Any] | None:
-    """The person behind ``oneid`` (any alias) as a JSON-able document; None if nobody is held."""
+                   lake_root: Path | str | None) -> dict[str, Any] | None:
+    """The person behind ``oneid`` (any alias) as a JSON-able document; None if nobody is held.
+    ``lake_root``: the lake's folder or URL (``connectors/lake/location.py``)."""
     survivor = graph.resolve_alias(oneid)
     identifiers = graph.profile_identifiers(survivor)
     profile = store.get_profile(survivor)
     lake_oneids: list[str] = [survivor]
     lake: dict[str, list[dict[str, Any]]] = {}
-    if lake_root is not None and Path(lake_root).exists():
-        lake_oneids, lake = _lake_rows(Path(lake_root), survivor)
+    if lake_root is not None and (is_url(lake_root) or Path(lake_root).exists()):
+        lake_oneids, lake = _lake_rows(lake_root, survivor)
     if not identifiers and profile is None and not any(lake.values()):
         return None
     return {

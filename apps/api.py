@@ -46,7 +46,7 @@ PROFILES = web.AppKey("profiles", ProfileStore)
 PRODUCER = web.AppKey("api_producer", AsyncProducer)  # the collector's producer, for unmerge records
 TOPICS = web.AppKey("api_topics", Topics)
 AUDIT = web.AppKey("read_audit", tuple)  # (async Redis client, key prefix): where reads are recorded
-LAKE_ROOT = web.AppKey("lake_root", Path)  # where subject access reads the person's lake rows
+LAKE_ROOT = web.AppKey[Path | str]("lake_root")  # the lake (folder or URL) subject access reads
 ERASURE = web.AppKey("erasure", ErasureService)
 _MAX_UNMERGE_BYTES = 64 * 1024
 

@@ -389,7 +389,12 @@ def lake_compact(settings: Settings, table: str | None, small_mb: float | None, 
 
     config = factory.lake_config(settings)
     small = int(small_mb * 1024 * 1024) if small_mb is not None else config.roll_bytes // 2
-    click.echo(compact(config.path, small_bytes=small, min_files=min_files, table=table).render())
+    try:
+        done = compact(config.path, small_bytes=small, min_files=min_files, table=table,
+                       spool=config.spool_path)
+    except TouchstreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(done.render())
 
 
 @lake.command("snapshot")

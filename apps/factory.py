@@ -20,6 +20,7 @@ from connectors.dedup import EdgeDedup
 from connectors.ingest import BlockingIngest, Ingestor
 from connectors.lake.config import LakeConfig
 from connectors.lake.erase import RollFilter, erase_person
+from connectors.lake.location import is_url, local_folder, with_endpoint
 from connectors.ratelimit import RateLimiter
 from connectors.validation import Limits
 from identity.graph import IdentityGraph
@@ -126,8 +127,15 @@ def segment_publisher(settings: Settings, client: redis.Redis) -> SegmentPublish
 
 
 def lake_config(settings: Settings) -> LakeConfig:
-    """The lake's folder and rolls, and the topics, group and batches its sink reads with."""
-    return LakeConfig(path=Path(settings.lake_path), roll_bytes=settings.lake_roll_bytes,
+    """The lake's folder or URL, its sink's spool and rolls, and the topics, group and batches its
+    sink reads with (a URL lake's spool defaults to a local folder: ``connectors/lake/location.py``)."""
+    spool = Path(settings.lake_spool_path) if settings.lake_spool_path else None
+    path: Path | str = Path(settings.lake_path)
+    if is_url(settings.lake_path):
+        path = with_endpoint(settings.lake_path, settings.lake_s3_endpoint)
+        if local_folder(settings.lake_path) is None:  # an object store: the spool stays on this disk
+            spool = spool or Path(".local/lake-spool")
+    return LakeConfig(path=path, spool_path=spool, roll_bytes=settings.lake_roll_bytes,
                       roll_s=float(settings.lake_roll_s), broker=settings.broker,
                       group=f"{settings.app_id}-lake", topic_prefix=settings.topic_prefix,
                       deadletter_topic=Topics.of(settings).deadletter, batch_size=settings.lake_batch_size,
@@ -151,16 +159,16 @@ def lake_roll_filter(settings: Settings, client: redis.Redis) -> RollFilter:
 
 def erasure_service(settings: Settings, client: redis.Redis) -> ErasureService:
     """The one erasure service (CLI and API): graph, profile state, webhook marks, dead letters
-    (the configured broker's dead-letter topic) and the lake at ``lake_path``."""
+    (the configured broker's dead-letter topic) and the lake (folder or URL) with its sink's spool."""
     topic = Topics.of(settings).deadletter
-    root = Path(settings.lake_path)
+    lake_at = lake_config(settings)
 
     def dead_letters(oneids: frozenset[str], hashes: frozenset[str]) -> dict[str, object]:
         marked = mark_erased(client, settings.redis_prefix, settings.broker, topic, Person(oneids, hashes))
         return {"marked": marked}
 
     def lake(oneids: frozenset[str], hashes: frozenset[str]) -> dict[str, object]:
-        return erase_person(root, Person(oneids, hashes)).as_dict()
+        return erase_person(lake_at.path, Person(oneids, hashes), spool=lake_at.spool_root()).as_dict()
 
     return ErasureService(identity_graph(settings, client), profile_store(settings, client), client,
                           settings.redis_prefix, suppress_ms=settings.erasure_suppression_s * 1000,

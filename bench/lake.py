@@ -4,6 +4,10 @@
 reads them (decodes nothing), then ``run_lake_sink`` writes them to a temporary lake (decode,
 Arrow, a durable segment per partition and batch, zstd Parquet at the rolls). The sink's rate
 counts from its first batch to its last roll, the final rolls of its clean stop included.
+
+Then the same events again, by a group of its own, into a lake at an ``s3://`` URL on a local S3
+server (moto's: Python, on this machine, so it measures the upload path's own cost, not a
+network's): the spool stays local, each roll is uploaded. ``s3_*`` beside the local figures.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 
 from apps.factory import lake_config
 from bench.pipeline import consume_rate
+from bench.s3_server import ACCESS_KEY, REGION, SECRET_KEY, s3_server
 from connectors.lake import run_lake_sink
 from connectors.lake.layout import table_files
 from schemas.codec import EVENT, default_registry
@@ -74,6 +79,7 @@ def bench_lake(settings: Settings, events: int = 100_000) -> dict[str, Any]:
             config = dataclasses.replace(lake_config(settings), path=Path(folder))
             stats = run_lake_sink(config, stop_after_idle_s=3.0)
             parquet = sum(p.stat().st_size for p, _ in table_files(Path(folder), "events"))
+            remote = _to_s3(settings, Path(folder))
         finally:
             for name, future in admin.delete_topics([t.topic for t in new_topics(settings)]).items():
                 try:
@@ -92,7 +98,24 @@ def bench_lake(settings: Settings, events: int = 100_000) -> dict[str, Any]:
         # whatever else the machine runs; the bare figure includes joining its group
         "bare_cpu_us_per_event": round(bare_cpu / events * 1e6, 1),
         "sink_cpu_us_per_event": round(stats.cpu_s / max(stats.records, 1) * 1e6, 1),
+        **remote,
     }
+
+
+def _to_s3(settings: Settings, folder: Path) -> dict[str, Any]:
+    """The same topic by a group of its own into an ``s3://`` lake on a local S3 server."""
+    with s3_server(folder / "s3.log") as s3:
+        s3_settings = dataclasses.replace(
+            settings, app_id=f"{settings.app_id}-s3", lake_s3_endpoint=s3.endpoint,
+            lake_path=f"s3://{ACCESS_KEY}:{SECRET_KEY}@{s3.bucket()}/lake?region={REGION}",
+            lake_spool_path=str(folder / "s3-spool"))
+        stats = run_lake_sink(lake_config(s3_settings), stop_after_idle_s=3.0)
+    busy = stats.active_s + stats.close_s
+    return {"s3_rows": stats.rows, "s3_files": stats.files,
+            "s3_sink_events_per_s": round(stats.records / busy) if busy else 0,
+            "s3_close_rolls_seconds": round(stats.close_s, 2),
+            "s3_close_rolls_cpu_seconds": round(stats.close_cpu_s, 2),
+            "s3_sink_cpu_us_per_event": round(stats.cpu_s / max(stats.records, 1) * 1e6, 1)}
 
 
 def main(argv: list[str]) -> None:

@@ -126,3 +126,9 @@ LAKE_ERASED_ROWS = Counter(
     "Lake rows of erased people removed: by an erasure rewriting files, or by the sink when it rolls",
     ["table", "by"],
 )
+LAKE_ROLL_FAILURES = Counter(
+    "touchstream_lake_roll_failures_total",
+    "Rolls that could not write the lake (a full disk, an unreachable object store); the rows stay "
+    "in the spool and the roll is tried again",
+    ["table"],
+)

@@ -87,7 +87,15 @@ class Settings:
         64, "Requests one collector process handles at once; more get a fast 503"
     )
     lake_path: str = _setting(
-        ".local/lake", "Folder of the Parquet lake (`touchstream lake run`, `touchstream sql`)"
+        ".local/lake",
+        "Folder of the Parquet lake (`touchstream lake run`, `touchstream sql`), or a URL pyarrow opens "
+        "(s3://bucket/prefix, gs://, hdfs://, file://; credentials from the AWS_* / cloud variables)",
+    )
+    lake_spool_path: str = _setting(
+        "", "Local folder of the lake sink's spool (empty: <lake>/_spool; .local/lake-spool for a lake URL)"
+    )
+    lake_s3_endpoint: str = _setting(
+        "", "S3-compatible endpoint of an s3:// lake, http(s)://host:port (empty: AWS_ENDPOINT_URL or AWS)"
     )
     lake_roll_bytes: int = _setting(
         128 * 1024 * 1024, "A lake partition's rows are rolled into a Parquet file at this many Arrow bytes"

@@ -12,12 +12,14 @@ event an operator's unmerge moved to the person goes, one it moved away from the
     profiles snapshot    oneid in them
 
 How (:func:`erase_person`): each file's key columns are read (column projection, not the file);
-a file holding such rows is rewritten without them under a temporary name, fsynced and renamed
-over the *same* name, so its offset range keeps telling the sink what the lake holds and a
-reader sees the old file or the new one, whole. A file left without rows stays, empty. Every
+a file holding such rows is rewritten without them whole under the *same* name (``location.py``:
+temporary name, fsync and rename in a folder; one upload replacing the object in a bucket), so
+its offset range keeps telling the sink what the lake holds and a reader sees the old file or
+the new one, whole. A file left without rows stays, empty. Every
 other row keeps its values (rows are filtered, never re-encoded by hand).
 
-With a running sink (``locks.py``): the erasure holds ``.files.lock`` while it rewrites, which
+With a running sink (``locks.py``, in the sink's spool: for a lake at a URL, erase where the sink
+runs): the erasure holds ``.files.lock`` while it rewrites, which
 every roll and compaction merge also take, so no file is published behind its back. Spool
 segments belong to the sink: the erasure rewrites them only when it can take the sink's lock
 (no sink running); otherwise the sink filters every roll through the tombstones
@@ -35,9 +37,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from connectors.lake import files, layout, locks
+from connectors.lake.exceptions import LakeError
+from connectors.lake.location import LakeLocation
 from connectors.lake.query import RAW_EVENTS, connect, run_query
 from connectors.lake.rows import TABLES
 from streams.erased_letters import Person
@@ -150,12 +153,12 @@ WHERE coalesce(e.oneid IN (SELECT oneid FROM _erased), false)
 """  # noqa: S608
 
 
-def _with_merged(root: Path, person: Person) -> tuple[Person, Moved]:
+def _with_merged(lake: LakeLocation, person: Person) -> tuple[Person, Moved]:
     """The person plus every OneID the lake's ``identities`` view maps to one of theirs, and the
     events an unmerge moved to or away from them."""
     if not person.oneids:
         return person, NOTHING_MOVED
-    con = connect(root)
+    con = connect(lake)
     try:
         con.register("_erased", pa.table({"oneid": sorted(person.oneids)}))
         found = run_query(con, "SELECT oneid FROM identities WHERE survivor IN (SELECT oneid FROM _erased)")
@@ -169,70 +172,85 @@ def _with_merged(root: Path, person: Person) -> tuple[Person, Moved]:
                          frozenset(r["key"] for r in rows if not r["into"]))
 
 
-def _rewrite(path: Path, table: str, person: Person, read: Callable[[Path], pa.Table],
-             write: Callable[[pa.Table, Path], int], kind: str, moved: Moved = NOTHING_MOVED) -> int:
-    """Rewrite one file without the person's rows, under the same name; rows removed."""
+def _rewrite_file(lake: LakeLocation, path: str, table: str, person: Person,
+                  moved: Moved = NOTHING_MOVED) -> int:
+    """Rewrite one lake file without the person's rows, whole under the same name (``location.py``:
+    a rename in a folder, one upload to an object store); rows removed. Only the key columns are
+    read to find out whether the file holds any."""
     columns = [*ONEID_COLUMNS.get(table, ()), *HASH_COLUMNS.get(table, ()), *(KEY_COLUMNS if moved else ())]
-    present = [c for c in columns if c in pq.read_schema(path).names] if path.suffix == ".parquet" else None
-    keys = pq.read_table(path, columns=present) if present is not None else read(path)
-    if not int(pc.sum(erased_mask(table, keys, person, moved)).as_py() or 0):
+    present = [c for c in columns if c in lake.column_names(path)]
+    if not int(pc.sum(erased_mask(table, lake.read_parquet(path, present), person, moved)).as_py() or 0):
         return 0
-    rows = read(path)
-    kept, removed = without(table, rows, person, moved)
-    tmp = files.temporary(path, kind)
-    write(kept, tmp)
-    files.publish(tmp, path)
+    kept, removed = without(table, lake.read_parquet(path), person, moved)
+    lake.write_parquet(kept, path, ERASE_TMP)
     return removed
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    return pq.read_table(path)
+def _rewrite_segment(path: Path, table: str, person: Person) -> int:
+    """Rewrite one spool segment without the person's rows (temporary name, fsync, rename)."""
+    kept, removed = without(table, files.read_arrow(path), person)
+    if removed:
+        tmp = files.temporary(path, ERASE_TMP)
+        files.write_arrow(kept, tmp)
+        files.publish(tmp, path)
+    return removed
 
 
-def _erase_spool(root: Path, person: Person, done: LakeErasure) -> None:
+def _erase_spool(spool: Path, person: Person, done: LakeErasure) -> None:
     """Rewrite the spool's segments (only while holding the sink's lock: no sink is running)."""
-    for folder in sorted((root / layout.SPOOL).iterdir()):
+    if not spool.exists():
+        return
+    for folder in sorted(spool.iterdir()):
         parsed = layout.parse_spool_dir_name(folder.name)
         spec = next((s for s in TABLES if parsed and parsed[0].endswith("." + s.topic_suffix)), None)
         if spec is None or not folder.is_dir():
             continue
         files.remove_temporaries(folder, ERASE_TMP)
         for segment in sorted(folder.glob("*.arrow")):
-            removed = _rewrite(segment, spec.name, person, files.read_arrow, files.write_arrow, ERASE_TMP)
+            removed = _rewrite_segment(segment, spec.name, person)
             if removed:
                 done.segments_rewritten += 1
                 done.rows_removed[spec.name] = done.rows_removed.get(spec.name, 0) + removed
 
 
-def erase_person(root: Path, person: Person, *, lock_timeout_s: float = 120.0) -> LakeErasure:
-    """Remove ``person``'s rows from every file of the lake at ``root`` (see the module docstring);
-    idempotent: a second run finds nothing. :class:`~connectors.lake.exceptions.LakeError` when
-    the files lock stays held past ``lock_timeout_s`` (the caller retries later)."""
+def erase_person(root: Path | str | LakeLocation, person: Person, *, spool: Path | None = None,
+                 lock_timeout_s: float = 120.0) -> LakeErasure:
+    """Remove ``person``'s rows from every file of the lake at ``root`` (a folder or a URL) and from
+    the sink's ``spool`` (default: a lake folder's ``_spool``; required for a lake at a URL: the
+    locks are there); see the module docstring. Idempotent: a second run finds nothing.
+    :class:`~connectors.lake.exceptions.LakeError` when the files lock stays held past
+    ``lock_timeout_s`` (the caller retries later)."""
+    lake = root if isinstance(root, LakeLocation) else LakeLocation.open(root)
+    if spool is None:
+        if lake.folder is None:
+            raise LakeError(f"erasing from {lake} needs its sink's spool folder "
+                            "(TOUCHSTREAM_LAKE_SPOOL_PATH)")
+        spool = lake.folder / layout.SPOOL
     done = LakeErasure()
-    if not (root / layout.SPOOL).exists() and not any((root / spec.name).exists() for spec in TABLES):
-        done.skipped = f"no lake at {root}"
+    snapshot = lake.join(layout.PROFILES, layout.SNAPSHOT)
+    if not spool.exists() and not any(lake.table_files(spec.name) for spec in TABLES) \
+            and not lake.exists(snapshot):
+        done.skipped = f"no lake at {lake}"
         return done
-    with locks.held(root, locks.FILES_LOCK, timeout_s=lock_timeout_s):
-        person, moved = _with_merged(root, person)
+    with locks.held(spool, locks.FILES_LOCK, timeout_s=lock_timeout_s):
+        person, moved = _with_merged(lake, person)
         done.oneids = len(person.oneids)
         for spec in TABLES:
-            files.remove_temporaries(root / spec.name, ERASE_TMP)
-            for path, _ in layout.table_files(root, spec.name):
-                removed = _rewrite(path, spec.name, person, _read_parquet, files.write_parquet, ERASE_TMP,
-                                   moved)
+            for leftover in lake.temporaries(spec.name, ERASE_TMP):
+                lake.delete(leftover)
+            for f in lake.table_files(spec.name):
+                removed = _rewrite_file(lake, f.path, spec.name, person, moved)
                 if removed:
                     done.files_rewritten += 1
                     done.rows_removed[spec.name] = done.rows_removed.get(spec.name, 0) + removed
-        snapshot = root / layout.PROFILES / layout.SNAPSHOT
-        if snapshot.exists():
-            removed = _rewrite(snapshot, SNAPSHOT_TABLE, person, _read_parquet, files.write_parquet,
-                               ERASE_TMP)
+        if lake.exists(snapshot):
+            removed = _rewrite_file(lake, snapshot, SNAPSHOT_TABLE, person)
             if removed:
                 done.files_rewritten += 1
                 done.rows_removed[SNAPSHOT_TABLE] = removed
-        with locks.try_held(root, locks.SINK_LOCK) as free:
+        with locks.try_held(spool, locks.SINK_LOCK) as free:
             if free:
-                _erase_spool(root, person, done)
+                _erase_spool(spool, person, done)
                 done.spool = "rewritten" if done.segments_rewritten else "clean"
             else:
                 done.spool = "deferred"

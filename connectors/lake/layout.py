@@ -3,9 +3,13 @@
 ::
 
     <lake>/<table>/event_date=YYYY-MM-DD/<topic>+<partition>+<first>+<last>.parquet
-    <lake>/_spool/<topic>+<partition>/<first>+<last>.arrow      rows durable, not yet rolled
-    <lake>/_spool/<topic>+<partition>/roll.json                 a roll in progress (its files)
     <lake>/profiles/snapshot.parquet                            `touchstream lake snapshot`
+    <spool>/<topic>+<partition>/<first>+<last>.arrow            rows durable, not yet rolled
+    <spool>/<topic>+<partition>/roll.json                       a roll in progress (its files)
+
+``<spool>`` is ``<lake>/_spool`` for a lake folder; a lake at a URL (``location.py``) keeps it on
+a local folder of its own (``TOUCHSTREAM_LAKE_SPOOL_PATH``), since an object store has neither
+fsync nor an atomic rename.
 
 Offsets are zero-padded to 20 digits so names sort by offset. ``+`` never appears in a Kafka
 topic name. One roll writes one file per event date under the same name (the rows of that
@@ -16,11 +20,13 @@ output exists. Readers ignore covered files, so a compaction is atomic at its re
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 SPOOL = "_spool"
 ROLL_MANIFEST = "roll.json"
@@ -31,6 +37,7 @@ DATE_KEY = "event_date"
 _NAME = re.compile(
     r"(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet")
 _SEGMENT = re.compile(r"(?P<first>\d{20})\+(?P<last>\d{20})\.arrow")
+P = TypeVar("P", str, Path)
 
 
 @dataclass(frozen=True, order=True)
@@ -95,23 +102,28 @@ def table_files(root: Path, table: str) -> list[tuple[Path, Span]]:
     return found
 
 
-def live(files: Iterable[tuple[Path, Span]]) -> list[tuple[Path, Span]]:
-    """The files readers count: those no other file of their folder covers."""
-    by_folder: dict[tuple[Path, str, int], list[tuple[Path, Span]]] = defaultdict(list)
+def _folder(path: str | Path) -> str:
+    return posixpath.dirname(str(path))
+
+
+def live(files: Iterable[tuple[P, Span]]) -> list[tuple[P, Span]]:
+    """The files readers count: those no other file of their folder covers (paths are ``Path``
+    or, for any filesystem, text)."""
+    by_folder: dict[tuple[str, str, int], list[tuple[P, Span]]] = defaultdict(list)
     for path, span in files:
-        by_folder[(path.parent, span.topic, span.partition)].append((path, span))
-    kept: list[tuple[Path, Span]] = []
+        by_folder[(_folder(path), span.topic, span.partition)].append((path, span))
+    kept: list[tuple[P, Span]] = []
     for group in by_folder.values():
         spans = [span for _, span in group]
         kept.extend((path, span) for path, span in group if not any(other.covers(span) for other in spans))
-    return sorted(kept)
+    return sorted(kept, key=lambda item: (str(item[0]), item[1]))
 
 
-def covered(files: Iterable[tuple[Path, Span]]) -> list[Path]:
+def covered(files: Iterable[tuple[P, Span]]) -> list[P]:
     """The files a finished compaction left behind (safe to delete)."""
     files = list(files)
-    keep = {path for path, _ in live(files)}
-    return [path for path, _ in files if path not in keep]
+    keep = {str(path) for path, _ in live(files)}
+    return [path for path, _ in files if str(path) not in keep]
 
 
 def next_offsets(root: Path, table: str, topic: str) -> dict[int, int]:

@@ -1,7 +1,9 @@
-"""The lake's two locks (``fcntl.flock`` on files in ``_spool/``; the kernel drops them with the
-process, so a SIGKILL never leaves one behind).
+"""The lake's two locks (``fcntl.flock`` on files in the sink's spool folder: ``<lake>/_spool``, or
+``TOUCHSTREAM_LAKE_SPOOL_PATH`` for a lake at a URL; the kernel drops them with the process, so a
+SIGKILL never leaves one behind). They are local locks: for a lake at a URL, compaction and
+erasure take them on the machine whose spool the sink uses.
 
-- ``.lock``: one sink per lake folder, held by ``touchstream lake run`` for its life; whoever
+- ``.lock``: one sink per lake, held by ``touchstream lake run`` for its life; whoever
   else holds it (an erasure rewriting the spool) knows no sink is writing segments.
 - ``.files.lock``: held by whatever rewrites or publishes lake files: shared by the sink around
   each roll (rolls of several partitions run side by side) and by compaction around each merge,
@@ -18,22 +20,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from connectors.lake import layout
 from connectors.lake.exceptions import LakeError
 
 SINK_LOCK = ".lock"
 FILES_LOCK = ".files.lock"
 
 
-def lock_path(root: Path, name: str) -> Path:
-    return root / layout.SPOOL / name
+def lock_path(spool: Path, name: str) -> Path:
+    return spool / name
 
 
 @contextmanager
-def held(root: Path, name: str, *, shared: bool = False, timeout_s: float | None = None) -> Iterator[None]:
-    """Hold the lock ``name`` of the lake at ``root``, exclusive or ``shared``: wait for it (at
+def held(spool: Path, name: str, *, shared: bool = False, timeout_s: float | None = None) -> Iterator[None]:
+    """Hold the lock ``name`` in the lake's ``spool`` folder, exclusive or ``shared``: wait for it (at
     most ``timeout_s``, then :class:`LakeError`; ``None``: as long as it takes)."""
-    path = lock_path(root, name)
+    path = lock_path(spool, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(path, "a") as handle:
@@ -53,9 +54,9 @@ def held(root: Path, name: str, *, shared: bool = False, timeout_s: float | None
 
 
 @contextmanager
-def try_held(root: Path, name: str) -> Iterator[bool]:
+def try_held(spool: Path, name: str) -> Iterator[bool]:
     """Hold the lock if it is free right now: yields True, or False when someone holds it."""
-    path = lock_path(root, name)
+    path = lock_path(spool, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         try:

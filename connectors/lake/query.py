@@ -3,7 +3,10 @@
 Views are built from the live file list (``layout.live``: files a compaction covered are left
 out), read by column name so files written before a schema change still read, with the
 ``event_date`` Hive column from the folder names. A table with no file yet is an empty view with
-the table's columns, so a query never fails for want of data.
+the table's columns, so a query never fails for want of data. A lake folder is read by DuckDB's
+own Parquet reader; a lake at a URL (``location.py``: S3, GCS, HDFS) through pyarrow datasets
+over pyarrow's filesystem, which DuckDB scans with projection and filter pushdown (its
+``httpfs`` extension would be a download at run time).
 
 ``events`` holds each event once: the resolve stage may put an event on its topic twice after a
 crash (a new offset, the same messageId), and the lake keeps one row per Kafka record, so the view
@@ -35,6 +38,7 @@ import pyarrow.parquet as pq
 
 from connectors.lake import layout
 from connectors.lake.exceptions import LakeError
+from connectors.lake.location import LakeLocation
 from connectors.lake.rows import OFFSET, PARTITION, TABLES, arrow_schema
 from connectors.lake.snapshot import SNAPSHOT_SCHEMA
 from schemas.codec import SchemaRegistry, default_registry
@@ -98,11 +102,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[Path], empty: pa.Table,
+def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[str], empty: pa.Table,
                   hive: bool) -> None:
     con.register(f"_empty_{name}", empty)
     if paths:
-        listed = ", ".join(_quote(str(p)) for p in paths)
+        listed = ", ".join(_quote(p) for p in paths)
         options = "hive_partitioning = true, union_by_name = true" if hive else "union_by_name = true"
         # a view cannot take parameters: the paths are quoted, the names are the lake's own tables.
         # The empty table's columns are unioned in by name: a column added to the schema after the
@@ -114,19 +118,39 @@ def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, paths: Sequence[Pat
     con.execute(f"CREATE VIEW {name} AS SELECT *{extra} FROM _empty_{name}")  # noqa: S608
 
 
-def connect(root: Path, registry: SchemaRegistry | None = None) -> duckdb.DuckDBPyConnection:
+def _dataset_view(con: duckdb.DuckDBPyConnection, name: str, lake: LakeLocation, paths: Sequence[str],
+                  empty: pa.Table, hive_under: str | None) -> None:
+    """The view over a remote lake's files: a pyarrow dataset of the table's schema (a column a
+    file lacks reads as null, as ``union_by_name`` with the empty table does locally)."""
+    if not paths:
+        _parquet_view(con, name, [], empty, hive_under is not None)
+        return
+    con.register(f"_files_{name}", lake.dataset(paths, empty.schema, hive_under=hive_under))
+    con.execute(f"CREATE VIEW {name} AS SELECT * FROM _files_{name}")  # noqa: S608
+
+
+def connect(root: Path | str | LakeLocation,
+            registry: SchemaRegistry | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the views ``events``, ``merges``, ``rejections``, ``triggers``,
-    ``segments``, ``profiles`` and ``identities`` over the lake at ``root``."""
+    ``segments``, ``profiles`` and ``identities`` over the lake at ``root`` (a folder or a URL)."""
     registry = registry or default_registry()
+    lake = root if isinstance(root, LakeLocation) else LakeLocation.open(root)
     con = duckdb.connect()
     for spec in TABLES:
-        paths = [path for path, _ in layout.live(layout.table_files(root, spec.name))]
+        paths = [path for path, _ in layout.live((f.path, f.span) for f in lake.table_files(spec.name))]
         name = RAW_EVENTS if spec.name == "events" else spec.name
-        _parquet_view(con, name, paths, arrow_schema(registry, spec.schema).empty_table(), hive=True)
+        empty = arrow_schema(registry, spec.schema).empty_table()
+        if lake.local:
+            _parquet_view(con, name, paths, empty, hive=True)
+        else:
+            _dataset_view(con, name, lake, paths, empty, lake.join(spec.name))
     _events_view(con)
-    snapshot = root / layout.PROFILES / layout.SNAPSHOT
-    _parquet_view(con, "profiles", [snapshot] if snapshot.exists() else [], SNAPSHOT_SCHEMA.empty_table(),
-                  hive=False)
+    snapshot = lake.join(layout.PROFILES, layout.SNAPSHOT)
+    found = [snapshot] if lake.exists(snapshot) else []
+    if lake.local:
+        _parquet_view(con, "profiles", found, SNAPSHOT_SCHEMA.empty_table(), hive=False)
+    else:
+        _dataset_view(con, "profiles", lake, found, SNAPSHOT_SCHEMA.empty_table(), None)
     con.execute(MERGED)
     con.execute(IDENTITIES)
     return con

@@ -7,7 +7,10 @@ rolls partitions whose oldest segment is ``roll_s`` old, and a clean stop rolls 
 Records below a partition's ``next_offset`` are already in a segment or file (a replay after a
 crash) and are skipped: exactly once per offset.
 
-One sink process per lake folder: it holds an exclusive lock on ``_spool/.lock``.
+One sink process per lake: it holds an exclusive lock on ``<spool>/.lock``. The spool is a local
+folder (``<lake>/_spool``, or ``TOUCHSTREAM_LAKE_SPOOL_PATH`` for a lake at a URL: see
+``location.py``); a spool apart from its lake records the lake it belongs to (``.lake``) and refuses
+to feed another, since its segments and offsets are that lake's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import pyarrow as pa
@@ -29,6 +31,7 @@ import pyarrow.compute as pc
 from connectors.lake import files, layout
 from connectors.lake.config import LakeConfig
 from connectors.lake.exceptions import LakeError
+from connectors.lake.location import LakeLocation
 from connectors.lake.rows import OFFSET, TABLES, RowCodec
 from connectors.lake.spool import ROLL_TMP, PartitionSpool, Written
 from schemas.codec import SchemaRegistry, default_registry
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "lake"
 ROLL_THREADS = 4
+OWNER = ".lake"  # in the spool: which lake its segments belong to
 
 
 @dataclass
@@ -86,16 +90,20 @@ class LakeSink:
     """Buffer records per partition; ``flush`` writes a durable segment and rolls when big enough."""
 
     def __init__(self, config: LakeConfig, registry: SchemaRegistry | None = None,
-                 keep: Callable[[str, pa.Table], pa.Table] | None = None) -> None:
-        """``keep``: every roll's rows pass through it (``erase.RollFilter``: erased people out)."""
+                 keep: Callable[[str, pa.Table], pa.Table] | None = None,
+                 lake: LakeLocation | None = None) -> None:
+        """``keep``: every roll's rows pass through it (``erase.RollFilter``: erased people out);
+        ``lake``: the lake already opened (default: ``config.path`` opened)."""
         self.config = config
         self._keep = keep
-        self.root = Path(config.path)
+        self.lake = lake or LakeLocation.open(config.path)
+        self.spool_root = config.spool_root()
         self.stats = LakeStats()
         registry = registry or default_registry()
         self._codecs = {config.topic(spec.topic_suffix): RowCodec(registry, spec) for spec in TABLES}
         self._pending: dict[tuple[str, int], list[Record]] = defaultdict(list)
         self._spools: dict[tuple[str, int], PartitionSpool] = {}
+        self._lake_ends: dict[str, dict[int, int]] = {}  # per topic, listed once at open
         self._lock = threading.Lock()  # the flushing loop and the roll timer
         self._lock_file: IO[str] | None = None
         self._stop = threading.Event()
@@ -105,21 +113,40 @@ class LakeSink:
 
     def open(self) -> None:
         """Take the lake's lock, clean up after a crash, recover every spooled partition."""
-        spool_root = self.root / layout.SPOOL
+        spool_root = self.spool_root
         spool_root.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(spool_root / ".lock", "w")  # noqa: SIM115 - held for the sink's life
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LakeError(f"another lake sink holds {spool_root / '.lock'}") from None
+        if self.config.spool_path is not None:  # a spool apart from the lake could be another's
+            self._claim_spool()
         for spec in TABLES:
-            files.remove_temporaries(self.root / spec.name, ROLL_TMP)
+            for path in self.lake.temporaries(spec.name, ROLL_TMP):
+                self.lake.delete(path)
+            topic = self.config.topic(spec.topic_suffix)
+            self._lake_ends[topic] = self.lake.next_offsets(spec.name, topic)
         for folder in sorted(spool_root.iterdir()):
             parsed = layout.parse_spool_dir_name(folder.name)
             if folder.is_dir() and parsed is not None and parsed[0] in self._codecs:
                 self._spool(*parsed)
         self._timer = threading.Thread(target=self._roll_aged_forever, name="lake-roll", daemon=True)
         self._timer.start()
+
+    def _claim_spool(self) -> None:
+        """Record which lake the spool feeds; refuse a spool that feeds another one."""
+        owner = self.spool_root / OWNER
+        mine = f"{self.lake.fs.type_name}:{self.lake.base}"
+        if owner.exists() and owner.read_text().strip() != mine:
+            raise LakeError(f"the spool {self.spool_root} holds segments of another lake "
+                            f"({owner.read_text().strip()}); give this lake a spool of its own "
+                            "(TOUCHSTREAM_LAKE_SPOOL_PATH)")
+        if not owner.exists():
+            tmp = files.temporary(owner, "owner")
+            tmp.write_text(mine + "\n")
+            files.fsync(tmp)
+            files.publish(tmp, owner)
 
     def close(self) -> None:
         """Stop the roll timer and roll every partition (a clean stop leaves an empty spool)."""
@@ -165,7 +192,7 @@ class LakeSink:
             skipped = len(records) - len(failed) - rows.num_rows
             spool.append(rows)
             if spool.bytes >= self.config.roll_bytes:
-                self._count(spool, spool.roll())
+                self._roll_or_wait(spool)
             metrics.LAKE_SPOOLED_ROWS.labels(codec.spec.name).set(self._spooled(codec.spec.name))
         if skipped:
             metrics.LAKE_SKIPPED.labels(codec.spec.name).inc(skipped)
@@ -180,10 +207,29 @@ class LakeSink:
     def _spool(self, topic: str, partition: int) -> PartitionSpool:
         spool = self._spools.get((topic, partition))
         if spool is None:
-            spool = PartitionSpool(self.root, self._codecs[topic], topic, partition, self._keep)
-            self._count(spool, spool.recover())
+            spool = PartitionSpool(self.lake, self.spool_root, self._codecs[topic], topic, partition,
+                                   self._keep)
+            self._count(spool, spool.recover(self._lake_ends.get(topic)))
             self._spools[(topic, partition)] = spool
         return spool
+
+    def _try_roll(self, spool: PartitionSpool) -> Written | None:
+        """Roll one partition; None when the lake cannot be written (a full disk, an object store
+        out of reach): logged and counted, the rows stay durable in the spool and the next flush or
+        the timer tries again. Raised from ``flush``, the error would have the loop bisect the
+        batch and dead-letter records already spooled."""
+        try:
+            return spool.roll()
+        except (OSError, LakeError) as exc:
+            metrics.LAKE_ROLL_FAILURES.labels(spool.codec.spec.name).inc()
+            log.warning("lake: rolling %s/%s into %s failed, the rows wait in the spool: %s",
+                        spool.topic, spool.partition, self.lake, exc)
+            return None
+
+    def _roll_or_wait(self, spool: PartitionSpool) -> None:
+        written = self._try_roll(spool)
+        if written is not None:
+            self._count(spool, written)
 
     def _spooled(self, table: str) -> int:
         return sum(s.rows for s in self._spools.values() if s.codec.spec.name == table)
@@ -203,15 +249,16 @@ class LakeSink:
                   spool.partition, written.files)
 
     def _roll_all(self, spools: list[PartitionSpool]) -> None:
-        """Roll partitions side by side: a roll waits on fsyncs and Parquet encoding, both
+        """Roll partitions side by side: a roll waits on fsyncs, uploads and Parquet encoding, all
         outside the GIL (the final rolls of a 6-partition bench took 4x their CPU in wall time)."""
         if len(spools) <= 1:
             for spool in spools:
-                self._count(spool, spool.roll())
+                self._roll_or_wait(spool)
             return
         with ThreadPoolExecutor(max_workers=ROLL_THREADS, thread_name_prefix="lake-roll") as pool:
-            for spool, written in zip(spools, pool.map(PartitionSpool.roll, spools), strict=True):
-                self._count(spool, written)
+            for spool, written in zip(spools, pool.map(self._try_roll, spools), strict=True):
+                if written is not None:
+                    self._count(spool, written)
 
     def roll_aged(self, now: float | None = None) -> None:
         """Roll every partition whose oldest segment is ``roll_s`` old."""
@@ -225,7 +272,7 @@ class LakeSink:
         while not self._stop.wait(every):
             try:
                 self.roll_aged()
-            except Exception:  # a full disk: segments stay durable; try again next time
+            except Exception:  # segments stay durable; try again next time
                 log.exception("lake: rolling aged segments failed; trying again")
 
 
@@ -245,7 +292,7 @@ def run_lake_sink(config: LakeConfig, *, stop_after_idle_s: float | None = None,
     sink.open()
     topics = lake_topics(config.topic_prefix)
     try:
-        log.info("lake sink: %s -> %s (group %s)", ", ".join(topics), config.path, config.group)
+        log.info("lake sink: %s -> %s (group %s)", ", ".join(topics), sink.lake, config.group)
         run_sink(sink, SinkOptions(
             name=STAGE, broker=config.broker, group=config.group, topics=topics,
             deadletter_topic=config.deadletter_topic, batch_size=config.batch_size, within_s=config.within_s,

@@ -15,7 +15,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.lake import files, layout
+from connectors.lake import layout
+from connectors.lake.location import LakeLocation
 
 ReadProfile = Callable[[str], dict[str, Any] | None]
 
@@ -49,12 +50,13 @@ def _row(profile: dict[str, Any], now_ms: int) -> dict[str, Any]:
     return row
 
 
-def snapshot_profiles(root: Path, oneids: Iterable[str], read: ReadProfile, now_ms: int | None = None) -> int:
-    """Write every existing profile of ``oneids`` to the snapshot file; how many were written."""
+def snapshot_profiles(root: Path | str | LakeLocation, oneids: Iterable[str], read: ReadProfile,
+                      now_ms: int | None = None) -> int:
+    """Write every existing profile of ``oneids`` to the snapshot file of the lake at ``root`` (a
+    folder or a URL), whole or not at all; how many were written."""
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     rows = [_row(profile, now_ms) for oneid in oneids if (profile := read(oneid)) is not None]
-    final = root / layout.PROFILES / layout.SNAPSHOT
-    tmp = files.temporary(final, "snapshot")
-    files.write_parquet(pa.Table.from_pylist(rows, schema=SNAPSHOT_SCHEMA), tmp)
-    files.publish(tmp, final)
+    lake = root if isinstance(root, LakeLocation) else LakeLocation.open(root)
+    lake.write_parquet(pa.Table.from_pylist(rows, schema=SNAPSHOT_SCHEMA),
+                       lake.join(layout.PROFILES, layout.SNAPSHOT), "snapshot")
     return len(rows)

@@ -6,23 +6,28 @@ its offset range, written under a temporary name, fsynced, renamed) before the l
 *roll* turns the partition's segments into one Parquet file per event date, all named by the
 rolled offset range, then deletes the segments.
 
-A roll is made atomic by a manifest: the Parquet files are written under temporary names, the
-manifest (their final paths) is published, the files are renamed, the segments deleted, the
-manifest deleted. On restart (:meth:`PartitionSpool.recover`): a manifest whose files all exist
-only needs its segments deleted; otherwise the roll is done again from the segments, which are
-all still there, under the same names (a rename replaces). ``next_offset`` is the offset after
-the last one in a segment or a lake file, and the sink skips records below it: a batch replayed
-after SIGKILL lands exactly once.
+A roll is made atomic by a manifest: the manifest (the files' final paths) is published in the
+spool, each Parquet file is written to the lake whole under its final name (``location.py``: a
+temporary name and a rename on the local disk, an upload on an object store), the segments are
+deleted, the manifest deleted. On restart (:meth:`PartitionSpool.recover`): a manifest whose
+files all exist only needs its segments deleted; otherwise the roll is done again from the
+segments, which are all still there, under the same names (a rename or an upload replaces).
+``next_offset`` is the offset after the last one in a segment or a lake file, and the sink skips
+records below it: a batch replayed after SIGKILL lands exactly once.
 
-A roll holds the lake's files lock (shared: rolls run side by side; an erasure waits) and passes
-its rows through ``keep`` (the sink's filter of
-erased people, ``erase.py``) before writing them.
+The spool is always a local folder (``spool_root``): segments need fsync and an atomic rename
+before the offsets are committed, which object stores do not offer; the lake may be anywhere.
+
+A roll holds the lake's files lock (in the spool, ``locks.py``; shared: rolls run side by side; an
+erasure waits) and passes its rows through ``keep`` (the sink's filter of erased people,
+``erase.py``) before writing them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ import pyarrow.compute as pc
 
 from connectors.lake import files, layout, locks
 from connectors.lake.layout import Span
+from connectors.lake.location import LakeLocation
 from connectors.lake.rows import RowCodec
 
 log = logging.getLogger(__name__)
@@ -48,20 +54,22 @@ class Written:
     files: int = 0
     bytes: int = 0
     rows: int = 0
-    paths: list[Path] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
 
 
 class PartitionSpool:
-    """The segments of one topic partition under ``<lake>/_spool/<topic>+<partition>/``."""
+    """The segments of one topic partition under ``<spool_root>/<topic>+<partition>/``, rolled
+    into the ``lake``."""
 
-    def __init__(self, root: Path, codec: RowCodec, topic: str, partition: int,
-                 keep: Callable[[str, pa.Table], pa.Table] | None = None) -> None:
-        self.root = root
+    def __init__(self, lake: LakeLocation, spool_root: Path, codec: RowCodec, topic: str,
+                 partition: int, keep: Callable[[str, pa.Table], pa.Table] | None = None) -> None:
+        self.lake = lake
+        self.spool_root = spool_root
         self.codec = codec
         self.keep = keep
         self.topic = topic
         self.partition = partition
-        self.folder = root / layout.SPOOL / layout.spool_dir_name(topic, partition)
+        self.folder = spool_root / layout.spool_dir_name(topic, partition)
         self.segments: list[Span] = []
         self.bytes = 0  # Arrow bytes in the segments: what a roll is sized by
         self.rows = 0
@@ -70,25 +78,28 @@ class PartitionSpool:
 
     # -- restart ---------------------------------------------------------------------------------
 
-    def recover(self) -> Written:
-        """Finish or redo a roll a crash interrupted; load the segments; find ``next_offset``."""
+    def recover(self, lake_ends: dict[int, int] | None = None) -> Written:
+        """Finish or redo a roll a crash interrupted; load the segments; find ``next_offset``
+        (``lake_ends``: the lake's ``next_offsets`` of this table and topic, when listed already)."""
         written = Written()
+        held = 0  # the offset after the spool's last segment, rolled below or not
         if self.folder.exists():
             files.remove_temporaries(self.folder, SEGMENT_TMP)
             self._load_segments()
+            held = self.segments[-1].last + 1 if self.segments else 0
             manifest = self.folder / layout.ROLL_MANIFEST
             if manifest.exists():
-                paths = [self.root / p for p in json.loads(manifest.read_text())["files"]]
-                if all(p.exists() for p in paths):
+                paths = [self.lake.join(p) for p in json.loads(manifest.read_text())["files"]]
+                if all(self.lake.exists(p) for p in paths):
                     self._forget_segments()
                 else:
                     log.info("lake: redoing an interrupted roll of %s/%s", self.topic, self.partition)
                     written = self.roll()
                 manifest.unlink(missing_ok=True)
             self.rows = sum(files.read_arrow(self.folder / s.segment_name).num_rows for s in self.segments)
-        ends = layout.next_offsets(self.root, self.codec.spec.name, self.topic)
-        self.next_offset = max(ends.get(self.partition, 0),
-                               self.segments[-1].last + 1 if self.segments else 0)
+        if lake_ends is None:
+            lake_ends = self.lake.next_offsets(self.codec.spec.name, self.topic)
+        self.next_offset = max(lake_ends.get(self.partition, 0), held)
         return written
 
     def _load_segments(self) -> None:
@@ -128,7 +139,7 @@ class PartitionSpool:
         """Write the segments' rows as Parquet, one file per event date, then delete the segments."""
         if not self.segments:
             return Written()
-        with locks.held(self.root, locks.FILES_LOCK, shared=True):
+        with locks.held(self.spool_root, locks.FILES_LOCK, shared=True):
             return self._roll()
 
     def _roll(self) -> Written:
@@ -138,23 +149,18 @@ class PartitionSpool:
         if self.keep is not None:
             rows = self.keep(self.codec.spec.name, rows)
         span = Span(self.topic, self.partition, self.segments[0].first, self.segments[-1].last)
-        staged: list[tuple[Path, Path]] = []
-        for day, part in self.codec.by_date(rows):
-            final = layout.date_dir(self.root, self.codec.spec.name, day) / span.file_name
-            tmp = files.temporary(final, ROLL_TMP)
-            written.bytes += files.write_parquet(part, tmp)
-            written.rows += part.num_rows
-            staged.append((tmp, final))
+        parts = [(posixpath.join(self.lake.date_dir(self.codec.spec.name, day), span.file_name), part)
+                 for day, part in self.codec.by_date(rows)]
         manifest = self.folder / layout.ROLL_MANIFEST
-        relative = [str(final.relative_to(self.root)) for _, final in staged]
         manifest_tmp = files.temporary(manifest, SEGMENT_TMP)
-        manifest_tmp.write_text(json.dumps({"files": relative}))
+        manifest_tmp.write_text(json.dumps({"files": [self.lake.relative(final) for final, _ in parts]}))
         files.fsync(manifest_tmp)
-        files.publish(manifest_tmp, manifest)
-        for tmp, final in staged:  # the commit point is the manifest: from here on, redo or finish
-            files.publish(tmp, final)
+        files.publish(manifest_tmp, manifest)  # the commit point: from here on, redo or finish
+        for final, part in parts:
+            written.bytes += self.lake.write_parquet(part, final, ROLL_TMP)
+            written.rows += part.num_rows
             written.paths.append(final)
-        written.files = len(staged)
+        written.files = len(parts)
         self._forget_segments()
         manifest.unlink()
         files.fsync(self.folder)

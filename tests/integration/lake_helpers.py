@@ -18,7 +18,7 @@ from tests.integration.conftest import CliProcess
 from touchstream.settings import Settings
 
 
-def lake_settings(settings: Settings, path: Path, *, own_topics: bool = False,
+def lake_settings(settings: Settings, path: Path | str, *, own_topics: bool = False,
                   **overrides: object) -> Settings:
     """This run's topics (or, with ``own_topics``, fresh ones of the test's own: the run's topics
     hold every other test's records) with a lake folder and a lake consumer group of its own."""

@@ -19,7 +19,7 @@ import redis
 
 from apps import factory
 from connectors.ingest import partition_key
-from connectors.lake import locks
+from connectors.lake import layout, locks
 from connectors.lake.query import connect, run_query
 from identity.graph import value_hash
 from schemas.codec import default_registry
@@ -172,7 +172,7 @@ def test_erasing_a_person_in_flight_leaves_nothing_that_brings_them_back(own: Se
         assert naming(client, own, {ann, bob}, values)
 
         # 3. erase, while the lake is locked by a roll: the Redis stores go, the lake step waits
-        with locks.held(own_lake(own), locks.FILES_LOCK):
+        with locks.held(own_lake(own) / layout.SPOOL, locks.FILES_LOCK):
             code, report = erase_with_short_lake_timeout(own, ann)
         assert code == 3 and report["status"] == "pending" and report["pending"] == ["lake"]
         # received inside the suppression window: refused whenever the worker gets to it

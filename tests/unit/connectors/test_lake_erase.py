@@ -171,7 +171,7 @@ def test_an_erasure_waits_for_the_files_lock_and_gives_up_after_its_timeout(tmp_
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with locks.held(tmp_path, locks.FILES_LOCK):
+        with locks.held(tmp_path / layout.SPOOL, locks.FILES_LOCK):
             held.set()
             release.wait(5)
 
