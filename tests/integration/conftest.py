@@ -402,3 +402,28 @@ def wait_resolved(reader: TopicReader, message_ids: set[str], timeout: float = 6
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+def produce_raw(settings: Settings, events: list[dict]) -> None:
+    """Event records straight onto the raw topic, keyed as the collector keys them."""
+    from confluent_kafka import Producer
+
+    from connectors.ingest import partition_key
+
+    producer = Producer({"bootstrap.servers": settings.broker, "linger.ms": 5})
+    registry = default_registry()
+    for event in events:
+        producer.produce(Topics.of(settings).raw, registry.encode("event", event), partition_key(event))
+    assert producer.flush(30) == 0
+
+
+def kill_three_times(worker: WorkerProcess, resolved: TopicReader, total: int) -> None:
+    """Start the worker and SIGKILL it part-way three times (once a quarter, a half, three quarters
+    of ``total`` events are resolved), then start it for good."""
+    for kill in range(3):
+        worker.start()
+        target = total * (kill + 1) // 4
+        resolved.until(lambda rs, t=target: len({r["message_id"] for r in rs}) >= t, 90)
+        worker.kill()
+    worker.start()
+

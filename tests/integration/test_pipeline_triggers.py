@@ -8,11 +8,8 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import Producer
 
-from connectors.ingest import partition_key
 from identity.synthetic import generate, squeeze
-from schemas.codec import default_registry
 from schemas.testing import anonymous_page
 from streams.topics import Topics, create_topics
 from tests.integration.conftest import (
@@ -22,7 +19,9 @@ from tests.integration.conftest import (
     assert_aggregates_equal_recount,
     free_port,
     iso,
+    kill_three_times,
     post,
+    produce_raw,
     wait_caught_up,
     wait_merges_acknowledged,
     wait_resolved,
@@ -105,7 +104,6 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
     own = replace(settings, topic_prefix=settings.topic_prefix + "-kill", app_id=settings.app_id + "-kill",
                   redis_prefix=settings.redis_prefix + "kill:", batch_size=200)
     create_topics(own)
-    registry = default_registry()
     events, _truth = generate(150, seed=5)
     # Squeeze the synthetic 60 days into the last 20 minutes: arrival order across partitions then
     # stays within the allowed lateness, so every event must count.
@@ -116,20 +114,12 @@ def test_sigkill_mid_stream_leaves_aggregates_equal_to_a_recount_and_no_trigger_
         for n, (path, at) in enumerate((("/pricing", 0), ("/docs", 200_000))):
             anon = f"kill-dwell-{i}"
             squeezed.append(anonymous_page(anon, path, start + i * 10_000 + at, message_id=f"{anon}-{n}"))
-    producer = Producer({"bootstrap.servers": own.broker, "linger.ms": 5})
-    for event in squeezed:
-        producer.produce(Topics.of(own).raw, registry.encode("event", event), partition_key(event))
-    assert producer.flush(30) == 0
+    produce_raw(own, squeezed)
 
     worker = WorkerProcess(own, tmp_path / "worker.log", free_port())
     resolved = TopicReader(own, Topics.of(own).resolved, "event")
     try:
-        for kill in range(3):  # killed three times part-way, restarted each time
-            worker.start()
-            target = len(squeezed) * (kill + 1) // 4
-            resolved.until(lambda rs, t=target: len({r["message_id"] for r in rs}) >= t, 90)
-            worker.kill()
-        worker.start()
+        kill_three_times(worker, resolved, len(squeezed))
         dead = TopicReader(own, Topics.of(own).deadletter, "deadletter")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -19,11 +19,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import redis
-from confluent_kafka import Producer
 
 from analytics.segments import refresh_all
 from apps import factory
-from connectors.ingest import partition_key
 from connectors.lake.config import LakeConfig
 from connectors.lake.query import connect
 from connectors.lake.sink import LakeSink
@@ -38,7 +36,9 @@ from tests.integration.conftest import (
     WorkerProcess,
     free_port,
     iso,
+    kill_three_times,
     post,
+    produce_raw,
     wait_caught_up,
     wait_resolved,
 )
@@ -100,21 +100,12 @@ def test_entries_and_exits_are_recorded_once_through_kills_and_a_full_replay(set
         events.append(event_record("page", start, message_id=f"{anon}-p", name="/", anonymous_id=anon,
                                    identifiers=[{"type": "anonymous_id", "value": anon}]))
     events.sort(key=lambda e: e["timestamp"])  # each person's events in time order on their partition
-    producer = Producer({"bootstrap.servers": own.broker, "linger.ms": 5})
-    registry = default_registry()
-    for event in events:
-        producer.produce(Topics.of(own).raw, registry.encode("event", event), partition_key(event))
-    assert producer.flush(30) == 0
+    produce_raw(own, events)
 
     worker = WorkerProcess(own, tmp_path / "worker.log", free_port())
     resolved = TopicReader(own, Topics.of(own).resolved, "event")
     try:
-        for kill in range(3):  # killed three times part-way, restarted each time
-            worker.start()
-            target = len(events) * (kill + 1) // 4
-            resolved.until(lambda rs, t=target: len({r["message_id"] for r in rs}) >= t, 90)
-            worker.kill()
-        worker.start()
+        kill_three_times(worker, resolved, len(events))
         wait_caught_up(own, Topics.of(own).raw)
         wait_caught_up(own, Topics.of(own).resolved)
         wait_segment_outbox_empty(own)  # a change a kill left between script and ack is re-sent
