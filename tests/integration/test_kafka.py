@@ -11,5 +11,6 @@ def test_topics_exist_with_their_partitions_and_policy(settings):
     assert len(meta[topics.deadletter].partitions) == 1
     resource = ConfigResource(ConfigResource.Type.TOPIC, topics.merges)
     config = admin.describe_configs([resource])[resource].result(timeout=10)
-    assert config["retention.ms"].value == "-1"
+    # merge records carry identifiers: kept 8 weeks, part of the erasure promise (README "Erasure")
+    assert config["retention.ms"].value == str(8 * 7 * 24 * 3600 * 1000)
 
