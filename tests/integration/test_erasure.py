@@ -137,6 +137,7 @@ def test_erasing_a_person_in_flight_leaves_nothing_that_brings_them_back(own: Se
         found = {r["message_id"]: r for r in resolved.until(
             lambda rs: {f"{m}-{i}" for i in range(4)} <= {r["message_id"] for r in rs}, 60)}
         ann, bob = found[f"{m}-0"]["oneid"], found[f"{m}-3"]["oneid"]
+        visitor = bob  # the profile without a demo request: its trigger has no cooldown to wait out
         wait_caught_up(own, topics.resolved)
         wait_committed(own, f"{own.app_id}-lake")
         deadline = time.monotonic() + 60  # one roll (1 s): the person's rows are in Parquet files
@@ -157,7 +158,7 @@ def test_erasing_a_person_in_flight_leaves_nothing_that_brings_them_back(own: Se
         ann, bob = record["survivor"], record["merged"]
         produce(own, topics.merges, [(ann.encode(), REGISTRY.encode("identity_merge", record))])
         pending = store.apply_batch(0, [(10**9, json.loads(json.dumps(event_record(
-            "track", now_ms(), message_id=f"{m}-5", event="Demo Requested", oneid=bob))))], now_ms())
+            "track", now_ms(), message_id=f"{m}-5", event="Demo Requested", oneid=visitor))))], now_ms())
         assert pending.triggers  # in the trigger outbox, never produced: what a crash leaves
         received = now_ms()
         produce(own, topics.raw, [raw(f"{m}-6", ("anonymous_id", anon), ("user_id", user),

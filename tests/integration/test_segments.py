@@ -129,7 +129,8 @@ def _assert_exactly_once(settings, records: list[dict], toggles: dict[str, int])
     store = ProfileStore(client, settings.redis_prefix, load_rules(TOGGLE_RULES, strict=True))
     by_key: dict[str, dict] = {}
     for r in records:  # a re-send after a crash repeats a record whole, never with other content
-        assert by_key.setdefault(r["idempotency_key"], r) == r
+        content = {k: v for k, v in r.items() if not k.startswith("_")}  # not where it sits on the topic
+        assert by_key.setdefault(r["idempotency_key"], content) == content
     versions = store.segment_versions()
     for segment in ("odd", "three_or_more"):
         mine = [r for r in by_key.values() if r["segment"] == segment]
