@@ -74,14 +74,20 @@ class FailingProducer:
         self.sent.append(batches)
 
 
-def test_a_trigger_whose_send_failed_is_resent_by_the_tick_after_the_grace() -> None:
-    store = FakeStore(fires=lambda event: True)
+def _handler(store: FakeStore) -> tuple[ProfileHandler, FailingProducer]:
+    """The profile stage's handler on ``store``, producing through a producer that can fail."""
     stage = ProfileStage(store=store, claims=FakeClaims(), outbox=store.outbox,
                          segment_outbox=store.segment_outbox, registry=default_registry(),
                          resolved_topic="resolved")
     producer = FailingProducer()
     handler = ProfileHandler(stage, producer, Topics("t"), StageObserver(),  # type: ignore[arg-type]
                              scans=ScanPolicy(FakeHeartbeats(), GRACE))
+    return handler, producer
+
+
+def test_a_trigger_whose_send_failed_is_resent_by_the_tick_after_the_grace() -> None:
+    store = FakeStore(fires=lambda event: True)
+    handler, producer = _handler(store)
     clock = iter(range(0, 10_000_000, 1_000))
     with mock.patch.object(handlers, "now_ms", lambda: next(clock)):
         handler.tick([0])  # start: one scan
@@ -100,12 +106,7 @@ def test_a_trigger_whose_send_failed_is_resent_by_the_tick_after_the_grace() -> 
 
 def test_a_segment_change_whose_send_failed_is_resent_by_a_later_tick() -> None:
     store = FakeStore(enters=lambda event: True)
-    stage = ProfileStage(store=store, claims=FakeClaims(), outbox=store.outbox,
-                         segment_outbox=store.segment_outbox, registry=default_registry(),
-                         resolved_topic="resolved")
-    producer = FailingProducer()
-    handler = ProfileHandler(stage, producer, Topics("t"), StageObserver(),  # type: ignore[arg-type]
-                             scans=ScanPolicy(FakeHeartbeats(), GRACE))
+    handler, producer = _handler(store)
     clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 1_000))
     with mock.patch.object(handlers, "now_ms", lambda: next(clock)):
         producer.fail = True
