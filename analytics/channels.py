@@ -58,18 +58,20 @@ class ChannelRules:
         return tuple(dict.fromkeys(r.channel for r in self.rules if r.channel != NOT_A_TOUCH))
 
     def sql_case(self, features: dict[str, str]) -> str:
-        """A SQL expression naming each row's channel (NULL: not a touch); ``features`` maps each
-        name of :data:`FEATURES` and ``page_host`` to the column holding it (lower-case text,
-        ``''`` when absent)."""
+        """A SQL expression giving each row's channel as its position in :attr:`channels` (NULL:
+        not a touch; a small integer is cheaper than a name to carry through millions of rows);
+        ``features`` maps each name of :data:`FEATURES` and ``page_host`` to the column holding
+        it (lower-case text, ``''`` when absent)."""
+        index = {channel: i for i, channel in enumerate(self.channels)}
         whens = []
         for rule in self.rules:
             test = " AND ".join(self._condition(name, patterns, features)
                                 for name, patterns in rule.conditions)
-            then = "NULL" if rule.channel == NOT_A_TOUCH else _literal(rule.channel)
+            then = "NULL" if rule.channel == NOT_A_TOUCH else str(index[rule.channel])
             whens.append(f"WHEN {test or 'true'} THEN {then}")
         if not whens:
-            return "CAST(NULL AS VARCHAR)"
-        return "CASE " + " ".join(whens) + " ELSE NULL END"
+            return "CAST(NULL AS SMALLINT)"
+        return f"CAST(CASE {' '.join(whens)} ELSE NULL END AS SMALLINT)"
 
     def _condition(self, name: str, patterns: tuple[str, ...], features: dict[str, str]) -> str:
         """One condition, naming its column as few times as it can: the features are expressions
@@ -81,12 +83,12 @@ class ChannelRules:
         globs = [p for p in patterns if _is_glob(p)]
         tests = []
         if host and (plain or globs):  # a host matches its subdomains too
-            tests.append(f"regexp_full_match({column}, {_literal(_host_regex([*plain, *globs]))})")
+            tests.append(_regex_test(column, _host_regex([*plain, *globs]), [*plain, *globs], host=True))
         else:
             if plain:
                 tests.append(f"{column} IN ({', '.join(_literal(p) for p in plain)})")
             if globs:
-                tests.append(f"regexp_full_match({column}, {_literal('|'.join(map(_glob_regex, globs)))})")
+                tests.append(_regex_test(column, "|".join(map(_glob_regex, globs)), globs, host=False))
         if NO_REFERRER in patterns and host:
             tests.append(f"{column} = ''")
         if INTERNAL in patterns and host:
@@ -95,6 +97,20 @@ class ChannelRules:
                 own += f" OR regexp_full_match({column}, {_literal(_host_regex(self.internal_hosts))})"
             tests.append(f"({column} <> '' AND ({own}))")
         return "(" + " OR ".join(tests) + ")"
+
+
+def _regex_test(column: str, regex: str, patterns: Sequence[str], *, host: bool) -> str:
+    """``regexp_full_match`` behind a test every match passes: a pattern's text before its first
+    wildcard starts the value, or the value is not empty. Most values are empty (no campaign, no
+    referrer): at 10M events, a regular expression each cost more than all the other tests."""
+    test = f"regexp_full_match({column}, {_literal(regex)})"
+    if any(set(p) <= {"*"} for p in patterns):  # matches the empty value: nothing to rule out
+        return test
+    prefixes = list(dict.fromkeys(re.split(r"[*?]", p, maxsplit=1)[0] for p in patterns))
+    if host or not all(prefixes):  # a host may be any subdomain: only its end is known
+        return f"({column} <> '' AND {test})"
+    starts = " OR ".join(f"starts_with({column}, {_literal(p)})" for p in prefixes)
+    return f"(({starts}) AND {test})"
 
 
 def _is_glob(pattern: str) -> bool:

@@ -1,45 +1,36 @@
-"""Journeys from the lake: every person's conversions and marketing touches, as DuckDB tables.
+"""Touches and conversions from the lake: one scan of ``events`` that classifies every event.
 
 Set-based on purpose (ten million events in seconds): one scan of ``events`` finds the
-conversions and extracts every other event's features from its JSON text, the channel rules
-(``analytics.channels``) classify it in the same scan as one SQL ``CASE``, and a window over each
-person's touches drops a touch that repeats the previous one (same channel and campaign) within
-the session gap. Costly functions run only where they can find something (a host only behind a
-referrer, a query parameter only in a URL naming it, ``context`` parsed only when it holds a
-member read here): most events are page views inside the own site.
+conversions and extracts every other event's features from its JSON text, and the channel rules
+(``analytics.channels``) classify it in the same scan as one SQL ``CASE``. Costly functions run
+only where they can find something (a host only behind a referrer, a query parameter only in a
+URL naming it, ``context`` parsed only when it holds a member read here): most events are page
+views inside the own site. The rows come back as Arrow (cheaper than a DuckDB table of the same
+rows); ``analytics.attribution.journeys`` orders them into journeys.
 
 People are survivors: ``identities`` maps every OneID to the profile it was merged into, so a
 visitor's anonymous touches and the orders they placed after signing in are one journey. An
 event without a OneID (none reaches the resolved topic today) is a person of its own, so a
-conversion is never dropped. Ties in time are broken by (source, messageId), the same order
-everywhere, so every model is deterministic.
+conversion is never dropped.
 
-Tables (temporary, replaced on each call, on the caller's connection):
-
-=====================  ==================================================================
-``_a_links``           oneid, survivor: each merged OneID (``identities``, computed once)
-``_a_rows``            the scan's output: conversions and classified touches
-``_a_conversions``     conv (1..n, in time order), person, ts (ms), source, message_id,
-                       revenue (double; 0 when the event names none), counted (inside
-                       since..until; the others still end journeys)
-``_a_touches``         person, ts, source, message_id, channel, campaign (NULL: none)
-=====================  ==================================================================
+``_a_links`` (temporary, replaced on each call, on the caller's connection): oneid, survivor of
+each merged OneID (``identities``, computed once).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
 from analytics.channels import ChannelRules
 from connectors.lake.query import RAW_EVENTS
 
 LINKS = "_a_links"
-ROWS = "_a_rows"
-CONVERSIONS = "_a_conversions"
-TOUCHES = "_a_touches"
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,7}$")
 #: Who an event belongs to (``e``: the event, ``l``: its row of ``_a_links``)
 PERSON = "coalesce(l.survivor, e.oneid, '~' || e.source || ':' || e.message_id)"
@@ -102,25 +93,28 @@ def build_links(con: duckdb.DuckDBPyConnection) -> None:
                 "SELECT oneid, survivor FROM identities WHERE hops > 0")
 
 
-def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> None:
-    """``_a_rows``: person, ts, source, message_id, is_conv, revenue (conversions), channel and
-    campaign (touches, before visits are collapsed), from the ``events`` view (each event once,
-    unmerges applied: a scan with an anti-join on the copies ``connect`` found); needs
-    ``_a_links``."""
+def classified_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion,
+                    rules: ChannelRules) -> pa.Table:
+    """Every conversion and every touch (before visits are collapsed), in no order: person, ts,
+    source, message_id, is_conv, revenue and counted (conversions: inside since..until; the
+    others still end journeys), channel (touches: its position in ``rules.channels``) and
+    campaign (touches; NULL: none), from the ``events`` view (each event once, unmerges
+    applied: a scan with an anti-join on the copies ``connect`` found)."""
+    build_links(con)
     features = {name: f"f.{name}" for name in ("utm_source", "utm_medium", "referrer", "event", "type",
                                               "context_channel", "page_host")}
     features["source"] = "f.lower_source"
     context_paths = "['$.campaign.source', '$.campaign.medium', '$.campaign.name', '$.page.url', " \
                     "'$.page.referrer', '$.channel']"
     context_members = " OR ".join(f"contains(e.context, '\"{m}\"')" for m in ("campaign", "page", "channel"))
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {ROWS} AS
+    property_paths = "['$.url', '$.referrer', '$.campaign']"
+    sql = f"""
         WITH raw AS (
             SELECT {PERSON} AS person, e.timestamp AS ts, e.source, e.message_id, e.type, e.event,
                    coalesce(e.type = 'track' AND e.event = $conversion, false) AS is_conv,
-                   json_extract_string(e.properties, ['$.url', '$.referrer', '$.campaign']) AS p,
-                   CASE WHEN is_conv THEN json_extract_string(e.properties, {conversion.revenue_paths()})
-                   END AS r,
+                   CASE WHEN NOT is_conv THEN json_extract_string(e.properties, {property_paths}) END AS p,
+                   CASE WHEN is_conv
+                        THEN json_extract_string(e.properties, {conversion.revenue_paths()}) END AS r,
                    CASE WHEN NOT is_conv AND ({context_members})
                         THEN json_extract_string(e.context, {context_paths}) END AS c
             FROM events e LEFT JOIN {LINKS} l ON l.oneid = e.oneid
@@ -135,7 +129,8 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
                    lower(type) AS type, lower(coalesce(event, '')) AS event, lower(source) AS lower_source,
                    lower(coalesce(nullif(c[1], ''), {_query('url', 'utm_source')})) AS utm_source,
                    lower(coalesce(nullif(c[2], ''), {_query('url', 'utm_medium')})) AS utm_medium,
-                   {_host('ref_authority')} AS referrer, {_host('url_authority')} AS page_host,
+                   CASE WHEN ref = '' THEN '' ELSE {_host('ref_authority')} END AS referrer,
+                   CASE WHEN ref = '' THEN '' ELSE {_host('url_authority')} END AS page_host,
                    lower(coalesce(c[6], '')) AS context_channel,
                    coalesce(nullif(c[3], ''), nullif({_query('url', 'utm_campaign')}, ''),
                             nullif(p[3], '')) AS campaign
@@ -143,46 +138,29 @@ def build_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: Ch
         ), classified AS (
             SELECT person, ts, source, message_id, is_conv,
                    CASE WHEN is_conv THEN {conversion.revenue_sql('r')} END AS revenue,
+                   CASE WHEN is_conv THEN {conversion.time_sql('ts')} END AS counted,
                    CASE WHEN is_conv THEN NULL ELSE {rules.sql_case(features)} END AS channel,
                    CASE WHEN is_conv THEN NULL ELSE campaign END AS campaign
             FROM f
         )
-        SELECT person, ts, source, message_id, is_conv, revenue, channel, campaign FROM classified
+        SELECT person, ts, source, message_id, is_conv, revenue, counted, channel, campaign FROM classified
         WHERE is_conv OR channel IS NOT NULL
-    """, {"conversion": conversion.event})  # noqa: S608 - fixed names; rule values are quoted literals
+    """  # noqa: S608 - fixed names; rule values are quoted literals
+    # Pushed below the projection, the filter would inline the CASE and run it twice per event.
+    with _optimizer_off(con, "filter_pushdown"):
+        return con.sql(sql, params={"conversion": conversion.event}).to_arrow_table()
 
 
-def build_conversions(con: duckdb.DuckDBPyConnection, conversion: Conversion) -> None:
-    """``_a_conversions`` from ``_a_rows``: numbered in time order, flagged inside since..until."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {CONVERSIONS} AS
-        SELECT row_number() OVER (ORDER BY ts, source, message_id) AS conv, person, ts, source, message_id,
-               revenue, {conversion.time_sql('ts')} AS counted
-        FROM {ROWS} WHERE is_conv
-    """)  # noqa: S608 - fixed names and whole numbers
-
-
-def build_touches(con: duckdb.DuckDBPyConnection, rules: ChannelRules) -> None:
-    """``_a_touches`` from ``_a_rows``: a touch repeating the person's previous one (same channel
-    and campaign) within the session gap is the same visit, and dropped."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {TOUCHES} AS
-        SELECT person, ts, source, message_id, channel, campaign FROM {ROWS}
-        WHERE NOT is_conv
-        WINDOW visit AS (PARTITION BY person ORDER BY ts, source, message_id)
-        QUALIFY NOT coalesce(
-            lag(channel) OVER visit = channel
-            AND lag(campaign) OVER visit IS NOT DISTINCT FROM campaign
-            AND ts - lag(ts) OVER visit <= {int(rules.session_gap_ms)}, false)
-    """)  # noqa: S608 - fixed names and a whole number
-
-
-def build_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> None:
-    """Every table above, for the attribution models to read."""
-    build_links(con)
-    build_rows(con, conversion, rules)
-    build_conversions(con, conversion)
-    build_touches(con, rules)
+@contextmanager
+def _optimizer_off(con: duckdb.DuckDBPyConnection, name: str) -> Iterator[None]:
+    """DuckDB's optimizer pass ``name`` off for the block (the setting is the connection's, so
+    the one found is put back)."""
+    [(before,)] = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()
+    con.execute("SET disabled_optimizers = $v", {"v": ",".join(filter(None, [before, name]))})
+    try:
+        yield
+    finally:
+        con.execute("SET disabled_optimizers = $v", {"v": before})
 
 
 def _authority(url: str) -> str:

@@ -15,10 +15,10 @@ import pyarrow.compute as pc
 
 from analytics.attribution.heuristic import MODELS as HEURISTIC_MODELS
 from analytics.attribution.heuristic import heuristic_credits
+from analytics.attribution.journeys import read_journeys
 from analytics.attribution.markov import markov_credits, removal_effects, transitions
 from analytics.attribution.options import BY, NO_TOUCH, AttributionOptions
 from analytics.attribution.pairs import build_pairs
-from analytics.touches import build_journeys
 
 MODELS = (*HEURISTIC_MODELS, "markov")
 
@@ -30,10 +30,12 @@ def attribution(con: duckdb.DuckDBPyConnection, options: AttributionOptions | No
     """key (the channel or campaign), then ``{model}_conversions`` and ``{model}_revenue`` for
     each of :data:`MODELS`; rows by linear conversions (most first), ``(none)`` last."""
     options = options or AttributionOptions()
-    build_journeys(con, options.conversion, options.rules)
-    build_pairs(con, options)
+    found = read_journeys(con, options.conversion, options.rules)
+    keys, names = found.keys(options.by)
+    pairs = build_pairs(found, options.lookback_ms)
     rows: dict[str, dict[str, float]] = {}
-    for table in (heuristic_credits(con, options), markov_credits(con, options)):
+    for table in (heuristic_credits(found, pairs, keys, names, options),
+                  markov_credits(found, pairs, keys, names, options)):
         for row in table.to_pylist():
             rows.setdefault(row.pop("key"), {}).update(row)
     columns = [f"{m}_{what}" for m in MODELS for what in ("conversions", "revenue")]

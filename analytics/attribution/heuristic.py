@@ -1,4 +1,4 @@
-"""The five rule-based models over ``_a_pairs``, in one aggregation.
+"""The five rule-based models over the pairs, each one weighted sum per key.
 
 Per conversion with touches t1..tn (time order), the credit each touch gets, summing to 1:
 
@@ -16,31 +16,43 @@ the conversion's revenue. A conversion without a touch gives its whole credit to
 
 from __future__ import annotations
 
-import duckdb
+import numpy as np
 import pyarrow as pa
 
+from analytics.attribution.journeys import Journeys
 from analytics.attribution.options import NO_TOUCH, AttributionOptions
-from analytics.attribution.pairs import PAIRS
+from analytics.attribution.pairs import Pairs
 
 MODELS = ("first", "last", "linear", "u_shaped", "time_decay")
 
 
-def heuristic_credits(con: duckdb.DuckDBPyConnection, options: AttributionOptions) -> pa.Table:
-    """key, then ``{model}_conversions`` and ``{model}_revenue`` for each of :data:`MODELS`."""
-    sums = ", ".join(f"sum({m}) AS {m}_conversions, sum({m} * revenue) AS {m}_revenue" for m in MODELS)
-    half = float(options.half_life_ms)
-    return con.sql(f"""
-        WITH weighted AS (
-            SELECT conv, revenue, key, pos, n, pow(2.0, -(last_ts - ts) / {half!r}) AS w FROM {PAIRS}
-        ), credit AS (
-            SELECT coalesce(key, '{NO_TOUCH}') AS key, revenue,
-                   CASE WHEN n = 0 OR pos = 1 THEN 1.0 ELSE 0.0 END AS first,
-                   CASE WHEN n = 0 OR pos = n THEN 1.0 ELSE 0.0 END AS last,
-                   CASE WHEN n = 0 THEN 1.0 ELSE 1.0 / n END AS linear,
-                   CASE WHEN n <= 1 THEN 1.0 WHEN n = 2 THEN 0.5 WHEN pos = 1 OR pos = n THEN 0.4
-                        ELSE 0.2 / (n - 2) END AS u_shaped,
-                   CASE WHEN n = 0 THEN 1.0 ELSE w / sum(w) OVER (PARTITION BY conv) END AS time_decay
-            FROM weighted
-        )
-        SELECT key, {sums} FROM credit GROUP BY key
-    """).to_arrow_table()  # noqa: S608 - the module's own names and a float literal
+def heuristic_credits(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names: list[str],
+                      options: AttributionOptions) -> pa.Table:
+    """key, then ``{model}_conversions`` and ``{model}_revenue`` for each of :data:`MODELS`: a row
+    per key some conversion credits, and ``(none)`` when a conversion had no touch."""
+    names = [*names, NO_TOUCH] if NO_TOUCH not in names else names
+    none = names.index(NO_TOUCH)
+    n, pos = pairs.n[pairs.conv], pairs.pos
+    last_ts = np.zeros(len(pairs.n), dtype=np.int64)
+    last_ts[pairs.n > 0] = journeys.ts[pairs.at[pos == n]]
+    weight = np.power(2.0, -(last_ts[pairs.conv] - journeys.ts[pairs.at]) / float(options.half_life_ms))
+    credits = {
+        "first": (pos == 1).astype(np.float64),
+        "last": (pos == n).astype(np.float64),
+        "linear": 1.0 / n,
+        "u_shaped": np.select([n == 1, n == 2, (pos == 1) | (pos == n)], [1.0, 0.5, 0.4],
+                              0.2 / np.maximum(n - 2, 1)),
+        "time_decay": weight / np.bincount(pairs.conv, weights=weight, minlength=len(pairs.n))[pairs.conv],
+    }
+    key, revenue = keys[pairs.at], pairs.revenue[pairs.conv]
+    untouched = pairs.n == 0
+    alone = (float(untouched.sum()), float(pairs.revenue[untouched].sum()))
+    shown = np.bincount(key, minlength=len(names)) > 0
+    shown[none] = shown[none] or bool(untouched.any())
+    data: dict[str, pa.Array] = {"key": pa.array(np.array(names, dtype=object)[shown], pa.string())}
+    for model, credit in credits.items():
+        for what, values in (("conversions", credit), ("revenue", credit * revenue)):
+            sums = np.bincount(key, weights=values, minlength=len(names))
+            sums[none] += alone[0] if what == "conversions" else alone[1]
+            data[f"{model}_{what}"] = pa.array(sums[shown], pa.float64())
+    return pa.table(data)

@@ -3,10 +3,10 @@
 Journeys are the converting ones (each counted conversion's touches, as the other models see
 them) and the lost ones: a person's touches that no conversion followed within the lookback,
 split where the person converted in between (touches share a lost journey when the same next
-conversion follows them, or none: one ``ASOF`` join, no window over every touch and
-conversion). The chain's states are the keys (channels or campaigns) plus start, conversion and
-null; SQL counts the transitions (a handful of rows however many events), Python solves the
-chain.
+conversion follows them, or none: in journey order, the first conversion after the touch). The
+chain's states are the keys (channels or campaigns) plus start, conversion and null; the
+transitions are counted over the journeys' arrays (a handful of counts however many events),
+Python solves the chain.
 
 With transient states T (start and the keys), Q their transition probabilities, r the
 probability of converting next, and N = (I - Q)^-1 the fundamental matrix:
@@ -27,12 +27,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import duckdb
+import numpy as np
 import pyarrow as pa
 
+from analytics.attribution.journeys import Journeys
 from analytics.attribution.options import NO_TOUCH, AttributionOptions
-from analytics.attribution.pairs import PAIRS
-from analytics.touches import CONVERSIONS, TOUCHES
+from analytics.attribution.pairs import Pairs
+
+#: Counted with ``np.bincount`` while the (source, target, converted) codes fit in this many
+#: bins, else by sorting the codes (thousands of campaigns).
+_BINS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -46,36 +50,46 @@ class Transition:
     count: int
 
 
-def transitions(con: duckdb.DuckDBPyConnection, options: AttributionOptions) -> list[Transition]:
-    """Every transition of the converting and lost journeys, counted (needs ``_a_pairs``)."""
+def transitions(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names: Sequence[str],
+                options: AttributionOptions) -> list[Transition]:
+    """Every transition of the converting and lost journeys, counted."""
     lookback = int(options.lookback_ms)
-    window = []
+    size = len(journeys.ts)
+    touch_at = np.flatnonzero(~journeys.is_conv)
+    # the first conversion after each touch (journey order: its own millisecond's come after it)
+    conv_or_end = np.where(journeys.is_conv, np.arange(size), size)
+    following = np.minimum.accumulate(conv_or_end[::-1])[::-1][touch_at]
+    found = np.minimum(following, max(size - 1, 0))
+    converts = (following < size) & (journeys.person[found] == journeys.person[touch_at])
+    lost = ~converts | (journeys.ts[found] - journeys.ts[touch_at] > lookback)
     if options.conversion.since_ms is not None:
-        window.append(f"ts >= {int(options.conversion.since_ms) - lookback}")
+        lost &= journeys.ts[touch_at] >= int(options.conversion.since_ms) - lookback
     if options.conversion.until_ms is not None:
-        window.append(f"ts <= {int(options.conversion.until_ms)}")
-    in_range = " AND ".join(window) or "true"
-    rows = con.sql(f"""
-        WITH nexts AS (
-            SELECT t.person, t.ts, t.source, t.message_id, {options.key_sql('t')} AS key, c.ts AS next_conv
-            FROM {TOUCHES} t ASOF LEFT JOIN (SELECT person, ts FROM {CONVERSIONS}) c
-              ON t.person = c.person AND c.ts >= t.ts
-        ), lost AS (
-            SELECT lag(key) OVER j AS src, key, lead(key) OVER j IS NULL AS last
-            FROM nexts
-            WHERE (next_conv IS NULL OR next_conv - ts > {lookback}) AND {in_range}
-            WINDOW j AS (PARTITION BY person, next_conv ORDER BY ts, source, message_id)
-        ), won AS (
-            SELECT lag(key) OVER (PARTITION BY conv ORDER BY pos) AS src, key, pos, n FROM {PAIRS} WHERE n > 0
-        ), steps AS (
-            SELECT src, key AS dst, false AS converted FROM lost
-            UNION ALL SELECT key, NULL, false FROM lost WHERE last
-            UNION ALL SELECT src, key, false FROM won
-            UNION ALL SELECT key, NULL, true FROM won WHERE pos = n
-        )
-        SELECT src, dst, converted, count(*) AS n FROM steps GROUP BY ALL
-    """).fetchall()  # noqa: S608 - the module's own names and whole numbers
-    return [Transition(src, dst, bool(converted), int(n)) for src, dst, converted, n in rows]
+        lost &= journeys.ts[touch_at] <= int(options.conversion.until_ms)
+    at, journey = touch_at[lost], np.where(converts, following, size)[lost]
+    key = keys[at]
+    starts = np.ones(len(at), dtype=bool)
+    starts[1:] = (journeys.person[at][1:] != journeys.person[at][:-1]) | (journey[1:] != journey[:-1])
+    ends = np.roll(starts, -1)  # the last touch of each lost journey
+    won = keys[pairs.at]
+    won_from = np.where(pairs.pos == 1, -1, np.roll(won, 1))
+    won_ends = pairs.pos == pairs.n[pairs.conv]
+    none = np.full(int(ends.sum()), -1)
+    source = np.concatenate([np.where(starts, -1, np.roll(key, 1)), key[ends], won_from, won[won_ends]])
+    target = np.concatenate([key, none, won, np.full(int(won_ends.sum()), -1)])
+    converted = np.zeros(len(source), dtype=np.int64)
+    converted[len(source) - int(won_ends.sum()):] = 1
+    states = len(names) + 1
+    code = ((source + 1) * states + target + 1) * 2 + converted
+    if states * states * 2 <= _BINS:
+        counts = np.bincount(code, minlength=states * states * 2)
+        codes = np.flatnonzero(counts)
+        counts = counts[codes]
+    else:
+        codes, counts = np.unique(code, return_counts=True)
+    named = [None, *names]
+    return [Transition(named[c // 2 // states], named[c // 2 % states], bool(c % 2), int(k))
+            for c, k in zip(codes.tolist(), counts.tolist(), strict=True)]
 
 
 def removal_effects(steps: Sequence[Transition]) -> dict[str, float]:
@@ -125,24 +139,21 @@ def _inverse(matrix: list[list[float]]) -> list[list[float]]:
     return [r[size:] for r in a]
 
 
-def markov_credits(con: duckdb.DuckDBPyConnection, options: AttributionOptions) -> pa.Table:
-    """key, markov_conversions, markov_revenue (untouched conversions under ``(none)``; needs
-    ``_a_pairs``)."""
-    effects = removal_effects(transitions(con, options))
-    touched, touched_revenue, untouched, untouched_revenue = con.sql(f"""
-        SELECT count(*) FILTER (WHERE n > 0), coalesce(sum(revenue) FILTER (WHERE n > 0), 0.0),
-               count(*) FILTER (WHERE n = 0), coalesce(sum(revenue) FILTER (WHERE n = 0), 0.0)
-        FROM {PAIRS} WHERE pos <= 1
-    """).fetchall()[0]  # noqa: S608 - the module's own name
+def markov_credits(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names: Sequence[str],
+                   options: AttributionOptions) -> pa.Table:
+    """key, markov_conversions, markov_revenue (untouched conversions under ``(none)``)."""
+    effects = removal_effects(transitions(journeys, pairs, keys, names, options))
+    touched = pairs.n > 0
     total = sum(effects.values())
-    keys = sorted(effects)
-    shares = [effects[k] / total if total else 0.0 for k in keys]
-    conversions = [touched * s for s in shares]
+    ordered = sorted(effects)
+    shares = [effects[k] / total if total else 0.0 for k in ordered]
+    touched_revenue = float(pairs.revenue[touched].sum())
+    conversions = [int(touched.sum()) * s for s in shares]
     revenue = [touched_revenue * s for s in shares]
-    if untouched:
-        keys.append(NO_TOUCH)
-        conversions.append(float(untouched))
-        revenue.append(float(untouched_revenue))
-    return pa.table({"key": pa.array(keys, pa.string()),
+    if not touched.all():
+        ordered.append(NO_TOUCH)
+        conversions.append(float((~touched).sum()))
+        revenue.append(float(pairs.revenue[~touched].sum()))
+    return pa.table({"key": pa.array(ordered, pa.string()),
                      "markov_conversions": pa.array(conversions, pa.float64()),
                      "markov_revenue": pa.array(revenue, pa.float64())})

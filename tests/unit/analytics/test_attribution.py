@@ -183,3 +183,22 @@ def test_long_form_has_a_row_per_key_and_model(make_lake: Lake) -> None:
 def test_options_refuse_nonsense(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         AttributionOptions(**bad)
+
+
+def test_a_touch_at_the_conversions_own_moment_counts_for_it_however_it_sorts(make_lake: Lake) -> None:
+    # same millisecond: the touch's source sorts after the order's, it still precedes the order
+    paid = event_record("page", T0, oneid="p", source="z", properties={"url": f"{SITE}/?{UTM['paid']}"})
+    con = make_lake([event_record("track", T0, oneid="p", source="a", event="Order Completed",
+                                  properties={"revenue": 5.0}), paid])
+    got = credits(con)
+    assert got["paid_search"]["first_revenue"] == got["paid_search"]["last_revenue"] == 5.0
+    assert got["paid_search"]["markov_conversions"] == 1.0  # its journey converted: none was lost
+    assert NO_TOUCH not in got
+
+
+def test_by_campaign_a_campaign_spelled_like_a_channel_key_is_that_key(make_lake: Lake) -> None:
+    con = make_lake([touch("email", T0, "a", campaign="(email)"), order(T0 + 1, 2.0, "a"),
+                     touch("email", T0, "b"), order(T0 + 1, 3.0, "b")])
+    got = credits(con, by="campaign")
+    assert set(got) == {"(email)"}
+    assert got["(email)"]["first_conversions"] == 2.0 and got["(email)"]["markov_revenue"] == 5.0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
+from analytics.attribution.journeys import CONVERSIONS, TOUCHES, build_journeys
 from analytics.channels import load_channel_rules, parse_channel_rules
-from analytics.touches import CONVERSIONS, TOUCHES, Conversion, build_journeys
+from analytics.touches import Conversion
 from schemas.testing import T0, event_record
 from tests.unit.analytics.conftest import Lake
 from touchstream.errors import ConfigError
@@ -149,3 +152,28 @@ def test_the_shipped_rules_name_every_channel_of_the_issue() -> None:
     assert {"paid_search", "organic_search", "social", "email", "wechat", "direct", "webinar",
             "offline_event", "crm_import"} <= set(rules.channels)
     assert rules.session_gap_ms == 30 * MIN
+
+
+def _glob(pattern: str, value: str) -> bool:
+    """The documented wildcards, as the rules' regular expressions read them: ``*`` any run and
+    ``?`` one character, neither across a line break."""
+    return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                        value) is not None
+
+
+@pytest.mark.parametrize("feature", ["source", "referrer"])
+@pytest.mark.parametrize("patterns", [["import-*"], ["?*"], ["*"], ["a?c", "x*y"], ["*.partner.*", "kol-*"],
+                                      ["", "b*"]])
+def test_a_wildcard_condition_matches_exactly_its_patterns(feature: str, patterns: list[str]) -> None:
+    # Each regular expression sits behind a cheap test (a prefix, or a value at all): the test
+    # must never turn a match away, on empty values, line breaks or other scripts alike.
+    values = ["", "import-", "import-x", "x-import-", "import-\n", "\n", "a", "abc", "a\nc", "xy", "x\ny",
+              "kol-李", "李", "ads.partner.com", "partner.com", "b", "ba", ".b", "www.import-x", "x.abc"]
+    rules = parse_channel_rules({"rules": [{"channel": "hit", feature: patterns}]})
+    features = dict.fromkeys(("utm_source", "utm_medium", "event", "type", "source", "context_channel",
+                              "referrer", "page_host"), "v")
+    sql = f"SELECT v, {rules.sql_case(features)} FROM unnest($values) t(v)"
+    got = dict(duckdb.connect().execute(sql, {"values": values}).fetchall())
+    for value in values:
+        hit = any(_glob(p, value) or (feature == "referrer" and _glob("*." + p, value)) for p in patterns)
+        assert got[value] == (0 if hit else None), value
