@@ -174,3 +174,76 @@ def bench_store(
         "bytes_per_profile_max": max(sizes),
         "events_per_profile": round(n / people, 1),
     }
+
+
+def bench_segment_timers(redis_client: Any, prefix: str, *, people: int = 20_000, per_person: int = 5,
+                         batch: int = 500, rounds: int = 3) -> dict[str, Any]:
+    """What the segment timer costs (``profiles/segments/timing.py``), under the default rules
+    (``hot_leads`` reads a decaying score and tags: timed, so every profile keeps a timer).
+
+    - events: µs per event through ``apply_batch`` with the timers on and off (the same rules
+      with ``timed_segments`` emptied: the code before timers), alternating, fresh profiles each
+      run, best of ``rounds``; wall time and this process's CPU time (the machine is shared:
+      CPU time is the steadier figure; the Lua side is in the wall time only);
+    - tick: µs per profile whose timer the sweep (``close_expired``) evaluates;
+    - Redis bytes per timer, and the share of one core a million profiles cost at the default
+      re-check interval (each is evaluated once per interval).
+    """
+    from profiles.store import ProfileStore
+
+    def run(on: bool, tag: str) -> tuple[float, float, ProfileStore, str]:
+        rules = load_rules_file(RuleSet().path)
+        if not on:
+            rules.__dict__["timed_segments"] = {}  # the cached property, emptied: no timers
+        own = f"{prefix}{tag}:"
+        store = ProfileStore(redis_client, own, rules)
+        events = synthetic_events(people * per_person, people, seed=11)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for lo in range(0, len(events), batch):
+            store.apply_batch(0, list(enumerate(events[lo:lo + batch], start=lo)), T0)
+        n = len(events)
+        return (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6, store, own
+
+    def forget(own: str) -> None:
+        keys = list(redis_client.scan_iter(match=f"{own}*", count=5000))
+        for lo in range(0, len(keys), 5000):
+            redis_client.unlink(*keys[lo:lo + 5000])
+
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    cpus: dict[bool, list[float]] = {True: [], False: []}
+    ticks: list[tuple[float, float]] = []
+    timers, timer_bytes = 0, 0.0
+    for r in range(rounds):
+        for on in (False, True) if r % 2 == 0 else (True, False):
+            wall_us, cpu_us, store, own = run(on, f"{r}{int(on)}")
+            walls[on].append(wall_us)
+            cpus[on].append(cpu_us)
+            if on:
+                timers = sum(1 for _ in redis_client.zscan_iter(f"{own}pdue:0", match="s|*"))
+                every = int(redis_client.zcard(f"{own}pdue:0"))  # beside the triggers' own timers
+                timer_bytes = (redis_client.memory_usage(f"{own}pdue:0", samples=0) or 0) / max(1, every)
+                evaluated, wall, cpu = 0, time.perf_counter(), time.process_time()
+                while True:  # every timer is due within the re-check interval: sweep them all
+                    result = store.close_expired_result(T0 + 2 * 3_600_000, [0])
+                    if not result.profiles:
+                        break
+                    evaluated += result.profiles
+                ticks.append(((time.perf_counter() - wall) / max(1, evaluated) * 1e6,
+                              (time.process_time() - cpu) / max(1, evaluated) * 1e6))
+            forget(own)
+    tick_wall, tick_cpu = min(t[0] for t in ticks), min(t[1] for t in ticks)
+    recheck_s = load_rules_file(RuleSet().path).options.segment_recheck_ms / 1000
+    return {
+        "people": people,
+        "events": people * per_person,
+        "us_per_event_timers_off": round(min(walls[False]), 1),
+        "us_per_event_timers_on": round(min(walls[True]), 1),
+        "cpu_us_per_event_timers_off": round(min(cpus[False]), 1),
+        "cpu_us_per_event_timers_on": round(min(cpus[True]), 1),
+        "event_cpu_overhead_pct": round((min(cpus[True]) - min(cpus[False])) / min(cpus[False]) * 100, 1),
+        "timers": timers,
+        "redis_bytes_per_timer": round(timer_bytes),
+        "tick_us_per_profile": round(tick_wall, 1),
+        "tick_cpu_us_per_profile": round(tick_cpu, 1),
+        "core_share_per_million_profiles": round(1e6 / recheck_s * tick_wall / 1e6, 3),
+    }

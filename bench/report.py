@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -36,6 +37,11 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
     quality = bench_identity(max(1000, min(20_000, events // 50)), settings=replace(
         settings, redis_prefix="bench:identity:"))
     results["identity"] = quality
+    from bench.profiles import bench_segment_timers
+
+    people = max(500, min(5000, events // 50))
+    results["segment_timers"] = bench_segment_timers(redis.Redis.from_url(settings.redis_url),
+                                                     "bench:segtimers:", people=people)
     from bench.lake import bench_lake
 
     results["lake"] = bench_lake(settings, min(events, 100_000))  # quick: beside its own bare consumer

@@ -55,6 +55,7 @@ PROFILE_FIELDS = frozenset(
     }
 )
 PROFILE_OBJECTS = frozenset({"traits", "agg"})
+NOW = "now"  # a segment condition's clock: the time it is evaluated at (ms since the epoch)
 
 # Functions the Rust CEL runtime provides natively (the Python stdlib extras are not enabled).
 _KNOWN_FUNCTIONS = frozenset(
@@ -194,13 +195,15 @@ class Condition:
     """A compiled CEL expression plus what it reads.
 
     ``memo_keys`` lists the event members a memoizable condition reads (see MEMO_MEMBERS);
-    the engine caches its results by their values in ``memo`` (bounded).
+    the engine caches its results by their values in ``memo`` (bounded). ``reads_now``: it reads
+    the ``now`` variable (segments only: the evaluation time, ms since the epoch).
     """
 
     source: str
     program: Any
     needs: Needs
     memo_keys: tuple[str, ...] | None = None
+    reads_now: bool = False
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __call__(self, context: Any) -> Any:
@@ -227,11 +230,13 @@ def compile_condition(
     *,
     allow_profile: bool = True,
     aggregates: frozenset[str] | None = None,
+    allow_now: bool = False,
 ) -> Condition:
     """Compile and check ``source``: syntax, variables, members and functions.
 
-    ``aggregates`` lists the names ``profile.agg.<name>`` may use (None: any).
-    Raises :class:`ConditionError` with a readable reason.
+    ``aggregates`` lists the names ``profile.agg.<name>`` may use (None: any); ``allow_now``: it
+    may read ``now`` (a segment's condition: the time it is evaluated at, in ms, like
+    ``profile.last_seen``). Raises :class:`ConditionError` with a readable reason.
     """
     if not isinstance(source, str) or not source.strip():
         raise ConditionError(f"a CEL expression must be a non-empty string, got {source!r}")
@@ -240,6 +245,8 @@ def compile_condition(
     except ValueError as exc:
         raise ConditionError(f"CEL syntax error: {exc}") from None
     allowed = {"event", "profile"} if allow_profile else {"event"}
+    if allow_now:
+        allowed.add(NOW)
     binders = set(_BINDER.findall(_STRING_LITERAL.sub('""', source)))
     unknown = sorted(set(program.variables()) - allowed - binders)
     if unknown:
@@ -253,7 +260,7 @@ def compile_condition(
     memo_keys = None
     if needs.profile == {} and needs.event is not None and needs.event and set(needs.event) <= MEMO_MEMBERS:
         memo_keys = tuple(sorted(needs.event))
-    return Condition(source, program, needs, memo_keys)
+    return Condition(source, program, needs, memo_keys, reads_now=NOW in program.variables())
 
 
 def _check_members(needs: Needs, aggregates: frozenset[str] | None) -> None:

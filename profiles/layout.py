@@ -8,7 +8,8 @@ profile's keys live in one slot):
     P p:{oneid}:h      string  fired triggers, a history line each (records.history_entry),
                                newest first, bounded by options.trigger_history
     P p:{oneid}:r      string  survivor OneID after a merge (expires after options.redirect_ttl)
-    P pdue:<partition> zset    timers "<letter>|oneid|ref" ("i|oneid" for inactivity), by due ms
+    P pdue:<partition> zset    timers "<letter>|oneid|ref" ("i|oneid" for inactivity, "s|oneid" for
+                               the segment timer: profiles/segments/timing.py), by due ms
     P pdue             set     partitions that have timers
     P outbox           hash    fired triggers waiting for Kafka's ack: "<oneid>\\t<history line>"
     P segments         hash    segment name -> its last version (entries and exits so far; see
@@ -18,6 +19,8 @@ profile's keys live in one slot):
     P segments:outbox  hash    segment entries/exits waiting for Kafka's ack: idempotency key ->
                                record line (a JSON array, slots SEGMENT_LINE_* below)
     P segments:refresh string  the token of the SQL segment refresh running now (expires)
+    P segments:scan    hash    f: the timed segments served, c: the SCAN cursor ("done") of the
+                               pass that gives profiles without one a segment timer (segscan)
     P {oneid}:e        hash    erased OneIDs (touchstream/tombstones.py, written by the identity
                                graph's erasure): apply and merge never create state under one
 
@@ -60,6 +63,7 @@ SEGMENTS_KEY = "segments"
 SEGMENT_MEMBERS_KEY = "segment:"  # + segment name
 SEGMENT_OUTBOX_KEY = "segments:outbox"
 SEGMENT_REFRESH_LOCK_KEY = "segments:refresh"  # string: the running SQL refresh's token
+SEGMENT_SCAN_KEY = "segments:scan"  # hash: the scan giving every profile a segment timer
 ERASED_KEY = tombstones.SUFFIX  # tombstones: erased OneID -> "<ms>|<survivor>"
 
 # -- main hash: scalar fields and field prefixes -------------------------------------------------
@@ -90,6 +94,8 @@ DELAYED = "d:"
 TIMER_VIEW = "v"  # an open page view (dwell)
 TIMER_DELAYED = "d"  # a delayed trigger
 TIMER_INACTIVITY = "i"  # a tier's inactivity downgrade (member "i|oneid", no ref)
+TIMER_SEGMENTS = "s"  # the next time time alone could change a timed segment (member "s|oneid", no ref)
+NO_REF_TIMERS = TIMER_INACTIVITY + TIMER_SEGMENTS  # letters whose member is "<letter>|oneid"
 
 # -- apply ops (ProfileState records them, apply.lua replays them) ---------------------------------
 OP_SEEN = "S"  # S ts interaction(0/1)
@@ -131,7 +137,7 @@ SEGMENT_LINE_FACTS = 10
 SEGMENT_LINE_WRITER = 11
 
 # -- script commands --------------------------------------------------------------------------------
-COMMANDS = ("read", "apply", "due", "merge", "delete", "erase", "segdue", "segset", "seed")
+COMMANDS = ("read", "apply", "due", "merge", "delete", "erase", "segdue", "segset", "segscan", "seed")
 
 def profile_key(prefix: str, oneid: str, suffix: str = "") -> str:
     """``<prefix>p:{oneid}<suffix>`` (suffix: "", TRANSIENT_SUFFIX, HISTORY_SUFFIX, REDIRECT_SUFFIX)."""
@@ -156,14 +162,14 @@ def segment_key(prefix: str, name: str) -> str:
 
 
 def timer_member(letter: str, oneid: str, ref: str | None = None) -> str:
-    """A due-zset member: ``<letter>|oneid|ref``, or ``i|oneid`` for inactivity."""
+    """A due-zset member: ``<letter>|oneid|ref``, or ``<letter>|oneid`` (inactivity, segments)."""
     return f"{letter}|{oneid}" if ref is None else f"{letter}|{oneid}|{ref}"
 
 
 def parse_timer_member(member: str) -> tuple[str, str, str | None]:
-    """A due-zset member -> (letter, oneid, ref); inactivity timers have no ref."""
+    """A due-zset member -> (letter, oneid, ref); inactivity and segment timers have no ref."""
     letter, rest = member[0], member[2:]
-    if letter == TIMER_INACTIVITY:
+    if letter in NO_REF_TIMERS:
         return letter, rest, None
     oneid, _, ref = rest.rpartition("|")
     return letter, oneid, ref

@@ -57,6 +57,7 @@ class ProfileState:
         self._batch_offsets: dict[str, int] = {}
         self._pending_adds: list[tuple[str, str, int, Any]] = []
         self._bucket_views: dict[str, dict[int, Any]] = {}  # buckets_of before a full parse
+        self._tag_view: dict[str, int] | None = None  # _tag_table before a full parse
         self._binary = True
         self._decoded_traits: dict[str, Any] = {}
         self._raw: dict[Any, Any] = {}
@@ -212,6 +213,7 @@ class ProfileState:
                 self.segments[f[2:]] = int(v)
         self._raw = {}
         self._bucket_views = {}
+        self._tag_view = None
         for name, kind, idx, contribution in self._pending_adds:
             bucket = buckets.setdefault(name, {})
             bucket[idx] = agg.combine(kind, bucket.get(idx), contribution)
@@ -254,16 +256,23 @@ class ProfileState:
         self._bucket_views[name] = out
         return out
 
+    def tag_expiries(self) -> dict[str, int]:
+        """Tag -> expiry (ms, 0: never), without parsing the rest (segment timers read them)."""
+        return self._tag_table()
+
     def _tag_table(self) -> dict[str, int]:
         """The tags without parsing the rest (segments read tags of every profile a batch changes)."""
         if self._parsed:
             return self.tags
+        if self._tag_view is not None:
+            return self._tag_view
         prefix = self._key(L.TAG)
         out: dict[str, int] = {}
         for key, value in self._raw.items():
             if key[:2] == prefix:
                 name = key[2:]
                 out[name.decode() if isinstance(name, bytes) else name] = int(value)
+        self._tag_view = out  # tags only change after a full parse (tag() reads self.tags)
         return out
 
     # -- ops: each changes this copy and records the op for Lua ----------------------------------

@@ -50,6 +50,7 @@ Steps = Generator[Request, Any, Any]
 SEGMENT_ATTEMPTS = 4  # evaluations of a profile that keeps changing under them before giving up
 SEGMENT_LEASE_MS = 60_000  # a due member claimed by one sweep is skipped by the others this long
 SEGMENT_CHUNK = 1000  # SQL segment changes per script run
+SEGMENT_SCAN_COUNT = 2000  # keys per step of the scan giving profiles their segment timer
 
 
 def _text(value: Any) -> str:
@@ -109,6 +110,7 @@ class _Core:
         self.max_traits_per_profile = max_traits_per_profile
         self.stats: dict[str, int] = {}
         self._meta: tuple[int, str] | None = None
+        self._scanned: str | None = None  # the timed segments whose timer scan this process saw done
 
     # -- keys --------------------------------------------------------------------------------
     def key(self, oneid: str, suffix: str = "") -> str:
@@ -206,16 +208,26 @@ class _Core:
 
     @staticmethod
     def _with_segments(engine: Engine, st: ProfileState, entry: dict[str, Any] | None, now_ms: int,
-                       reason: str, message_id: str = "") -> dict[str, Any] | None:
+                       reason: str, message_id: str = "", *, timer: int | None = None
+                       ) -> dict[str, Any] | None:
         """The profile's apply entry with its stream segments' ops (``profiles/segments/``); after
-        events, only changes (a member's re-check stays where it was: ``Membership.entry``)."""
+        events, only changes (a member's re-check stays where it was: ``Membership.entry``) and
+        the segment timer. ``timer``: the partition whose segment timer ran (the sweep): the
+        entry drops that timer if the evaluation sets none (the rules lost their timed segments)."""
         seg = engine.segments.entry(st, now_ms, reason=reason, message_id=message_id,
                                     stays=reason != segment_records.REASON_EVENT)
-        if seg is None:
+        if seg is None and timer is None:
             return entry
+        if seg is None:
+            seg = {"mg": st.merge_gen, "ops": []}
+        if timer is not None:
+            seg.setdefault("due", -1)
         if entry is None:
             entry = {"id": st.oneid, "groups": [], "fields": []}
-        entry["fields"] = [*entry["fields"], layout.MERGE_GEN, *(layout.SEGMENT + op[0] for op in seg["ops"])]
+        if timer is not None:
+            entry.setdefault("pt", timer)
+        entry["fields"] = [*entry["fields"], layout.MERGE_GEN, layout.PARTITION,
+                           *(layout.SEGMENT + op[0] for op in seg["ops"])]
         entry["seg"] = seg
         return entry
 
@@ -272,6 +284,7 @@ class _Core:
         kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
         raw = {_text(r[0]): (r[1], r[2]) for r in rows}
         states: dict[tuple[str, int], ProfileState] = {}
+        segment_timers: set[tuple[str, int]] = set()
         for part, member, score in items:
             letter, oneid, ref = parse_member(_text(member))
             key = (oneid, int(_text(part)))
@@ -279,14 +292,19 @@ class _Core:
             if st is None:
                 main, transient = raw.get(oneid, ([], []))
                 st = states[key] = ProfileState.parse(oneid, main, transient, kinds)
-            engine.on_due(st, letter, ref, float(_text(score)), int(watermark_ms))
+            if letter == layout.TIMER_SEGMENTS:
+                segment_timers.add(key)  # nothing to fire: the evaluation below is what it is for
+            else:
+                engine.on_due(st, letter, ref, float(_text(score)), int(watermark_ms))
         entries = []
         evaluated: set[str] = set()
         for (oneid, part), st in states.items():
             entry = st.payload(partition=part, must_exist=True)
-            if oneid not in evaluated:  # a timer ran: time may have changed its segments too
+            timer = part if (oneid, part) in segment_timers else None
+            if oneid not in evaluated or timer is not None:  # time may have changed its segments
                 evaluated.add(oneid)
-                entry = self._with_segments(engine, st, entry, watermark_ms, segment_records.REASON_TIME)
+                entry = self._with_segments(engine, st, entry, watermark_ms, segment_records.REASON_TIME,
+                                            timer=timer)
             if entry is not None:
                 entries.append(entry)
         engine.result.profiles = len(states)
@@ -350,6 +368,23 @@ class _Core:
             if conflicts:
                 found += yield from self.refresh_segments(conflicts, now_ms, segment_records.REASON_TIME)
         return found
+
+    def schedule_segments(self, now_ms: int, count: int) -> Steps:
+        """One step of the scan giving every profile without one a segment timer due now (rules
+        that gained a timed segment: people who send nothing more are evaluated too); nothing
+        once this process saw the scan for these timed segments finished (``segscan``)."""
+        timed = self.rules().timed_segments
+        fingerprint = ",".join(sorted(timed))
+        if fingerprint == self._scanned:
+            return 0
+        if not timed:  # the next rules with timed segments scan again, even the same ones
+            yield ("delete", f"{self.prefix}{layout.SEGMENT_SCAN_KEY}")
+            self._scanned = fingerprint
+            return 0
+        added, done = yield ("script", "segscan", fingerprint, str(int(now_ms)), str(count))
+        if int(done):
+            self._scanned = fingerprint
+        return int(added)
 
     def set_members(self, segment: str, changes: Sequence[tuple[str, bool]], now_ms: int,
                     reason: str) -> Steps:
@@ -554,6 +589,11 @@ class ProfileStore:
     def sweep_segments(self, now_ms: int, limit: int = 500) -> list[dict[str, Any]]:
         """Re-check stream segment members whose time came (at most ``limit`` per segment)."""
         return self._run(self._core.sweep_segments(now_ms, limit))
+
+    def schedule_segments(self, now_ms: int, count: int = SEGMENT_SCAN_COUNT) -> int:
+        """One step of the scan that gives profiles without one a segment timer (due now, so the
+        sweep evaluates them); the timers added. Free once the scan is done for these rules."""
+        return self._run(self._core.schedule_segments(now_ms, count))
 
     def set_members(self, segment: str, changes: Sequence[tuple[str, bool]], now_ms: int,
                     reason: str = segment_records.REASON_REFRESH) -> list[dict[str, Any]]:

@@ -62,3 +62,7 @@ class ProfileApplier(Protocol):
     def sweep_segments(self, now_ms: int, limit: int = 500) -> list[dict[str, Any]]:
         """Re-check segment members whose time came; the changes recorded."""
         ...
+
+    def schedule_segments(self, now_ms: int) -> int:
+        """One bounded step giving profiles without one a segment timer; the timers added."""
+        ...

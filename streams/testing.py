@@ -188,6 +188,9 @@ class FakeStore:
         self.segment_outbox.put(due)
         return due
 
+    def schedule_segments(self, now_ms: int) -> int:
+        return 0
+
     def merge_many(self, pairs: Sequence[tuple[str, str]], now_ms: int = 0) -> list[dict[str, Any]]:
         outcomes: list[dict[str, Any]] = []
         for survivor, merged in pairs:

@@ -147,7 +147,9 @@ if cmd == 'apply' then
       flush(o)
       push_history(id, pushed, meta.history)
     end
-    if entry.seg and not tombstoned then seg_apply(id, entry.id, o.h, entry.seg, pl.now, seg_lines, seg_conflicts) end
+    if entry.seg and not tombstoned then
+      seg_apply(id, entry.id, o.h, entry.seg, pl.now, seg_lines, seg_conflicts, entry.pt and fmt(entry.pt))
+    end
   end
   return {fired, applied, replayed, cooled, dups, seg_lines, seg_conflicts, refused}
 end

@@ -16,6 +16,7 @@ if cmd == 'delete' then
   end
   for p in pairs(parts) do
     redis.call('ZREM', dkey(p), TIMER_INACTIVITY .. '|' .. id)
+    redis.call('ZREM', dkey(p), TIMER_SEGMENTS .. '|' .. id)
     for f in pairs(x.h) do
       redis.call('ZREM', dkey(p), f:sub(1, 1) .. '|' .. id .. '|' .. f:sub(3))
     end

@@ -14,7 +14,6 @@ if cmd == 'erase' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local parts = redis.call('SMEMBERS', DSET)
-  local function glob(text) return (string.gsub(text, '[%*%?%[%]\\]', '\\%0')) end
   while #todo > 0 do
     local id = table.remove(todo)
     if not seen[id] then
@@ -28,6 +27,7 @@ if cmd == 'erase' then
       end
       for _, p in ipairs(parts) do
         timers = timers + redis.call('ZREM', dkey(p), TIMER_INACTIVITY .. '|' .. id)
+        timers = timers + redis.call('ZREM', dkey(p), TIMER_SEGMENTS .. '|' .. id)
         for f in pairs(x.h) do
           timers = timers + redis.call('ZREM', dkey(p), f:sub(1, 1) .. '|' .. id .. '|' .. f:sub(3))
         end

@@ -1,7 +1,7 @@
--- Profile state in Redis: one script, five commands, so one SHA and one NOSCRIPT path.
+-- Profile state in Redis: one script, every command in it, so one SHA and one NOSCRIPT path.
 -- profiles/script.py builds it: the layout constants (profiles/layout.py), this file (shared
 -- helpers; lib_segments.lua: segment membership), then one file per command (read, apply, due,
--- merge, delete, segdue, segset, seed) and unknown.lua.
+-- merge, delete, segdue, segset, segscan, seed) and unknown.lua.
 --
 --   ARGV[1] = command, ARGV[2] = key prefix; the rest depends on the command:
 --   read   ids...                          -> {{asked, resolved, main, transient, erased}, ...}
@@ -15,6 +15,7 @@
 --                                              segment memberships}
 --   segdue now lease limit segments...     -> {{{id, main}...}, segment record lines}
 --   segset segment now reason changes(JSON) -> segment record lines
+--   segscan fingerprint now count         -> {segment timers added, 1 when the scan is done}
 --   seed   payload(JSON)                   -> seeded | same | changed | missing (a backfill)
 --
 -- Keys and fields are documented in profiles/layout.py. Keys of one profile share the hash tag
@@ -161,7 +162,7 @@ end
 
 local function parse_member(member)
   local kind = member:sub(1, 1)
-  if kind == TIMER_INACTIVITY then return kind, member:sub(3), nil end
+  if string.find(NO_REF_TIMERS, kind, 1, true) then return kind, member:sub(3), nil end
   local id, ref = string.match(member:sub(3), '^(.*)|([^|]*)$')
   return kind, id, ref
 end
@@ -193,6 +194,9 @@ local function push_history(id, entries, n)
   if cur and cur ~= '' then text = text .. '\n' .. cur end
   redis.call('SET', hkey(id), head_lines(text, n))
 end
+
+-- text matched literally by a SCAN/HSCAN MATCH pattern
+local function glob(text) return (string.gsub(text, '[%*%?%[%]\\]', '\\%0')) end
 
 local function zadd(p, score, member)
   redis.call('ZADD', dkey(p), score, member)

@@ -23,12 +23,32 @@ local function seg_exit_all(id, reason, now, survivor, writer)
   return lines
 end
 
+-- The profile's segment timer "s|id" (profiles/segments/timing.py) after an evaluation: `due`
+-- (ms; -1 or a profile gone: none), only ever earlier with `lt` (after events). It lives in the
+-- profile's partition (`pt` field); `from`: the partition whose timer ran, left if they differ.
+local function seg_timer(id, h, seg, from, exists)
+  if seg.due == nil then return end
+  local member = TIMER_SEGMENTS .. '|' .. id
+  local to = h[PARTITION] or from
+  if from and from ~= to then redis.call('ZREM', dkey(from), member) end
+  if not to then return end
+  if seg.due < 0 or not exists then
+    redis.call('ZREM', dkey(to), member)
+  elseif seg.lt then
+    redis.call('ZADD', dkey(to), 'LT', seg.due, member)
+    redis.call('SADD', DSET, to)
+  else
+    zadd(to, seg.due, member)
+  end
+end
+
 -- An evaluation's ops for one profile (membership.py: {mg, ops = {{name, was, want, next_check,
--- reason, as_of, message_id, facts}...}}), checked against what Redis holds now: a profile
--- merged away (id ~= asked), a merge folded into it, or a membership changed since the read is a
--- conflict (the caller evaluates again on a fresh read) and nothing is written.
--- `h`: the profile's loaded fields (they include mg and the ops' m:<name>).
-local function seg_apply(id, asked, h, seg, now, lines, conflicts)
+-- reason, as_of, message_id, facts}...}, due?, lt?}), checked against what Redis holds now: a
+-- profile merged away (id ~= asked), a merge folded into it, or a membership changed since the
+-- read is a conflict (the caller evaluates again on a fresh read) and nothing is written.
+-- `h`: the profile's loaded fields (they include mg, pt and the ops' m:<name>); `from`: the
+-- partition whose timer ran (a sweep), else nil.
+local function seg_apply(id, asked, h, seg, now, lines, conflicts, from)
   if id ~= asked or (h[MERGE_GEN] or '') ~= seg.mg then conflicts[#conflicts + 1] = id; return end
   for _, op in ipairs(seg.ops) do
     if (h[SEGMENT .. op[1]] ~= nil) ~= (op[2] == 1) then conflicts[#conflicts + 1] = id; return end
@@ -50,4 +70,5 @@ local function seg_apply(id, asked, h, seg, now, lines, conflicts)
       redis.call('ZADD', segkey(name), op[4], id)  -- still a member: its next re-check
     end
   end
+  seg_timer(id, h, seg, from, exists)
 end

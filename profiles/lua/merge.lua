@@ -72,6 +72,13 @@ if cmd == 'merge' then
       local mine = redis.call('ZSCORE', dkey(spt), TIMER_INACTIVITY .. '|' .. sid)
       if not mine or tonumber(score) > tonumber(mine) then zadd(spt, score, TIMER_INACTIVITY .. '|' .. sid) end
     end
+    -- the segment timer: the earlier of the two (the survivor is evaluated after the merge anyway)
+    score = redis.call('ZSCORE', dkey(mpt), TIMER_SEGMENTS .. '|' .. mid)
+    redis.call('ZREM', dkey(mpt), TIMER_SEGMENTS .. '|' .. mid)
+    if score and spt then
+      local mine = redis.call('ZSCORE', dkey(spt), TIMER_SEGMENTS .. '|' .. sid)
+      if not mine or tonumber(score) < tonumber(mine) then zadd(spt, score, TIMER_SEGMENTS .. '|' .. sid) end
+    end
   end
   if spt then hset(s, PARTITION, spt) end
   if next(sx.h) ~= nil then hset(s, HAS_TRANSIENT, '1') end

@@ -33,13 +33,14 @@ def keys(spec: dict[str, Any], allowed: Iterable[str], required: Iterable[str] =
 
 
 def cel(
-    spec: dict[str, Any], key: str, *, profile: bool, known: frozenset[str] | None = None
+    spec: dict[str, Any], key: str, *, profile: bool, known: frozenset[str] | None = None, now: bool = False
 ) -> Condition | None:
-    """A compiled CEL expression (None when absent); ``profile``: it may read the profile."""
+    """A compiled CEL expression (None when absent); ``profile``: it may read the profile;
+    ``now``: it may read the clock (segments)."""
     if key not in spec or spec[key] is None:
         return None
     try:
-        return compile_condition(spec[key], allow_profile=profile, aggregates=known)
+        return compile_condition(spec[key], allow_profile=profile, aggregates=known, allow_now=now)
     except ConditionError as exc:
         raise Reject(f"{key}: {one_line(exc)}") from None
 

@@ -340,7 +340,7 @@ class Compiler:
                 raise Reject(f"sql must be one SELECT query (at most {MAX_SQL_CHARS} characters) "
                              "returning a oneid column")
             return SegmentRule(name, None, sql.strip().rstrip(";"), description, purpose)
-        when = checks.cel(spec, "if", profile=True, known=known)
+        when = checks.cel(spec, "if", profile=True, known=known, now=True)
         assert when is not None
         if when.needs.event is None or when.needs.event:
             raise Reject("if: a segment is a condition on the profile alone; it cannot read `event`")

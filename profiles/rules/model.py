@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from profiles import aggregates as agg
-from profiles.conditions import Condition, Needs
+from profiles.conditions import Condition, Needs, Refs
 from profiles.durations import HOUR_MS
 from profiles.dwell import HEARTBEAT_EVENTS, LEAVE_EVENTS
 from profiles.exceptions import RuleIssue
@@ -58,7 +58,7 @@ class Options:
     keep_traits: frozenset[str] | None = None  # None: every identify trait
     redirect_ttl_ms: int = 7 * 86_400_000
     timer_stale_after_ms: int = 86_400_000  # a timer due longer ago than this is dropped, not fired
-    segment_recheck_ms: int = HOUR_MS  # members of a stream segment are re-evaluated at least this often
+    segment_recheck_ms: int = HOUR_MS  # stream segments time can change are re-evaluated at least this often
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,40 @@ class Rules:
     def segment_needs(self) -> Needs:
         """What the stream segments read of ``profile``, together (one context per profile)."""
         return Needs.of(s.when.needs for s in self.stream_segments if s.when is not None)
+
+    @functools.cached_property
+    def timed_segments(self) -> dict[str, bool]:
+        """The stream segments whose answer time alone can change, each with whether it *drifts*.
+
+        Time changes an answer on known dates when the condition reads tags (expiries), a windowed
+        aggregate (buckets leaving the window) or the tier (its windowed aggregate, its
+        inactivity downgrade); it drifts (changes at any moment) when it reads ``now`` or a
+        score that decays. Traits, consent, lifetime aggregates and the first/last seen times
+        alone never change with time. Every profile of rules with a timed segment keeps a
+        segment timer (``profiles/segments/timing.py``); other rules pay nothing for it.
+        """
+        out: dict[str, bool] = {}
+        for rule in self.stream_segments:
+            assert rule.when is not None
+            needs = rule.when.needs.profile
+
+            def reads(member: str, needs: Refs | None = needs) -> bool:
+                return needs is None or member in needs
+
+            drifts = rule.when.reads_now or (reads("score") and self.score is not None
+                                              and self.score.half_life_ms > 0)
+            windowed = set()
+            if reads("agg"):
+                subs = None if needs is None else needs.get("agg")
+                windowed = {n for n in (self.aggregates if subs is None else subs)
+                            if n in self.aggregates and self.aggregates[n].window_ms}
+            tier = self.tier
+            tier_moves = reads("tier") and tier is not None and bool(
+                tier.inactive_after_ms or (tier.aggregate in self.aggregates
+                                           and self.aggregates[tier.aggregate].window_ms))
+            if drifts or windowed or tier_moves or reads("tags"):
+                out[rule.name] = drifts
+        return out
 
     @property
     def rule_count(self) -> int:

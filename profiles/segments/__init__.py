@@ -7,13 +7,24 @@ aggregates and tags its conditions read (one file, checked together, hot-reloade
       hot_leads: {if: 'profile.score >= 60 && "high_intent" in profile.tags'}
       lapsed:    {sql: "SELECT oneid FROM events GROUP BY oneid HAVING max(timestamp) < ..."}
 
-- A **stream segment** (``if:``, CEL over ``profile``) is evaluated in the stream, as of now:
-  after a batch's events are applied (for every profile the batch changed), when one of the
-  person's timers runs, after a merge (the survivor), and when a member's next re-check comes
-  (:func:`membership.next_check`: the next tag expiry or window slide that could change the
-  answer, and at least every ``options.segment_recheck``), so a member leaves when time alone
-  makes the condition false. A person who would *enter* by time alone (``profile.score < 10``
-  as points decay) is seen at their next event, timer or merge: non-members are not swept.
+- A **stream segment** (``if:``, CEL over ``profile`` and ``now``, the evaluation time in ms)
+  is evaluated in the stream, as of now: after a batch's events are applied (for every profile
+  the batch changed), when one of the person's timers runs, after a merge (the survivor), and
+  when time alone could change its answer, *in or out*. Under rules with a *timed* segment (one
+  reading tags, a windowed aggregate, the tier, a decaying score or ``now``:
+  :attr:`Rules.timed_segments`) every profile, member or not, keeps one *segment timer* in its
+  partition's due set, beside the triggers' timers: the earliest moment any timed segment's
+  answer could change (:mod:`timing`), at most ``options.segment_recheck`` away. The worker's
+  tick evaluates due profiles in chunks, so the people who send nothing more enter
+  ``dormant: {if: 'now - profile.last_seen > 90 * 86400000'}`` on time. Exact (to the tick):
+  known dates (a tag's expiry, a bucket leaving its window, the tier's inactivity downgrade) and
+  an answer that drifts across one threshold (``now`` against a stored time, a decaying score:
+  found to the second by bisection within each re-check interval). Left to the periodic
+  re-check: a changed rule, and an answer that flips and flips back within one interval (never
+  seen). Rules without a timed segment keep no segment timer and pay nothing. Rules that gain a
+  timed segment give every existing profile a timer, a bounded scan step per tick (``segscan``).
+  Members of every stream segment are also re-checked through the segment's index
+  (``sweep_segments``) at least every ``options.segment_recheck``.
 - An **SQL segment** (``sql:``, a query over the lake's DuckDB views returning ``oneid``) is
   evaluated by ``touchstream segment refresh``: the answer, mapped to survivors, is diffed with
   the stored members.
@@ -34,7 +45,8 @@ membership changed) is refused by the script (a compare-and-set on the merge cou
 each membership read) and done again on a fresh read, so two loops never both record a change.
 
     records.py      the record (Avro ``io.touchstream.SegmentChange``), its line in the outbox
-    membership.py   one profile's stream segments as of a time, and when to look again
+    membership.py   one profile's stream segments as of a time: the ops, the segment timer
+    timing.py       when time alone could next change a segment's answer (dates, drift)
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ every stream segment's condition on the ``profile`` variable as of :func:`as_of`
 ``seg`` part of an ``apply`` entry (``profiles/lua/apply.lua``):
 
     {"mg": <merge count as read>, "ops": [[segment, was, want, next_check, reason, as_of,
-                                            message_id, facts], ...]}
+                                            message_id, facts], ...], "due": ms, "lt": 1}
 
 ``was`` is the membership read, ``want`` the answer now; the script refuses the whole entry when
 the profile changed under it (``mg`` or any ``was`` differs), and the store evaluates again on a
@@ -15,6 +15,13 @@ where it was: an event only moves the times that could end membership later (tag
 new buckets are younger), so the stored one is at worst early, and a batch then costs no
 re-check computation and no index write per member.
 
+``due`` (only under rules with a timed segment, :attr:`Rules.timed_segments`) is the profile's
+*segment timer*, member or not: the earliest moment time alone could change one of its timed
+segments (``timing.py``), kept in its partition's due set like the triggers' timers, so the
+sweep evaluates the profile then and a person *enters* by time alone as exactly as one leaves
+(-1: the profile is gone, drop the timer). After events it comes with ``lt``: it may only move
+earlier (a new short tag, a new score), an older one is at worst early.
+
 ``facts`` is what the conditions read, as JSON (the "why" of an entry or an exit), bounded to
 :data:`MAX_FACTS_CHARS` (traits are left out first).
 """
@@ -23,12 +30,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiles import aggregates as agg
 from profiles import jsonsafe
+from profiles.conditions import NOW
 from profiles.evaluation import Evaluator, safe_context
 from profiles.facts import Facts
-from profiles.rules.model import Rules, SegmentRule
+from profiles.rules.model import Rules
+from profiles.segments.timing import next_change, next_check
 from profiles.state import ProfileState
+
+__all__ = ["MAX_FACTS_CHARS", "Membership", "as_of", "next_check"]
 
 MAX_FACTS_CHARS = 2000
 
@@ -38,47 +48,6 @@ Op = list[Any]
 def as_of(st: ProfileState, now_ms: int) -> int:
     """When membership is evaluated: now, or the person's latest event if it is later (skew)."""
     return max(now_ms, st.last_seen or 0)
-
-
-def next_check(rules: Rules, rule: SegmentRule, st: ProfileState, as_of_ms: int) -> int:
-    """The first time after ``as_of_ms`` at which time alone could change a member's answer.
-
-    Exact for what expires on a known date: a tag's expiry, a windowed aggregate's oldest bucket
-    leaving its window (also the tier's aggregate), the tier's inactivity downgrade. Anything that
-    drifts continuously (the decaying score) and a changed rule are caught by the re-check every
-    ``options.segment_recheck``, the latest this returns.
-    """
-    latest = as_of_ms + rules.options.segment_recheck_ms
-    out = latest
-    needs = rule.when.needs.profile if rule.when is not None else None
-
-    def reads(member: str) -> bool:
-        return needs is None or member in needs
-
-    if reads("tags"):
-        for expiry in st.tags.values():
-            if as_of_ms < expiry < out:
-                out = expiry
-    names: set[str] = set()
-    if reads("agg"):
-        subs = None if needs is None else needs.get("agg")
-        names.update(rules.aggregates if subs is None else subs)
-    tier = rules.tier
-    if reads("tier") and tier is not None:
-        names.add(tier.aggregate)
-        li = st.last_interaction
-        if tier.inactive_after_ms and li is not None and as_of_ms < li + tier.inactive_after_ms < out:
-            out = li + tier.inactive_after_ms
-    for name in names:
-        spec = rules.aggregates.get(name)
-        if spec is None or not spec.window_ms:
-            continue
-        width = agg.bucket_count(spec.window_ms, spec.bucket_ms)
-        for idx in st.buckets.get(name, {}):
-            leaves = (idx + width) * spec.bucket_ms  # the bucket is out of the window from then on
-            if as_of_ms < leaves < out:
-                out = leaves
-    return out
 
 
 class Membership:
@@ -95,24 +64,40 @@ class Membership:
         segments = self.rules.stream_segments
         if not segments:
             return None
+        timed = self.rules.timed_segments
         when = as_of(st, now_ms)
         profile = self.facts.profile(st, self.rules.segment_needs.profile, when) if st.exists else {}
-        ctx = safe_context({"profile": profile})
+        variables: dict[str, Any] = {"profile": profile}
+        if any(rule.when is not None and rule.when.reads_now for rule in segments):
+            variables[NOW] = when
+        ctx = safe_context(variables)
         ops: list[Op] = []
         facts: str | None = None
+        due: int | None = None
         for rule in segments:
             assert rule.when is not None
             was = st.member_of(rule.name)
             want = st.exists and self.evaluator.test(rule.when, ctx, f"segments.{rule.name}")
-            if was == want and not (want and stays):
+            moves = was != want or (want and stays)
+            check = 0
+            if st.exists and (rule.name in timed or (want and moves)):
+                check = next_change(self.rules, self.facts, rule, st, when, want)
+                if rule.name in timed:
+                    due = check if due is None else min(due, check)
+            if not moves:
                 continue
             if was != want and facts is None:
                 facts = _facts(profile)
-            ops.append([rule.name, int(was), int(want), next_check(self.rules, rule, st, when) if want else 0,
+            ops.append([rule.name, int(was), int(want), check if want else 0,
                         reason, when, message_id, facts if was != want else ""])
-        if not ops:
+        seg: dict[str, Any] = {"mg": st.merge_gen, "ops": ops}
+        if timed:  # the profile's segment timer: moved, or dropped with the profile
+            seg["due"] = due if due is not None else -1
+            if not stays:
+                seg["lt"] = 1  # after events: only ever earlier (an event can move a change closer)
+        elif not ops:
             return None
-        return {"mg": st.merge_gen, "ops": ops}
+        return seg
 
 
 def _facts(profile: dict[str, Any]) -> str:

@@ -102,10 +102,13 @@ class ProfileStage:
 
     def sweep(self, now_ms: int, partitions: Sequence[int] | None) -> ProfileOutput:
         """What time alone did: triggers whose time came without a follow-up event (dwell,
-        inactivity, care) and segment members whose re-check came."""
+        inactivity, care), segments entered or left by time (the segment timers), segment
+        members whose re-check came; then one step giving profiles their segment timer."""
         result = self.store.close_expired_result(now_ms, partitions)
-        return ProfileOutput(triggers=result.triggers,
-                             segments=result.segments + self.store.sweep_segments(now_ms))
+        out = ProfileOutput(triggers=result.triggers,
+                            segments=result.segments + self.store.sweep_segments(now_ms))
+        self.store.schedule_segments(now_ms)
+        return out
 
     def encode(self, trigger: dict[str, Any]) -> tuple[bytes, bytes]:
         return trigger["oneid"].encode(), self._encode_trigger(trigger)

@@ -417,13 +417,14 @@ def produce_raw(settings: Settings, events: list[dict]) -> None:
     assert producer.flush(30) == 0
 
 
-def kill_three_times(worker: WorkerProcess, resolved: TopicReader, total: int) -> None:
+def kill_three_times(worker: WorkerProcess, resolved: TopicReader, total: int,
+                     key: str = "message_id") -> None:
     """Start the worker and SIGKILL it part-way three times (once a quarter, a half, three quarters
-    of ``total`` events are resolved), then start it for good."""
+    of ``total`` records, distinct by ``key``, are on the reader's topic), then start it for good."""
     for kill in range(3):
         worker.start()
         target = total * (kill + 1) // 4
-        resolved.until(lambda rs, t=target: len({r["message_id"] for r in rs}) >= t, 90)
+        resolved.until(lambda rs, t=target: len({r[key] for r in rs}) >= t, 90)
         worker.kill()
     worker.start()
 

@@ -152,6 +152,75 @@ def _assert_exactly_once(settings, records: list[dict], toggles: dict[str, int])
     assert {r["reason"] for r in by_key.values()} == {"event"}
 
 
+QUIET_S = 40  # the test's `dormant`: quiet for 40 seconds (90 days in real rules)
+DORMANT_RULES = f"""
+options: {{segment_recheck: 1h}}
+segments:
+  dormant: {{if: 'profile.last_seen != null && now - profile.last_seen > {QUIET_S * 1000}'}}
+"""
+
+
+def test_quiet_people_enter_by_the_clock_once_through_kills_and_leave_at_their_next_event(settings, tmp_path):
+    """Nobody sends anything after their one event: each enters `dormant` when the clock says,
+    recorded once although the worker is SIGKILLed three times while the entries are made;
+    half of them come back and leave; a full replay records nothing new."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(DORMANT_RULES)
+    own = replace(settings, topic_prefix=settings.topic_prefix + "-quiet", app_id=settings.app_id + "-quiet",
+                  redis_prefix=settings.redis_prefix + "quiet:", profile_rules_path=str(rules))
+    create_topics(own)
+    people = [f"quiet-{i}" for i in range(240)]
+    start = NOW() - (QUIET_S - 25) * 1000  # the first crosses 25 s from now, the last 40 s later
+    last_seen = {anon: start + i * 40_000 // len(people) for i, anon in enumerate(people)}
+    produce_raw(own, [event_record("page", ts, message_id=f"{anon}-1", name="/", anonymous_id=anon,
+                                   identifiers=[{"type": "anonymous_id", "value": anon}])
+                      for anon, ts in last_seen.items()])
+    worker = WorkerProcess(own, tmp_path / "worker.log", free_port())
+    changes = TopicReader(own, Topics.of(own).segments, "segment_change")
+    resolved = TopicReader(own, Topics.of(own).resolved, "event")
+    try:
+        kill_three_times(worker, changes, len(people), key="idempotency_key")  # while they enter
+        changes.until(lambda rs: len({r["idempotency_key"] for r in rs}) >= len(people), 120)
+        resolved.until(lambda rs: len(rs) >= len(people), 60)
+        oneid_of = {r["anonymous_id"]: r["oneid"] for r in resolved.records}
+        back = people[::2]  # they come back: one more event each
+        produce_raw(own, [event_record("page", NOW(), message_id=f"{anon}-2", name="/", anonymous_id=anon,
+                                       identifiers=[{"type": "anonymous_id", "value": anon}])
+                          for anon in back])
+        changes.until(lambda rs: len({r["idempotency_key"] for r in rs}) >= len(people) + len(back), 120)
+        wait_caught_up(own, Topics.of(own).resolved)
+        wait_segment_outbox_empty(own)  # a change a kill left between script and ack is re-sent
+    finally:
+        worker.stop()
+        changes.close()
+        resolved.close()
+    first = segment_records(own)
+    by_key: dict[str, dict] = {}
+    for r in first:  # a re-send after a crash repeats a record whole
+        content = {k: v for k, v in r.items() if not k.startswith("_")}
+        assert by_key.setdefault(r["idempotency_key"], content) == content
+    versions = ProfileStore(redis.Redis.from_url(own.redis_url), own.redis_prefix,
+                            load_rules(DORMANT_RULES, strict=True)).segment_versions()
+    assert sorted(r["version"] for r in by_key.values()) == list(range(1, versions["dormant"] + 1))
+    history: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for r in sorted(by_key.values(), key=lambda r: r["version"]):
+        history[r["oneid"]].append((r["type"], r["reason"]))
+        if r["type"] == "segment_entered":  # never before the clock says
+            anon = next(a for a, o in oneid_of.items() if o == r["oneid"])
+            assert r["as_of"] > last_seen[anon] + QUIET_S * 1000, r
+    for anon in people:
+        expected = [("segment_entered", "time")] + ([("segment_exited", "event")] if anon in back else [])
+        assert history[oneid_of[anon]] == expected, anon
+    members = {o for chunk in ProfileStore(redis.Redis.from_url(own.redis_url), own.redis_prefix,
+                                           load_rules(DORMANT_RULES, strict=True)).segment_members("dormant")
+               for o, _ in chunk}
+    assert members == {oneid_of[a] for a in people if a not in back}
+
+    # every batch again, by a new consumer group over the same state: nothing new is recorded
+    run_worker_until_caught_up(replace(own, app_id=own.app_id + "-replay"), tmp_path / "replay.log")
+    assert {r["idempotency_key"] for r in segment_records(own)} == set(by_key)
+
+
 def test_a_merge_moves_membership_to_the_survivor(collector, write_key, settings, worker):
     older, newer = f"old-{uuid.uuid4().hex[:8]}", f"new-{uuid.uuid4().hex[:8]}"
     email = f"{older}@example.cn"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import uuid
 
@@ -149,3 +150,121 @@ def test_a_timer_run_re_evaluates_its_person(store):
     result = store.close_expired_result(T0 + 2 * H, [0])  # the open view's timer; the view left the window
     assert [t["rule"] for t in result.triggers] == ["dwell"]
     assert changes(result.segments) == [("browsing", who, "exited", "time")]
+
+
+# -- entering by time alone: the segment timer --------------------------------------------------------
+
+DORMANT = load_rules(textwrap.dedent("""
+    options: {segment_recheck: 6h}
+    aggregates:
+      orders: {on: "track:Order Completed", op: count}
+    segments:
+      dormant: {if: 'profile.last_seen != null && now - profile.last_seen > 90 * 86400000'}
+      buyers: {if: profile.agg.orders >= 1}
+"""), strict=True)
+
+
+def segment_timers(redis_client, prefix, partition=0) -> dict[str, int]:
+    """The segment timers of one partition: OneID -> due (ms)."""
+    found = redis_client.zrange(f"{prefix}pdue:{partition}", 0, -1, withscores=True)
+    return {m.decode()[2:]: int(s) for m, s in found if m.startswith(b"s|")}
+
+
+def test_a_quiet_person_enters_by_the_clock_once_and_leaves_at_their_next_event(redis_client, prefix):
+    store = ProfileStore(redis_client, prefix, DORMANT)
+    who = new_id()
+    assert store.apply_batch(0, numbered([page("/", T0, who)]), T0).segments == []
+    assert segment_timers(redis_client, prefix) == {who: T0 + 6 * H}  # nothing known sooner
+    # the sweep on the day before: not yet; the next look is the crossing, to the second
+    assert store.close_expired_result(T0 + 90 * D - 2 * H, [0]).segments == []
+    due = segment_timers(redis_client, prefix)[who]
+    assert T0 + 90 * D < due <= T0 + 90 * D + S
+    assert store.close_expired_result(due - 1, [0]).segments == []  # nothing due yet
+    entered = store.close_expired_result(due, [0]).segments
+    assert changes(entered) == [("dormant", who, "entered", "time")]
+    assert json.loads(entered[0]["facts"])["last_seen"] == T0
+    assert store.close_expired_result(due, [0]).segments == []  # once: the timer moved on
+    assert segment_timers(redis_client, prefix)[who] == due + 6 * H  # a member is re-checked
+    assert store.get_profile(who)["segments"] == {"dormant": due}
+    assert outbox(redis_client, prefix) == entered  # until the stage has Kafka's ack
+    back = numbered([track("Order Completed", T0 + 91 * D, who, message_id=f"{who}-back")], start=1)
+    left = store.apply_batch(0, back, T0 + 91 * D).segments
+    assert sorted(changes(left)) == [("buyers", who, "entered", "event"), ("dormant", who, "exited", "event")]
+    assert store.apply_batch(0, back, T0 + 91 * D).segments == []  # a replay: nothing again
+    assert segment_timers(redis_client, prefix)[who] <= T0 + 91 * D + 6 * H  # looked at again in time
+
+
+def test_two_sweeps_reading_the_same_due_person_record_the_entry_once(redis_client, prefix):
+    store = ProfileStore(redis_client, prefix, DORMANT)
+    who = new_id()
+    store.apply_batch(0, numbered([page("/", T0, who)]), T0)
+    late = T0 + 100 * D
+    steps = store._core.close_expired(late, [0])
+    read = call(store, next(steps))  # one sweep read the due timer and the profile
+    assert changes(store.close_expired_result(late, [0]).segments) == [("dormant", who, "entered", "time")]
+    assert finish(store, steps, read).segments == []  # the other's evaluation was refused, redone
+    assert store.segment_versions()["dormant"] == 1
+
+
+def test_rules_without_a_timed_segment_keep_no_segment_timer(redis_client, prefix):
+    rules = load_rules(textwrap.dedent("""
+        aggregates:
+          orders: {on: "track:Order Completed", op: count}
+        segments:
+          buyers: {if: profile.agg.orders >= 1}
+          vip: {if: 'has(profile.traits.plan) && profile.traits.plan == "vip"'}
+    """), strict=True)
+    store = ProfileStore(redis_client, prefix, rules)
+    people = [new_id() for _ in range(20)]
+    events = [e for who in people
+              for e in (track("Order Completed", T0, who), identify({"plan": "vip"}, T0, who))]
+    assert len(store.apply_batch(0, numbered(events), T0).segments) == 40
+    store.sweep_segments(T0 + 2 * H)
+    store.close_expired_result(T0 + 2 * H, [0])
+    assert redis_client.zcard(f"{prefix}pdue:0") == 0
+
+
+def test_a_timer_left_by_rules_that_no_longer_time_anything_is_dropped(redis_client, prefix):
+    who = new_id()
+    ProfileStore(redis_client, prefix, DORMANT).apply_batch(0, numbered([page("/", T0, who)]), T0)
+    untimed = load_rules("segments: {vip: {if: 'has(profile.traits.plan)'}}", strict=True)
+    assert ProfileStore(redis_client, prefix, untimed).close_expired_result(T0 + D, [0]).segments == []
+    assert segment_timers(redis_client, prefix) == {}
+
+
+def test_a_merge_keeps_the_earlier_timer_for_the_survivor_and_deletion_drops_it(redis_client, prefix):
+    store = ProfileStore(redis_client, prefix, DORMANT)
+    survivor, merged = new_id(), new_id()
+    store.apply_batch(0, numbered([page("/", T0, merged)]), T0)
+    store.apply_batch(0, numbered([page("/", T0 + H, survivor)], start=1), T0 + H)
+    store.merge_profiles(survivor, merged, T0 + H)
+    assert segment_timers(redis_client, prefix) == {survivor: T0 + 6 * H}
+    assert store.refresh_segments([survivor], T0 + H, "merge") == []
+    assert segment_timers(redis_client, prefix) == {survivor: T0 + 7 * H}  # evaluated: from its last event
+    store.delete_profile(survivor)
+    assert segment_timers(redis_client, prefix) == {}
+
+
+def test_rules_that_gain_a_timed_segment_give_every_quiet_profile_a_timer(redis_client, prefix):
+    untimed = load_rules(textwrap.dedent("""
+        aggregates:
+          orders: {on: "track:Order Completed", op: count}
+        segments:
+          buyers: {if: profile.agg.orders >= 1}
+    """), strict=True)
+    people = [new_id() for _ in range(30)]
+    before = ProfileStore(redis_client, prefix, untimed)
+    assert before.apply_batch(0, numbered([page("/", T0, who) for who in people]), T0).segments == []
+    assert before.schedule_segments(T0) == 0 and segment_timers(redis_client, prefix) == {}
+    # the rules now hold `dormant`; these people send nothing more
+    store = ProfileStore(redis_client, prefix, DORMANT)
+    added = 0
+    for _ in range(10_000):  # a step scans `count` keys of the whole keyspace
+        added += store.schedule_segments(T0 + D, count=500)
+        if store._core._scanned is not None:
+            break
+    assert added == len(people) and segment_timers(redis_client, prefix) == dict.fromkeys(people, T0 + D)
+    assert store.schedule_segments(T0 + D) == 0  # done: nothing more, not even a read
+    assert ProfileStore(redis_client, prefix, DORMANT).schedule_segments(T0 + D) == 0  # another process
+    entered = store.close_expired_result(T0 + 100 * D, [0]).segments
+    assert sorted(changes(entered)) == sorted(("dormant", who, "entered", "time") for who in people)
