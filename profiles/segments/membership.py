@@ -12,8 +12,8 @@ the profile changed under it (``mg`` or any ``was`` differs), and the store eval
 fresh read. An op is sent for a change and, with ``stays`` (a re-check, a timer, a merge), for a
 member that stays, to move its next re-check. After events a staying member's re-check is left
 where it was: an event only moves the times that could end membership later (tags are extended,
-new buckets are younger), so the stored one is at worst early, and a batch then costs no
-re-check computation and no index write per member.
+new buckets are younger), so the stored one is at worst early, and a batch then costs no index
+write per member (under rules with a timed segment it still computes the segment timer, below).
 
 ``due`` (only under rules with a timed segment, :attr:`Rules.timed_segments`) is the profile's
 *segment timer*, member or not: the earliest moment time alone could change one of its timed
