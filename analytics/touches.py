@@ -93,13 +93,14 @@ def build_links(con: duckdb.DuckDBPyConnection) -> None:
                 "SELECT oneid, survivor FROM identities WHERE hops > 0")
 
 
-def classified_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion,
-                    rules: ChannelRules) -> pa.Table:
+def classified_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules,
+                    shards: int = 1) -> pa.Table:
     """Every conversion and every touch (before visits are collapsed), in no order: person, ts,
     source, message_id, is_conv, revenue and counted (conversions: inside since..until; the
     others still end journeys), channel (touches: its position in ``rules.channels``) and
-    campaign (touches; NULL: none), from the ``events`` view (each event once, unmerges
-    applied: a scan with an anti-join on the copies ``connect`` found)."""
+    campaign (touches; NULL: none), and shard (``0..shards - 1``, a hash of the person: a person's
+    rows share one), from the ``events`` view (each event once, unmerges applied: a scan with an
+    anti-join on the copies ``connect`` found)."""
     build_links(con)
     features = {name: f"f.{name}" for name in ("utm_source", "utm_medium", "referrer", "event", "type",
                                               "context_channel", "page_host")}
@@ -143,8 +144,9 @@ def classified_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion,
                    CASE WHEN is_conv THEN NULL ELSE campaign END AS campaign
             FROM f
         )
-        SELECT person, ts, source, message_id, is_conv, revenue, counted, channel, campaign FROM classified
-        WHERE is_conv OR channel IS NOT NULL
+        SELECT person, ts, source, message_id, is_conv, revenue, counted, channel, campaign,
+               CAST(hash(person) % {int(shards)} AS INTEGER) AS shard
+        FROM classified WHERE is_conv OR channel IS NOT NULL
     """  # noqa: S608 - fixed names; rule values are quoted literals
     # Pushed below the projection, the filter would inline the CASE and run it twice per event.
     with _optimizer_off(con, "filter_pushdown"):

@@ -13,12 +13,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analytics.attribution.heuristic import COLUMNS as HEURISTIC_COLUMNS
 from analytics.attribution.heuristic import MODELS as HEURISTIC_MODELS
-from analytics.attribution.heuristic import heuristic_credits
-from analytics.attribution.journeys import read_journeys
 from analytics.attribution.markov import markov_credits, removal_effects, transitions
 from analytics.attribution.options import BY, NO_TOUCH, AttributionOptions
-from analytics.attribution.pairs import build_pairs
+from analytics.attribution.shards import SHARDS, tally
+from analytics.touches import classified_rows
 
 MODELS = (*HEURISTIC_MODELS, "markov")
 
@@ -30,14 +30,13 @@ def attribution(con: duckdb.DuckDBPyConnection, options: AttributionOptions | No
     """key (the channel or campaign), then ``{model}_conversions`` and ``{model}_revenue`` for
     each of :data:`MODELS`; rows by linear conversions (most first), ``(none)`` last."""
     options = options or AttributionOptions()
-    found = read_journeys(con, options.conversion, options.rules)
-    keys, names = found.keys(options.by)
-    pairs = build_pairs(found, options.lookback_ms)
-    rows: dict[str, dict[str, float]] = {}
-    for table in (heuristic_credits(found, pairs, keys, names, options),
-                  markov_credits(found, pairs, keys, names, options)):
-        for row in table.to_pylist():
-            rows.setdefault(row.pop("key"), {}).update(row)
+    [(threads,)] = con.execute("SELECT current_setting('threads')").fetchall()
+    total = tally(classified_rows(con, options.conversion, options.rules, SHARDS), options, int(threads))
+    rows = {key: dict(zip(HEURISTIC_COLUMNS, map(float, sums), strict=True))
+            for key, sums in total.sums.items()}
+    for key, conversions, revenue in markov_credits(total.transitions(), total.touched, total.touched_revenue,
+                                                    total.untouched, total.untouched_revenue):
+        rows.setdefault(key, {}).update(markov_conversions=conversions, markov_revenue=revenue)
     columns = [f"{m}_{what}" for m in MODELS for what in ("conversions", "revenue")]
     order = sorted(rows, key=lambda k: (k == NO_TOUCH, -rows[k].get("linear_conversions", 0.0), k))
     data: dict[str, pa.Array] = {options.by: pa.array(order, pa.string())}

@@ -17,25 +17,24 @@ the conversion's revenue. A conversion without a touch gives its whole credit to
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from analytics.attribution.journeys import Journeys
-from analytics.attribution.options import NO_TOUCH, AttributionOptions
+from analytics.attribution.options import NO_TOUCH
 from analytics.attribution.pairs import Pairs
 
 MODELS = ("first", "last", "linear", "u_shaped", "time_decay")
+#: What :func:`heuristic_sums` sums per key, in order.
+COLUMNS = tuple(f"{model}_{what}" for model in MODELS for what in ("conversions", "revenue"))
 
 
-def heuristic_credits(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names: list[str],
-                      options: AttributionOptions) -> pa.Table:
-    """key, then ``{model}_conversions`` and ``{model}_revenue`` for each of :data:`MODELS`: a row
-    per key some conversion credits, and ``(none)`` when a conversion had no touch."""
-    names = [*names, NO_TOUCH] if NO_TOUCH not in names else names
-    none = names.index(NO_TOUCH)
+def heuristic_sums(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names: list[str],
+                   half_life_ms: int) -> dict[str, np.ndarray]:
+    """Each key some conversion credits (``(none)`` for conversions without a touch) and its
+    sums of :data:`COLUMNS`."""
     n, pos = pairs.n[pairs.conv], pairs.pos
     last_ts = np.zeros(len(pairs.n), dtype=np.int64)
     last_ts[pairs.n > 0] = journeys.ts[pairs.at[pos == n]]
-    weight = np.power(2.0, -(last_ts[pairs.conv] - journeys.ts[pairs.at]) / float(options.half_life_ms))
+    weight = np.power(2.0, -(last_ts[pairs.conv] - journeys.ts[pairs.at]) / float(half_life_ms))
     credits = {
         "first": (pos == 1).astype(np.float64),
         "last": (pos == n).astype(np.float64),
@@ -45,14 +44,11 @@ def heuristic_credits(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names:
         "time_decay": weight / np.bincount(pairs.conv, weights=weight, minlength=len(pairs.n))[pairs.conv],
     }
     key, revenue = keys[pairs.at], pairs.revenue[pairs.conv]
+    sums = np.stack([np.bincount(key, weights=values, minlength=len(names))
+                     for credit in credits.values() for values in (credit, credit * revenue)], axis=1)
+    out = {names[k]: sums[k] for k in np.flatnonzero(np.bincount(key, minlength=len(names)))}
     untouched = pairs.n == 0
-    alone = (float(untouched.sum()), float(pairs.revenue[untouched].sum()))
-    shown = np.bincount(key, minlength=len(names)) > 0
-    shown[none] = shown[none] or bool(untouched.any())
-    data: dict[str, pa.Array] = {"key": pa.array(np.array(names, dtype=object)[shown], pa.string())}
-    for model, credit in credits.items():
-        for what, values in (("conversions", credit), ("revenue", credit * revenue)):
-            sums = np.bincount(key, weights=values, minlength=len(names))
-            sums[none] += alone[0] if what == "conversions" else alone[1]
-            data[f"{model}_{what}"] = pa.array(sums[shown], pa.float64())
-    return pa.table(data)
+    if untouched.any():
+        alone = np.tile([float(untouched.sum()), float(pairs.revenue[untouched].sum())], len(MODELS))
+        out[NO_TOUCH] = out[NO_TOUCH] + alone if NO_TOUCH in out else alone
+    return out

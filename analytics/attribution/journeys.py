@@ -72,9 +72,8 @@ class Journeys:
         return np.where(self.is_conv, -1, same[np.maximum(code, 0)]), list(unique)
 
 
-def read_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> Journeys:
-    """The journeys of every person the lake knows."""
-    scan = classified_rows(con, conversion, rules)
+def arrange(scan: pa.Table, rules: ChannelRules) -> Journeys:
+    """The journeys of the people of ``scan`` (rows of ``analytics.touches.classified_rows``)."""
     person = _codes(scan.column("person"))
     ts = scan.column("ts").to_numpy()
     is_conv = scan.column("is_conv").to_numpy()
@@ -95,9 +94,9 @@ def read_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules:
 
 
 def build_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> Journeys:
-    """:func:`read_journeys`, also registered on ``con`` as the tables ``_a_touches`` and
-    ``_a_conversions``."""
-    found = read_journeys(con, conversion, rules)
+    """The journeys of every person the lake knows, also registered on ``con`` as the tables
+    ``_a_touches`` and ``_a_conversions``."""
+    found = arrange(classified_rows(con, conversion, rules), rules)
     touch = ~found.is_conv
     rows = found.scan.take(pa.array(found.rows[touch]))
     channel = pa.array(found.channels, pa.string()).take(pa.array(found.channel[touch]))

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 from analytics.attribution.journeys import Journeys
 from analytics.attribution.options import NO_TOUCH, AttributionOptions
@@ -139,21 +138,14 @@ def _inverse(matrix: list[list[float]]) -> list[list[float]]:
     return [r[size:] for r in a]
 
 
-def markov_credits(journeys: Journeys, pairs: Pairs, keys: np.ndarray, names: Sequence[str],
-                   options: AttributionOptions) -> pa.Table:
-    """key, markov_conversions, markov_revenue (untouched conversions under ``(none)``)."""
-    effects = removal_effects(transitions(journeys, pairs, keys, names, options))
-    touched = pairs.n > 0
+def markov_credits(steps: Sequence[Transition], touched: int, touched_revenue: float, untouched: int,
+                   untouched_revenue: float) -> list[tuple[str, float, float]]:
+    """(key, conversions, revenue) for each key of the chain by its removal effect's share of the
+    ``touched`` conversions, then ``(none)``: the ``untouched`` ones, when there are any."""
+    effects = removal_effects(steps)
     total = sum(effects.values())
-    ordered = sorted(effects)
-    shares = [effects[k] / total if total else 0.0 for k in ordered]
-    touched_revenue = float(pairs.revenue[touched].sum())
-    conversions = [int(touched.sum()) * s for s in shares]
-    revenue = [touched_revenue * s for s in shares]
-    if not touched.all():
-        ordered.append(NO_TOUCH)
-        conversions.append(float((~touched).sum()))
-        revenue.append(float(pairs.revenue[~touched].sum()))
-    return pa.table({"key": pa.array(ordered, pa.string()),
-                     "markov_conversions": pa.array(conversions, pa.float64()),
-                     "markov_revenue": pa.array(revenue, pa.float64())})
+    rows = [(key, touched * share, touched_revenue * share)
+            for key, share in ((k, effects[k] / total if total else 0.0) for k in sorted(effects))]
+    if untouched:
+        rows.append((NO_TOUCH, float(untouched), float(untouched_revenue)))
+    return rows

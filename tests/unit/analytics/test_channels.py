@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from analytics.attribution.journeys import CONVERSIONS, TOUCHES, build_journeys
 from analytics.channels import load_channel_rules, parse_channel_rules
 from analytics.touches import Conversion
 from schemas.testing import T0, event_record
+from tests.unit.analytics import reference
 from tests.unit.analytics.conftest import Lake
 from touchstream.errors import ConfigError
 
@@ -177,3 +180,33 @@ def test_a_wildcard_condition_matches_exactly_its_patterns(feature: str, pattern
     for value in values:
         hit = any(_glob(p, value) or (feature == "referrer" and _glob("*." + p, value)) for p in patterns)
         assert got[value] == (0 if hit else None), value
+
+
+ODD_RULES = {"internal_hosts": ["blog.shop.cn"], "rules": [
+    {"channel": "anything", "utm_medium": ["*"], "event": ["x"]},  # an empty medium matches "*"
+    {"channel": "blank", "utm_source": [""], "event": ["y"]},      # "" is an absent value
+    {"channel": "none", "referrer": ["internal"]},
+    {"channel": "no_host", "referrer": ["none"], "type": ["screen"]},
+    {"channel": "any_host", "referrer": ["*"], "event": ["z"]},
+    {"channel": "partner", "referrer": ["partner.cn"]},
+    {"channel": "paid", "utm_medium": ["cpc"]},
+    {"channel": "wechat", "context_channel": ["wechat"]},
+    {"channel": "direct", "type": ["page"]},
+]}
+
+
+def test_the_compiled_rules_agree_with_a_plain_reading_on_empty_and_set_features() -> None:
+    # events without a campaign, referrer or channel take a shortened chain: it must name what
+    # the whole chain names, for every mix of empty and set features
+    rules = parse_channel_rules(ODD_RULES)
+    columns = ("utm_source", "utm_medium", "referrer", "context_channel", "event", "type")
+    values = [["", "x"], ["", "cpc"], ["", "www.partner.cn", "shop.cn", "blog.shop.cn"], ["", "wechat"],
+              ["", "x", "y", "z"], ["page", "screen", "track"]]
+    grid = [dict(zip(columns, row, strict=True)) for row in itertools.product(*values)]
+    con = duckdb.connect()
+    con.register("grid", pa.table({name: [row[name] for row in grid] for name in columns}))
+    features = {**{name: name for name in columns}, "source": "'web'", "page_host": "'shop.cn'"}
+    got = con.execute(f"SELECT {rules.sql_case(features)} FROM grid").fetchall()
+    for row, (index,) in zip(grid, got, strict=True):
+        expected = reference.classify(rules, {**row, "source": "web", "page_host": "shop.cn"})
+        assert (None if index is None else rules.channels[index]) == expected, row
