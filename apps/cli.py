@@ -166,7 +166,8 @@ def import_(settings: Settings, file: Path, kind: str, maps: tuple[str, ...], so
     ingest = factory.blocking_ingest(settings, source or f"import-{kind}", limits)
     try:
         summary = import_file(file, kind=kind, mapping=mapping, submit=ingest.submit,
-                              progress=not no_progress, limits=limits, timezone=zone, encoding=encoding)
+                              progress=not no_progress, limits=limits, timezone=zone, encoding=encoding,
+                              pseudonyms=factory.pseudonyms(settings))
     except TouchstreamError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

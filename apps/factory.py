@@ -36,6 +36,7 @@ from streams.producers import AsyncProducer, BlockingProducer, producer_config
 from streams.publish import SegmentPublisher
 from streams.topics import Topics
 from touchstream.keys import KeyChecker, KeyStore
+from touchstream.pseudonyms import Pseudonyms
 from touchstream.settings import Settings
 
 
@@ -63,9 +64,22 @@ def async_redis_client(settings: Settings) -> aioredis.Redis:
     return aioredis.Redis.from_url(settings.redis_url)
 
 
+def pseudonyms(settings: Settings) -> Pseudonyms:
+    """The deployment's keyed pseudonyms (the secret file is read once per process)."""
+    return _pseudonyms(settings.pseudonym_secret, settings.pseudonym_secret_previous,
+                       settings.pseudonym_secret_file)
+
+
+@functools.lru_cache(maxsize=4)
+def _pseudonyms(secret: str, previous: str, path: str) -> Pseudonyms:
+    return Pseudonyms.from_settings(Settings(pseudonym_secret=secret, pseudonym_secret_previous=previous,
+                                             pseudonym_secret_file=path))
+
+
 def identity_graph(settings: Settings, client: redis.Redis) -> IdentityGraph:
-    """The identity graph with the configured rules and bounds."""
+    """The identity graph with the configured rules, bounds and pseudonyms."""
     return IdentityGraph(client, settings.redis_prefix, identity_rules(settings),
+                         pseudonyms=pseudonyms(settings),
                          max_identifiers_per_event=settings.max_identifiers_per_event)
 
 
@@ -145,11 +159,14 @@ def lake_config(settings: Settings) -> LakeConfig:
 def blocking_producer(settings: Settings) -> BlockingProducer:
     """An idempotent, acks=all producer for synchronous callers (``touchstream rfm``)."""
     return BlockingProducer(producer_config(settings.broker))
+
+
 def erased_people(settings: Settings, client: redis.Redis) -> Callable[[], Person]:
     """Everyone erased, read from Redis each call: tombstoned OneIDs and still-suppressed
     identifier hashes (what the lake sink's rolls and dead-letter readers leave out)."""
     graph = identity_graph(settings, client)
-    return lambda: Person(frozenset(graph.erased_oneids()), frozenset(graph.suppressed_hashes()))
+    return lambda: Person(frozenset(graph.erased_oneids()), frozenset(graph.suppressed_hashes()),
+                          graph.pseudonyms)
 
 
 def lake_roll_filter(settings: Settings, client: redis.Redis) -> RollFilter:
@@ -164,7 +181,8 @@ def erasure_service(settings: Settings, client: redis.Redis) -> ErasureService:
     lake_at = lake_config(settings)
 
     def dead_letters(oneids: frozenset[str], hashes: frozenset[str]) -> dict[str, object]:
-        marked = mark_erased(client, settings.redis_prefix, settings.broker, topic, Person(oneids, hashes))
+        person = Person(oneids, hashes, pseudonyms(settings))
+        marked = mark_erased(client, settings.redis_prefix, settings.broker, topic, person)
         return {"marked": marked}
 
     def lake(oneids: frozenset[str], hashes: frozenset[str]) -> dict[str, object]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from apps.factory import pseudonyms
 from identity.graph import IdentityGraph
 from identity.quality import score
 from identity.rules import IdentityRules, load_rules
@@ -110,7 +111,7 @@ def bench_identity(
     base = f"{settings.redis_prefix}bench:{uuid.uuid4().hex[:8]}:"
     try:
         stream = _stream(stream_events, seed)
-        graph = IdentityGraph(client, base + "stream:", rules)
+        graph = IdentityGraph(client, base + "stream:", rules, pseudonyms=pseudonyms(settings))
         _, seconds, _ = _resolve(graph, stream, batch_size)
         figures: dict[str, Any] = {
             "batch_size": batch_size,
@@ -118,7 +119,7 @@ def bench_identity(
             "stream_events_per_s": round(len(stream) / seconds),
         }
         events, truth = generate(persons, seed)
-        graph = IdentityGraph(client, base + "population:", rules)
+        graph = IdentityGraph(client, base + "population:", rules, pseudonyms=pseudonyms(settings))
         oneids, seconds, totals = _resolve(graph, events, batch_size)
         final = graph.resolve_aliases({o for o in oneids if o})
         predicted = {e["message_id"]: final[o] if o else None for e, o in zip(events, oneids, strict=True)}

@@ -29,9 +29,8 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from apps.factory import identity_rules, profile_rules, profile_store
+from apps.factory import identity_graph, profile_rules, profile_store
 from connectors.ingest import partition_key
-from identity.graph import IdentityGraph
 from identity.synthetic import generate, squeeze
 from profiles.store import ProfileStore
 from schemas.codec import default_registry
@@ -146,8 +145,7 @@ def consume_rate(settings: Settings, count: int, topic: str | None = None) -> fl
 def _stages(settings: Settings, client: redis.Redis) -> tuple[ResolveStage, ProfileStage]:
     registry = default_registry()
     topics = Topics.of(settings)
-    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings),
-                          max_identifiers_per_event=settings.max_identifiers_per_event)
+    graph = identity_graph(settings, client)
     resolve = ResolveStage(client=client, graph=graph,
                            registry=registry, prefix=settings.redis_prefix, raw_topic=topics.raw,
                            dedup_window_s=settings.stream_dedup_window_s,
@@ -280,7 +278,7 @@ def memory_per_profile(settings: Settings, limit: int = 50_000) -> dict[str, flo
     """
     client = redis.Redis.from_url(settings.redis_url)
     store = ProfileStore(client, settings.redis_prefix, profile_rules(settings))
-    graph = IdentityGraph(client, settings.redis_prefix, identity_rules(settings))
+    graph = identity_graph(settings, client)
     oneids = []
     for key in client.scan_iter(match=f"{settings.redis_prefix}p:{{*}}", count=5000):
         name = key.decode()

@@ -4,9 +4,13 @@
 --          [[type, max, window_ms, repoint, max_persons], ...] in priority order (-1: none),
 --          C_DEFAULT_PERSONS default max_persons, C_MAX_MEMBERS max identifiers per profile,
 --          C_GUARD_MS frequency-guard set expiry (ms), C_ANONYMOUS [anonymous types]
--- ARGV[4]  "1" when every event carries sha256 hashes of its values (suppression is checked)
--- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, trusted, [type, value, ...], [sha256, ...],
---          received_ms], ...] (the hashes and the receipt time only when ARGV[4] is "1") identifiers already normalised, unblocked, de-duplicated and sorted by priority;
+-- ARGV[4]  "1" when every event also carries its identifiers' pseudonyms under the previous secret
+--          (a rotation: suppression entries written under it still match)
+-- ARGV[5]  events (JSON): [[message_id, ts_ms, partition, offset, trusted, [type, value, ...],
+--          [pseudonym, ...], received_ms[, [previous pseudonym, ...]]], ...]: identifiers already
+--          normalised, unblocked, de-duplicated and sorted by priority, each with its keyed
+--          pseudonym (touchstream/pseudonyms.py: the seed of a OneID it creates, its guard set's
+--          name, its suppression entry);
 --          partition/offset -1 when unknown; trusted 1, or 0 for an event of an untrusted (browser)
 --          key: it links identifiers marked UNTRUSTED, never merges two profiles that both hold
 --          trusted identity (WHY_UNTRUSTED_MERGE), never re-points nor feeds the frequency guard;
@@ -15,7 +19,7 @@
 -- ARGV[6]  receipt time (ms): last-seen time of anonymous-only profiles (idle is judged by arrival,
 --          not by event time, so imported history is not collected the moment it lands)
 -- Returns JSON {R_ONEIDS: [oneid or "" per event], R_MERGES: merges, R_REJECTIONS: rejections,
--- R_MOVES: moves}, or {R_NEED_HASHES: true} when suppression entries exist and ARGV[4] is not "1".
+-- R_MOVES: moves}.
 
 local cfg = cjson.decode(ARGV[3])
 local PK = cfg[C_PERSON_KEY]
@@ -31,13 +35,13 @@ end
 for _, t in ipairs(cfg[C_ANONYMOUS]) do ANON_T[t] = true end
 local MAX_MEMBERS = cfg[C_MAX_MEMBERS]
 local GUARD_MS = cfg[C_GUARD_MS]
-local use_sup = ARGV[4] == '1'
+local with_previous = ARGV[4] == '1'
 local REFRESH_MS = 300000
 local SEEN_MS = tonumber(ARGV[6])
 
 local bad = check_meta()
 if bad then return redis.error_reply(bad) end
-if not use_sup and call('EXISTS', SKEY) == 1 then return cjson.encode({[R_NEED_HASHES] = true}) end
+local use_sup = call('EXISTS', SKEY) == 1
 
 local events = cjson.decode(ARGV[5])
 local oneids, merges, rejections, moves = {}, {}, {}, {}
@@ -190,8 +194,8 @@ local function attach(o, t, v, tv, anchor, ev, fresh)
   set_owner(t, v, tv, o)
 end
 
-local function create(t, v, tv, ev)
-  local o = new_id(t, v)
+local function create(t, v, tv, ev, h)
+  local o = new_id(h)
   created_now = o
   call('HSET', pkey(o), F_CREATED, ev.ts)
   attach(o, t, v, tv, nil, ev, true)
@@ -321,7 +325,7 @@ end
 
 -- x (type t, in profile o) cannot join st.T: count the people it was seen with, then
 -- re-point it (shared device/browser, newer login) or record the rejection.
-local function conflict(st, ei, ev, t, v, tv, o, why)
+local function conflict(st, ei, ev, t, v, tv, o, why, h)
   known_since = {}
   -- an untrusted event is no evidence about people: no guard count, no re-point
   if ev.u then
@@ -334,8 +338,10 @@ local function conflict(st, ei, ev, t, v, tv, o, why)
     local pt = st.pperson
     if st.T then pt = call('HGET', pkey(st.T), F_PERSON) or pt end
     if po and pt and po ~= pt then
-      local fk = fkey(t, v)
-      call('SADD', fk, sub(sha1(po), 1, 12), sub(sha1(pt), 1, 12))
+      -- people are named by a hash of the person key salted with the value's pseudonym: no
+      -- person key can be searched for without the secret
+      local fk = fkey(t, h)
+      call('SADD', fk, sub(sha1(h .. ':' .. po), 1, 12), sub(sha1(h .. ':' .. pt), 1, 12))
       call('PEXPIRE', fk, GUARD_MS)
       if call('SCARD', fk) > (rule and rule.mp or DEFAULT_MP) then
         splice_out(o, tv, PK)
@@ -445,10 +451,10 @@ local function seen_anonymous(T, ids)
   end
 end
 
-local function resolve_event(ei, ev, ids)
+local function resolve_event(ei, ev, ids, hs)
   local st = {T = nil, anchor = nil, pend = {}, pcount = {}, pperson = nil, pk = false, fill = {}}
   for j = 1, #ids, 2 do
-    local t, v = ids[j], ids[j + 1]
+    local t, v, h = ids[j], ids[j + 1], hs[(j + 1) / 2]
     local tv = t .. ':' .. v
     local o = owner_tv(t, v, tv)
     if o == GUARDED then
@@ -458,7 +464,7 @@ local function resolve_event(ei, ev, ids)
       if why then
         reject(ei, t, v, why)
       else
-        st.pend[#st.pend + 1] = {t, v, tv}
+        st.pend[#st.pend + 1] = {t, v, tv, h}
         st.pcount[t] = (st.pcount[t] or 0) + 1
         if t == PK then st.pperson, st.pk = v, true end
       end
@@ -476,7 +482,7 @@ local function resolve_event(ei, ev, ids)
         why = violation(st.T, o, st.pcount, #st.pend, ev.ts)
       end
       if why then
-        conflict(st, ei, ev, t, v, tv, o, why)
+        conflict(st, ei, ev, t, v, tv, o, why, h)
       elseif st.T == nil then
         st.T, st.anchor = o, tv
         if t == PK then st.pk = true end
@@ -488,7 +494,7 @@ local function resolve_event(ei, ev, ids)
   local first = 1
   if st.T == nil and #st.pend > 0 then
     local c = st.pend[1]
-    st.T = create(c[1], c[2], c[3], ev)
+    st.T = create(c[1], c[2], c[3], ev, c[4])
     st.anchor = c[3]
     first = 2
   end
@@ -513,13 +519,17 @@ for ei = 1, #events do
   if e[3] >= 0 then
     ev.part, ev.off = e[3], e[4]
   end
-  local ids = e[6]
+  local ids, hs = e[6], e[7]
   local suppressed = false
   if use_sup and #ids > 0 then
     -- judged by receipt (our clock), not by the event time a client chose: an event received up
     -- to the entry's end (erasure + the suppression window) belongs to the erased person
-    local hs, fields, received = e[7], {}, e[8] or SEEN_MS
+    local fields, received = {}, e[8] or SEEN_MS
     for j = 1, #hs do fields[j] = ids[2 * j - 1] .. ':' .. hs[j] end
+    if with_previous then
+      local old = e[9]
+      for j = 1, #old do fields[#fields + 1] = ids[2 * j - 1] .. ':' .. old[j] end
+    end
     local got = hmget_many(SKEY, fields)
     for j = 1, #got do
       if got[j] and tonumber(got[j]) >= received then suppressed = true end
@@ -530,7 +540,7 @@ for ei = 1, #events do
     oneids[ei] = ''
   else
     created_now = nil
-    oneids[ei] = resolve_event(ei, ev, ids) or ''
+    oneids[ei] = resolve_event(ei, ev, ids, hs) or ''
   end
 end
 

@@ -7,8 +7,9 @@ different partitions resolve concurrently without locks: Redis runs one script a
 How an event resolves (identifiers in priority order):
 - it joins the profile of its highest-priority identifier that is already linked; new
   identifiers are linked to it (edge: this event, anchored on that identifier), or create a
-  profile whose OneID is a hash of the creating identifier ("o_" + 16 hex of sha1("type:value"),
-  probed past ids already used);
+  profile whose OneID is a hash of the creating identifier's keyed pseudonym ("o_" + 16 hex of
+  sha1(pseudonym), touchstream/pseudonyms.py: nothing of the identifier can be recovered from a
+  OneID without the secret), probed past ids already used;
 - another profile reached by one of its identifiers is merged, the older one (creation event
   time, then id) surviving and the other becoming its alias, unless the merge would break a
   limit of the rules (two user_ids: never merge two people), an operator split the two, or
@@ -16,7 +17,7 @@ How an event resolves (identifiers in priority order):
   identifier is not linked and a rejection is recorded - except for ``repoint`` types (shared
   devices and browsers), which move to the person of this event if it is newer than the last
   evidence tying them to the other person;
-- events carrying an identifier of an erased profile (suppressed, by hash) resolve to nothing when
+- events carrying an identifier of an erased profile (suppressed, by pseudonym) resolve to nothing when
   they were received before the suppression entry ends (erasure + the suppression window): judged
   by receipt, our clock, never by the time a client wrote; a OneID once erased (tombstoned) is
   never issued again, so a person re-created after the window gets a new, different OneID.
@@ -44,7 +45,6 @@ routes them); a graph too big for one node would be split by tenant, never by ke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -68,6 +68,7 @@ from identity.exceptions import (
 from identity.rules import IdentityRules, TypeRule
 from touchstream import tombstones
 from touchstream.errors import ConfigError
+from touchstream.pseudonyms import Pseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ class PendingMerge:
 class GraphErasure:
     """What the graph half of an erasure removed: the survivor, every OneID merged into it (all
     tombstoned now), how many identifiers left the index (suppressed by hash until
-    ``suppressed_until``), their ``type:sha256`` hashes and the merge-outbox entries dropped."""
+    ``suppressed_until``), their ``type:pseudonym`` hashes (under the current and, while a secret
+    is rotated, the previous secret) and the merge-outbox entries dropped."""
 
     oneid: str
     aliases: list[str]
@@ -190,19 +192,6 @@ def _script_source(name: str) -> str:
     """The script as Redis runs it: the layout's constants, the shared helpers, then the script."""
     lib = (_HERE / "graph_lib.lua").read_text(encoding="utf-8")
     return layout.lua_prelude() + lib + "\n" + (_HERE / name).read_text(encoding="utf-8")
-
-
-@lru_cache(maxsize=65536)
-def value_hash(value: str) -> str:
-    """sha256 hex of an identifier value: what rejections, audits and suppression store."""
-    return _hash(value)
-
-
-def _hash(value: object) -> str:
-    """value_hash without the cache (for values that must not evict hot ones), total: a lone
-    surrogate or a value that is no string still gets a hash for its rejection record."""
-    text = value if isinstance(value, str) else repr(value)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _usable_text(value: str) -> bool:
@@ -275,10 +264,13 @@ class IdentityGraph:
         prefix: str,
         rules: IdentityRules,
         *,
+        pseudonyms: Pseudonyms,
         max_identifiers_per_event: int = 20,
     ) -> None:
         """``rules`` always explicit: a graph built with other index buckets or types than the
-        ones that wrote it answers "unknown" for identifiers that exist."""
+        ones that wrote it answers "unknown" for identifiers that exist. ``pseudonyms`` (the
+        deployment's secret) name new OneIDs, suppression entries and every hash the graph hands
+        out: another secret would issue other OneIDs and miss every suppression."""
         if "{" in prefix or "}" in prefix:
             raise ConfigError(f"redis prefix {prefix!r} must not contain braces: the graph adds its hash tag")
         cap = max_identifiers_per_event
@@ -287,13 +279,12 @@ class IdentityGraph:
         self.max_identifiers_per_event = max_identifiers_per_event
         self.redis = redis_client
         self.rules = rules
+        self.pseudonyms = pseudonyms
         self.base = layout.base(prefix)
         self.meta_key = self.base + layout.K_META
         self._buckets = self.rules.index_buckets
         self._resolve_script = redis_client.register_script(_script_source("graph.lua"))
         self._admin_script = redis_client.register_script(_script_source("graph_admin.lua"))
-        # Once any profile was deleted, every batch carries value hashes for the suppression check.
-        self._with_hashes = False
         self._rule_cache: dict[str, TypeRule | None] = {}
         self._screen = lru_cache(maxsize=1 << 16)(self._screen_uncached)
 
@@ -310,7 +301,7 @@ class IdentityGraph:
 
     def guard_key(self, type_: str, value: str) -> str:
         """The set of people a contested value was seen with."""
-        return layout.guard_key(self.base, type_, value)
+        return layout.guard_key(self.base, type_, self.pseudonyms.of(type_, value))
 
     @property
     def suppression_key(self) -> str:
@@ -346,9 +337,11 @@ class IdentityGraph:
         return rule.rank
 
     def _prepare(
-        self, events: Sequence[Mapping[str, Any]], with_hashes: bool, seen_ms: int
+        self, events: Sequence[Mapping[str, Any]], seen_ms: int
     ) -> tuple[list[list[Any]], list[tuple[int, str, str, str]]]:
         payload: list[list[Any]] = []
+        pseudonym, previous = self.pseudonyms.of, self.pseudonyms.previous_of
+        rotating = self.pseudonyms.rotating
         early: list[tuple[int, str, str, str]] = []
         screen = self._screen
         cap = self.max_identifiers_per_event
@@ -384,10 +377,11 @@ class IdentityGraph:
                 0 if event.get("trusted") is False else 1,
                 flat,
             ]
-            if with_hashes:
-                row.append([value_hash(value) for _, _, value in kept])
-                received = event.get("received_at")
-                row.append(seen_ms if received is None else int(received))
+            row.append([pseudonym(type_, value) for _, type_, value in kept])
+            received = event.get("received_at")
+            row.append(seen_ms if received is None else int(received))
+            if rotating:
+                row.append([previous(type_, value) for _, type_, value in kept])
             payload.append(row)
         return payload, early
 
@@ -403,21 +397,15 @@ class IdentityGraph:
         if not events:
             return BatchResolution([], [], [], [])
         seen_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        for _ in range(2):
-            payload, early = self._prepare(events, self._with_hashes, seen_ms)
-            out = self._call_resolve(payload, seen_ms)
-            if out.get(layout.R_NEED_HASHES) and not self._with_hashes:
-                self._with_hashes = True
-                continue
-            return self._result(events, out, early)
-        raise IdentityError("the resolve script kept asking for value hashes")
+        payload, early = self._prepare(events, seen_ms)
+        return self._result(events, self._call_resolve(payload, seen_ms), early)
 
     def _call_resolve(self, payload: list[list[Any]], seen_ms: int) -> dict[str, Any]:
         args: list[str | int | bytes] = [
             self.base,
             self._buckets,
             self.rules.script_config,
-            "1" if self._with_hashes else "0",
+            "1" if self.pseudonyms.rotating else "0",
             orjson.dumps(payload),  # 3-5x cheaper than json.dumps on the hot path (measured)
             seen_ms,
         ]
@@ -438,11 +426,13 @@ class IdentityGraph:
             raise IdentityError(f"resolve script answered {len(oneids)} OneIDs for {len(events)} events")
         found = [(r[0] - 1, r[1], r[2], r[3]) for r in _as_list(out.get(layout.R_REJECTIONS))]
         rows = sorted(early + found, key=lambda r: r[0]) if early else found
+        pseudonym = self.pseudonyms.of
         rejections = [
             {
                 "oneid": oneids[i],
                 "type": type_,
-                "value_hash": value_hash(value) if reason not in _UNCACHED_HASH else _hash(value),
+                "value_hash": pseudonym(type_, value) if reason not in _UNCACHED_HASH
+                else self.pseudonyms.of_any(type_, value),
                 "reason": reason,
                 "message_id": events[i]["message_id"],
                 "timestamp": int(events[i]["timestamp"]),
@@ -470,7 +460,7 @@ class IdentityGraph:
             moves.append(
                 {
                     "type": type_,
-                    "value_hash": value_hash(value),
+                    "value_hash": pseudonym(type_, value),
                     "from_oneid": source,
                     "to_oneid": target,
                     "message_id": event["message_id"],
@@ -584,7 +574,8 @@ class IdentityGraph:
         """Split a wrong link: the identifier leaves the profile and forms a new one with the
         identifiers linked only through it; audited; the two are never merged again."""
         out = self._admin(
-            layout.OP_UNMERGE, oneid, identifier_type, value, actor, value_hash(value), self.rules.person_key,
+            layout.OP_UNMERGE, oneid, identifier_type, value, actor,
+            self.pseudonyms.of(identifier_type, value), self.rules.person_key,
             self._anonymous_json,
         )
         refs = [_ref(*row) for row in _as_list(out.get(layout.R_EVENTS))]
@@ -616,11 +607,11 @@ class IdentityGraph:
     def _erase(self, oneid: str, actor: str, suppress_ms: int) -> tuple[GraphErasure, list[dict[str, str]]]:
         if suppress_ms < 0:
             raise ValueError("suppress_ms must be >= 0")
-        self._with_hashes = True
         target = self.resolve_alias(oneid)
         members = [_text(f) for f in self.redis.hkeys(self.profile_key(target))]
+        every = self.pseudonyms.every
         for _ in range(5):
-            hashes = {m: value_hash(_split(m)[1]) for m in members if not m.startswith(layout.F_MARK)}
+            hashes = {m: every(*_split(m)) for m in members if not m.startswith(layout.F_MARK)}
             out = self._admin(layout.OP_DELETE, oneid, actor, json.dumps(hashes, ensure_ascii=False),
                               int(suppress_ms))
             if layout.R_RETRY not in out:
@@ -629,7 +620,7 @@ class IdentityGraph:
                 log.info("profile %s deleted by %s (%d identifiers)", survivor, actor, len(ids))
                 erased = GraphErasure(
                     oneid=survivor, aliases=_as_list(out.get(layout.R_ALIASES)), identifiers=len(ids),
-                    hashes=sorted(f"{_split(m)[0]}:{value_hash(_split(m)[1])}" for m in ids),
+                    hashes=sorted({f"{t}:{h}" for t, v in map(_split, ids) for h in every(t, v)}),
                     merge_outbox=int(out.get(layout.R_OUTBOX, 0)), erased_at=at,
                     suppressed_until=at + int(suppress_ms))
                 return erased, [{"type": t, "value": v} for t, v in (_split(m) for m in ids)]
@@ -662,7 +653,7 @@ class IdentityGraph:
         return {_text(oneid) for oneid in self.redis.hkeys(self.tombstone_key)}
 
     def suppressed_hashes(self) -> set[str]:
-        """Every ``type:sha256`` hash still suppressed (erased people's identifiers)."""
+        """Every ``type:pseudonym`` hash still suppressed (erased people's identifiers)."""
         return {_text(field_) for field_ in self.redis.hkeys(self.suppression_key)}
 
     def erasure_record(self, survivor: str) -> dict[str, Any]:
@@ -819,7 +810,7 @@ class IdentityGraph:
             members += self._check_profile(oneid, fields, index, problems)
         for (type_, value), owner in index.items():
             if owner != HOT and owner not in profiles:
-                problems.append(f"{type_} {value_hash(value)[:12]} points at missing profile {owner}")
+                problems.append(f"{type_} {self._short(type_, value)} points at missing profile {owner}")
         linked = sum(1 for owner in index.values() if owner != HOT)
         if members != linked:
             problems.append(f"{members} profile members but {linked} linked index entries")
@@ -845,6 +836,10 @@ class IdentityGraph:
             elif any(not f.startswith(layout.F_MARK) and _split(f)[0] not in anonymous for f in fields):
                 problems.append(f"anonymous set lists {oneid}, which holds a non-anonymous identifier")
 
+    def _short(self, type_: str, value: str) -> str:
+        """How a problem names an identifier: 12 hex of its pseudonym, never the value."""
+        return self.pseudonyms.of_any(type_, value)[:12]
+
     def _hgetall_many(self, keys: list[Any]) -> list[dict[Any, Any]]:
         out: list[dict[Any, Any]] = []
         for i in range(0, len(keys), 500):
@@ -866,7 +861,7 @@ class IdentityGraph:
             counts[type_] = counts.get(type_, 0) + 1
             owner = index.get((type_, value))
             if owner != oneid:
-                problems.append(f"{type_} {value_hash(value)[:12]} is in {oneid} but indexed to {owner}")
+                problems.append(f"{type_} {self._short(type_, value)} is in {oneid} but indexed to {owner}")
         for type_, n in counts.items():
             recorded = fields.get(layout.F_COUNT + type_)
             if recorded != str(n):

@@ -2,9 +2,10 @@
 --
 -- ARGV[3] op (OP_UNMERGE, OP_DELETE, OP_TOMBSTONE, OP_PURGE, OP_EDGES, OP_COLLECT, OP_BACKFILL:
 -- identity/layout.py), then per op:
---   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] sha256(value), ARGV[9] person key,
+--   unmerge  ARGV[4] oneid, ARGV[5] type, ARGV[6] value, ARGV[7] actor, ARGV[8] its pseudonym, ARGV[9] person key,
 --            ARGV[10] JSON [anonymous types]
---   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": sha256(value)} of its identifiers,
+--   delete   ARGV[4] oneid, ARGV[5] actor, ARGV[6] JSON {"type:value": [pseudonym, previous pseudonym
+--            while a secret is rotated]} of its identifiers,
 --            ARGV[7] suppression window (ms)
 --   tombstone ARGV[4] survivor, ARGV[5] JSON [oneid, ...]
 --   purge    ARGV[4] JSON [suppression field, ...]
@@ -94,7 +95,7 @@ if op == OP_UNMERGE then
     return redis.error_reply(E_UNMERGE_ALL .. ' every identifier of ' .. o .. ' came through this one')
   end
   table.sort(moved)
-  local new = new_id(t, v)
+  local new = new_id(vhash)
   local nkey, okey = pkey(new), pkey(o)
   local fv, refs, seen_msg, created, kept = {}, {}, {}, nil, {}
   for _, m in ipairs(moved) do
@@ -165,10 +166,13 @@ if op == OP_DELETE then
   for _, m in ipairs(names) do
     local t, v = split_tv(m)
     if owner_tv(t, v, m) == o then del_owner(t, v, m) end
-    call('DEL', fkey(t, v))
-    sup[#sup + 1] = t .. ':' .. hashes[m]
+    local hs = hashes[m]
+    sup[#sup + 1] = t .. ':' .. hs[1]
     sup[#sup + 1] = now + window
-    hashed[#hashed + 1] = t .. ':' .. hashes[m]
+    for _, h in ipairs(hs) do
+      call('DEL', fkey(t, h))
+      hashed[#hashed + 1] = t .. ':' .. h
+    end
   end
   if #sup > 0 then hset_many(SKEY, sup) end
   -- merge records not yet acknowledged by Kafka that name the person are never re-sent

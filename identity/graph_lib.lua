@@ -33,7 +33,8 @@ end
 local function ikey(t, v) return B .. K_INDEX .. t .. ':' .. bucket(v) end
 local function pkey(o) return B .. K_PROFILE .. o end
 local function akey(o) return B .. K_ALIAS .. bucket(o) end
-local function fkey(t, v) return B .. K_GUARD .. t .. ':' .. sub(sha1(v), 1, 16) end
+-- h: the identifier's keyed pseudonym (touchstream/pseudonyms.py), computed by graph.py
+local function fkey(t, h) return B .. K_GUARD .. t .. ':' .. sub(h, 1, 16) end
 
 local function split_tv(tv)
   local i = find(tv, ':', 1, true)
@@ -199,10 +200,11 @@ local function sorted_keys(t)
   return out
 end
 
--- A fresh OneID: a hash of the creating identifier, probed past ids already in use so that
--- replays agree and an old id (an alias, a split-off profile, an erased person's) is never reused.
-local function new_id(t, v)
-  local seed = t .. ':' .. v
+-- A fresh OneID: a hash of the creating identifier's keyed pseudonym (seed; nothing of the
+-- identifier can be recovered from it without the secret), probed past ids already in use so
+-- that replays agree and an old id (an alias, a split-off profile, an erased person's) is never
+-- reused.
+local function new_id(seed)
   for n = 0, 64 do
     local cand = ONEID_PREFIX .. sub(sha1(n == 0 and seed or (seed .. '#' .. n)), 1, 16)
     if call('EXISTS', pkey(cand)) == 0 and not call('HGET', akey(cand), cand)

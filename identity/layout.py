@@ -20,12 +20,13 @@ n = first 8 hex of sha1(value) as a number mod the rules' index buckets):
                                identifier (absent: trusted); values stay <= 64 bytes, so the hash
                                keeps Redis's listpack encoding; plus the fields below
     B a:<n>            hash    merged OneID -> survivor (n from sha1 of the merged OneID)
-    B f:<type>:<h16>   set     people (12 hex of sha1 of the person key) a contested value (h16:
-                               16 hex of sha1) was seen with; expires frequency_guard.window_days
-                               after its last write
+    B f:<type>:<h16>   set     people a contested value was seen with (h16: the first 16 hex of the
+                               value's keyed pseudonym, touchstream/pseudonyms.py; a person: 12 hex
+                               of sha1(pseudonym ":" person key), so no key names a searchable
+                               hash); expires frequency_guard.window_days after its last write
     B anon             zset    OneID of a profile holding only anonymous types -> last seen (receipt
                                time, ms): what IdentityGraph.collect_idle_anonymous removes once idle
-    B s                hash    "type:" + sha256(value) -> suppressed until (ms): an event received at or
+    B s                hash    "type:" + pseudonym -> suppressed until (ms): an event received at or
                                before it that carries the identifier resolves to no one (an erasure
                                writes erasure time + the suppression window; entries written before
                                the window existed hold the erasure time)
@@ -77,7 +78,7 @@ K_ERASURE = "x:"
 GUARDED = "!"  # index value of a value the frequency guard stopped
 UNTRUSTED = 1  # edge element 7: only untrusted events (browser keys) asserted this identifier
 ONEID_PREFIX = "o_"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: keyed pseudonyms name suppression entries, guard sets and new OneIDs
 
 # ---- profile fields (identifiers are "type:value"; everything else starts with F_MARK) ----
 F_MARK = "!"
@@ -90,7 +91,7 @@ F_UNTRUSTED = "!ut"
 
 # ---- erasure record fields (K_ERASURE) ----
 X_ALIASES = "aliases"  # JSON [OneID, ...] merged into the erased survivor
-X_HASHES = "hashes"  # JSON ["type:sha256", ...] of its identifiers (dropped once the erasure finished)
+X_HASHES = "hashes"  # JSON ["type:pseudonym", ...] of its identifiers (dropped once the erasure finished)
 X_STEP = "step:"  # + step name -> JSON of what the step removed
 
 # ---- meta hash fields ----
@@ -111,7 +112,6 @@ R_ONEIDS = "o"
 R_MERGES = "m"
 R_REJECTIONS = "r"
 R_MOVES = "v"
-R_NEED_HASHES = "need_hashes"
 
 # ---- graph_admin.lua: operations and reply fields ----
 OP_UNMERGE = "unmerge"
@@ -175,9 +175,10 @@ def alias_key(graph_base: str, oneid: str, buckets: int) -> str:
     return f"{graph_base}{K_ALIAS}{bucket(oneid, buckets)}"
 
 
-def guard_key(graph_base: str, type_: str, value: str) -> str:
-    """The set of people a contested value was seen with (graph_lib.lua ``fkey``)."""
-    return f"{graph_base}{K_GUARD}{type_}:{hashlib.sha1(value.encode('utf-8')).hexdigest()[:16]}"  # noqa: S324
+def guard_key(graph_base: str, type_: str, pseudonym: str) -> str:
+    """The set of people a contested value (by its keyed pseudonym) was seen with (graph_lib.lua
+    ``fkey``)."""
+    return f"{graph_base}{K_GUARD}{type_}:{pseudonym[:16]}"
 
 
 def lua_constants() -> dict[str, str | int]:

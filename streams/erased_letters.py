@@ -4,7 +4,7 @@ The dead-letter topic is Kafka: one record cannot be deleted alone (``DeleteReco
 whole partition below an offset), so an erasure does what Kafka allows:
 
 - it reads the topic once and marks the position of every letter that carries the person (an
-  erased OneID in the record or its key, or an identifier whose ``type:sha256`` hash is one of
+  erased OneID in the record or its key, or an identifier whose ``type:pseudonym`` hash is one of
   theirs) in ``<prefix>deadletter:erased``;
 - ``deadletter replay`` and ``deadletter list`` skip marked positions and any letter naming a
   tombstoned OneID or a suppressed identifier hash (a letter written after the erasure: an
@@ -17,9 +17,8 @@ A letter whose original cannot be decoded is matched by its bytes: any erased On
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -27,6 +26,7 @@ import redis
 from schemas.codec import EVENT, IDENTITY_MERGE, IDENTITY_REJECTION, SEGMENT_CHANGE, TRIGGER, default_registry
 from schemas.exceptions import DecodeError
 from streams.deadletters import read_dead_letters
+from touchstream.pseudonyms import Pseudonyms
 
 #: Which record a source topic carries, by the topic's suffix (streams/topics.py).
 _SCHEMAS = (("events.raw", EVENT), ("events.resolved", EVENT), ("identity.merges", IDENTITY_MERGE),
@@ -40,18 +40,17 @@ def erased_key(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Person:
-    """Who to look for (one erased person, or everyone erased): OneIDs and ``type:sha256(value)``
-    identifier hashes. The lake's erasure takes the same value."""
+    """Who to look for (one erased person, or everyone erased): OneIDs and ``type:pseudonym``
+    identifier hashes (touchstream/pseudonyms.py). The lake's erasure takes the same value.
+    ``pseudonyms`` hashes a record's raw identifiers to compare them (none: only records that
+    carry hashes or OneIDs are matched)."""
 
     oneids: frozenset[str]
     hashes: frozenset[str] = frozenset()
+    pseudonyms: Pseudonyms | None = field(default=None, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.oneids or self.hashes)
-
-
-def _hash(type_: str, value: str) -> str:
-    return f"{type_}:{hashlib.sha256(value.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def _decode(letter: dict[str, Any]) -> dict[str, Any] | None:
@@ -79,8 +78,11 @@ def carries(letter: dict[str, Any], person: Person) -> bool:
         return True
     if record.get("value_hash") and f"{record.get('type')}:{record['value_hash']}" in person.hashes:
         return True
+    if person.pseudonyms is None or not person.hashes:
+        return False
+    every = person.pseudonyms.every
     identifiers = [*record.get("identifiers", ()), *record.get("invalid_identifiers", ())]
-    return any(_hash(i["type"], i["value"]) in person.hashes for i in identifiers)
+    return any(f"{i['type']}:{h}" in person.hashes for i in identifiers for h in every(i["type"], i["value"]))
 
 
 def mark_erased(client: redis.Redis, prefix: str, broker: str, topic: str, person: Person) -> int:
@@ -109,5 +111,5 @@ def skip_erased(client: redis.Redis, prefix: str, person: Callable[[], Person]
     return skip
 
 
-def person_of(oneids: Iterable[str], hashes: Iterable[str]) -> Person:
-    return Person(frozenset(oneids), frozenset(hashes))
+def person_of(oneids: Iterable[str], hashes: Iterable[str], pseudonyms: Pseudonyms | None = None) -> Person:
+    return Person(frozenset(oneids), frozenset(hashes), pseudonyms)

@@ -6,6 +6,7 @@ integration test is not a pass.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -13,7 +14,19 @@ from types import ModuleType
 
 import pytest
 
+from touchstream.pseudonyms import Pseudonyms
+
 ROOT = Path(__file__).resolve().parent.parent
+
+#: The pseudonym secret of graphs and importers a test builds itself (processes the integration
+#: tests start read the stack's own secret, like every deployment: apps.factory.pseudonyms).
+TEST_SECRET = b"unit-test-pseudonym-secret-0123456789abcdef"
+TEST_PSEUDONYMS = Pseudonyms(TEST_SECRET.decode())
+
+
+def oneid_for(type_: str, value: str, pseudonyms: Pseudonyms = TEST_PSEUDONYMS) -> str:
+    """The OneID an identifier creates when no other profile holds that id (graph_lib.lua new_id)."""
+    return "o_" + hashlib.sha1(pseudonyms.of(type_, value).encode()).hexdigest()[:16]
 
 
 def load_stack_module() -> ModuleType:

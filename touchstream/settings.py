@@ -112,6 +112,18 @@ class Settings:
         "are refused; later ones start a new person with a new OneID, seconds (keep it >= the raw and "
         "dead-letter topics' retention)"
     )
+    pseudonym_secret: str = _setting(
+        "", "Key of the identifiers' keyed pseudonyms (HMAC): OneIDs, value hashes, suppressions; 32+ "
+        "characters (empty: read PSEUDONYM_SECRET_FILE)", secret=True
+    )
+    pseudonym_secret_previous: str = _setting(
+        "", "The secret before a rotation: lookups of hashes stored under it still match (README)",
+        secret=True,
+    )
+    pseudonym_secret_file: str = _setting(
+        ".local/pseudonym.secret", "File holding the pseudonym secret when PSEUDONYM_SECRET is empty "
+        "(`make up` writes one for the local stack)"
+    )
     kafka_options: str = _setting(
         "", "librdkafka options for every Kafka client, `key=value;key=value` (TLS, SASL)", secret=True
     )

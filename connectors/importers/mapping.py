@@ -19,6 +19,7 @@ from typing import Any
 
 from identity.identifiers import DEFAULT_CUSTOM_TYPES, extract_identifiers
 from touchstream.errors import ConfigError, ValidationError
+from touchstream.pseudonyms import Pseudonyms
 
 KINDS: tuple[str, ...] = ("contacts", "orders", "events")
 #: Reasons a row is rejected before validation (validation's own are in connectors.validation.REASONS).
@@ -166,8 +167,11 @@ class RowMapper:
         default_region: str = "CN",
         derive_anonymous_id: bool = True,
         timezone: tzinfo | None = None,
+        pseudonyms: Pseudonyms,
     ) -> None:
-        """``timezone``: where times written without an offset were written (None: UTC)."""
+        """``timezone``: where times written without an offset were written (None: UTC).
+        ``pseudonyms``: derived ids (messageId, anonymousId) are keyed hashes of row content and
+        identifiers, so none can be searched back to a person without the secret."""
         self.timezone = timezone
         if kind not in KINDS:
             raise ConfigError(f"unknown import kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -176,6 +180,7 @@ class RowMapper:
         self.file_name = file_name
         self.custom_types = custom_types
         self.default_region = default_region
+        self.pseudonyms = pseudonyms
         self.derive_anonymous_id = derive_anonymous_id
         self._targets: dict[tuple[str, bool], str | None] = {}
 
@@ -245,9 +250,11 @@ class RowMapper:
         return message
 
     def message_id(self, data: Mapping[str, Any]) -> str:
-        """uuid5 over (kind, file name, row content): a re-import of the file sends the same ids."""
+        """uuid5 over the keyed hash of (kind, file name, row content): a re-import of the file
+        sends the same ids (under the same secret)."""
         content = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-        return uuid.uuid5(_NAMESPACE, f"{self.kind}\x1f{self.file_name}\x1f{content}").hex
+        keyed = self.pseudonyms.of_any("import-row", f"{self.kind}\x1f{self.file_name}\x1f{content}")
+        return uuid.uuid5(_NAMESPACE, keyed).hex
 
     def _anonymous_id(self, message: Mapping[str, Any]) -> str | None:
         """A stable anonymousId from the row's strongest identifier (Segment requires one of the two ids).
@@ -261,7 +268,7 @@ class RowMapper:
             return None
         rank = _ANONYMOUS_RANK
         best = min(valid, key=lambda ident: (rank.get(ident["type"], len(rank)), ident["type"]))
-        return "imp-" + uuid.uuid5(_NAMESPACE, f"{best['type']}:{best['value']}").hex
+        return "imp-" + self.pseudonyms.of(best["type"], best["value"])[:32]
 
 
 def _convert(column: str, target: str, value: Any, zone: tzinfo | None = None) -> Any:

@@ -30,6 +30,7 @@ from connectors.importers.summary import ImportSummary
 from connectors.outcome import Outcome
 from connectors.validation import Limits
 from touchstream.errors import TouchstreamError, ValidationError
+from touchstream.pseudonyms import Pseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def import_file(
     derive_anonymous_id: bool = True,
     timezone: tzinfo | None = None,
     encoding: str = "auto",
+    pseudonyms: Pseudonyms,
 ) -> ImportSummary:
     """Import ``path`` as ``kind`` (contacts|orders|events); every row is counted in the summary.
 
@@ -56,7 +58,7 @@ def import_file(
     custom identifier types and phone region used to derive an anonymousId for rows that
     have neither userId nor anonymousId (``derive_anonymous_id=False`` leaves them to be rejected).
     ``timezone``: where times without an offset were written (a Chinese CRM: Asia/Shanghai);
-    ``encoding`` of text files (``auto``: UTF-8 or GB18030).
+    ``encoding`` of text files (``auto``: UTF-8 or GB18030); ``pseudonyms`` key the derived ids.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -64,6 +66,7 @@ def import_file(
     mapper = RowMapper(
         kind, mapping, file_name=path.name, custom_types=limits.custom_types,
         default_region=limits.default_region, derive_anonymous_id=derive_anonymous_id, timezone=timezone,
+        pseudonyms=pseudonyms,
     )
     summary = ImportSummary(path=path, kind=kind)
     started = time.perf_counter()

@@ -1,6 +1,6 @@
 """Erasure reaches the lake: a person's rows leave every Parquet file, atomically, names unchanged.
 
-Whose rows (``Person``: OneIDs and ``type:sha256`` identifier hashes, from the erasure record):
+Whose rows (``Person``: OneIDs and ``type:pseudonym`` identifier hashes, from the erasure record):
 the person's OneIDs plus every OneID the ``identities`` view maps to one of them (a profile the
 lake saw merged into the person), then, per table (``events`` as its view attributes them: an
 event an operator's unmerge moved to the person goes, one it moved away from them stays),
@@ -162,7 +162,8 @@ def _with_merged(lake: LakeLocation, person: Person) -> tuple[Person, Moved]:
     try:
         con.register("_erased", pa.table({"oneid": sorted(person.oneids)}))
         found = run_query(con, "SELECT oneid FROM identities WHERE survivor IN (SELECT oneid FROM _erased)")
-        person = Person(person.oneids | {str(o) for o in found.column(0).to_pylist() if o}, person.hashes)
+        person = Person(person.oneids | {str(o) for o in found.column(0).to_pylist() if o}, person.hashes,
+                        person.pseudonyms)
         con.unregister("_erased")
         con.register("_erased", pa.table({"oneid": sorted(person.oneids)}))
         rows = run_query(con, _MOVED).to_pylist()

@@ -11,7 +11,9 @@ Kafka comes from the Apache Kafka artifacts on Maven Central (``deploy/local/pom
 copied into ``.local/kafka/libs`` by Maven) and runs on the machine's Java 17 in combined
 broker+controller mode on 127.0.0.1:9092 (controller 127.0.0.1:9093). Redis is Debian's
 ``redis-server`` on 127.0.0.1:6379 with AOF persistence. A Redis that already answers on
-its port is used as it is and never stopped by ``down``.
+its port is used as it is and never stopped by ``down``. ``up`` also writes the stack's pseudonym
+secret (``.local/pseudonym.secret``) once: the settings read it when ``TOUCHSTREAM_PSEUDONYM_SECRET``
+is empty.
 """
 
 from __future__ import annotations
@@ -241,6 +243,8 @@ class Stack:
         """Start Redis and Kafka (each only if needed) and wait until both answer."""
         self.local.mkdir(parents=True, exist_ok=True)
         lines = [self.start_redis(), self.start_kafka()]
+        if ensure_pseudonym_secret(self.local / "pseudonym.secret"):
+            lines.append(f"pseudonym secret: written to {self.local / 'pseudonym.secret'}")
         _wait(lambda: redis_answers(self.ports.redis), timeout, "redis", self.redis_dir / "redis.log")
         _wait(lambda: kafka_answers(self.ports.kafka), timeout, "kafka", self.kafka_dir / "server.log")
         return lines
@@ -340,6 +344,17 @@ def _kill(pid_file: Path) -> None:
     os.kill(pid, signal.SIGKILL)
     while _pid_alive(pid):
         time.sleep(0.05)
+
+
+def ensure_pseudonym_secret(path: Path) -> bool:
+    """The key of the identifiers' pseudonyms for this stack (touchstream/pseudonyms.py, stdlib
+    only, loaded from the checkout): written once, never replaced, since every OneID issued and
+    every suppression entry depends on it. True when written now."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from touchstream.pseudonyms import ensure_secret_file
+
+    return ensure_secret_file(path)
 
 
 def main(argv: list[str] | None = None) -> int:

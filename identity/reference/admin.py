@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from identity.exceptions import NotLinkedError, ProfileNotFoundError, UnmergeError
-from identity.graph import COLLECT_RUN, EventRef, UnmergeResult, value_hash
+from identity.graph import COLLECT_RUN, EventRef, UnmergeResult
 from identity.reference.state import GraphState, Profile, Rec, parent_hash, split_tv
 
 
@@ -26,7 +26,7 @@ def delete_profile(g: GraphState, oneid: str, suppress_ms: int = 0) -> list[dict
             del g.index[tv]
         g.guard.pop(tv, None)
         type_, value = split_tv(tv)
-        g.suppressed[f"{type_}:{value_hash(value)}"] = now + suppress_ms
+        g.suppressed[f"{type_}:{g.pseudonyms.of(type_, value)}"] = now + suppress_ms
     g.drop(o)
     return [{"type": t, "value": v} for t, v in map(split_tv, names)]
 

@@ -3,7 +3,6 @@ identifiers before the script, shaping its answer after)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,12 +16,12 @@ from identity.graph import (
     BatchResolution,
     Edge,
     UnmergeResult,
-    value_hash,
 )
 from identity.reference import admin
 from identity.reference.resolve import BatchRun, Event
 from identity.reference.state import GraphState, split_tv
 from identity.rules import IdentityRules
+from touchstream.pseudonyms import Pseudonyms
 
 Early = tuple[int, str, Any, str]
 
@@ -41,11 +40,12 @@ class ReferenceGraph:
         rules: IdentityRules,
         *,
         max_identifiers_per_event: int = 20,
+        pseudonyms: Pseudonyms,
         clock: Callable[[], int] = _wall_clock,
     ) -> None:
         self.rules = rules
         self.cap = max_identifiers_per_event
-        self.state = GraphState(rules, clock)
+        self.state = GraphState(rules, clock, pseudonyms)
 
     # ---- reads ----
 
@@ -97,7 +97,7 @@ class ReferenceGraph:
             ev = Event(i, event["message_id"], int(event["timestamp"]), event.get("trusted") is False,
                        seen if received is None else int(received))
             oneids.append(run.resolve(ev, ids))
-        return _result(events, [o or None for o in run.final(oneids)], early, run)
+        return _result(events, [o or None for o in run.final(oneids)], early, run, self.state.pseudonyms)
 
     def _screen(self, i: int, event: Mapping[str, Any], early: list[Early]) -> list[str]:
         """graph.py's _prepare: what never reaches the script, and the rest in priority order
@@ -134,7 +134,8 @@ class ReferenceGraph:
 
 
 def _result(
-    events: Sequence[Mapping[str, Any]], oneids: list[str | None], early: list[Early], run: BatchRun
+    events: Sequence[Mapping[str, Any]], oneids: list[str | None], early: list[Early], run: BatchRun,
+    pseudonyms: Pseudonyms,
 ) -> BatchResolution:
     """graph.py's _result: the script's answer in the shapes of the merge/rejection records."""
 
@@ -142,7 +143,8 @@ def _result(
         return {"message_id": events[i]["message_id"], "timestamp": int(events[i]["timestamp"])}
 
     rejections = [
-        {"oneid": oneids[i], "type": type_, "value_hash": _hash(value), "reason": reason, **at(i)}
+        {"oneid": oneids[i], "type": type_, "value_hash": pseudonyms.of_any(type_, value), "reason": reason,
+         **at(i)}
         for i, type_, value, reason in sorted(early + run.rejections, key=lambda r: r[0])
     ]
     merges = [
@@ -156,7 +158,8 @@ def _result(
         for ei, survivor, merged, reason, brought in run.merges
     ]
     moves = [
-        {"type": type_, "value_hash": value_hash(value), "from_oneid": source, "to_oneid": target, **at(ei)}
+        {"type": type_, "value_hash": pseudonyms.of_any(type_, value), "from_oneid": source,
+         "to_oneid": target, **at(ei)}
         for ei, type_, value, source, target in run.moves
     ]
     return BatchResolution(oneids, merges, rejections, moves)
@@ -178,7 +181,3 @@ def _clean_type(type_: object) -> str:
     text = type_[:40]
     return text if _usable(text) else text.encode("utf-8", "replace").decode("utf-8")
 
-
-def _hash(value: object) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

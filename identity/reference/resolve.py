@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from identity import layout
-from identity.graph import value_hash
 from identity.reference.state import GraphState, Profile, Rec, parent_hash, sha1_hex, split_tv
 
 #: A logged-in event moves a shared identifier's "since" up at most this often (graph.lua REFRESH_MS).
@@ -108,9 +107,9 @@ class BatchRun:
 
     def _suppressed(self, ids: list[str], received: int) -> bool:
         """An identifier of an erased profile whose suppression ends at or after the receipt."""
-        sup = self.g.suppressed
-        return any(sup.get(f"{ids[j]}:{value_hash(ids[j + 1])}", -1) >= received
-                   for j in range(0, len(ids), 2))
+        sup, every = self.g.suppressed, self.g.pseudonyms.every
+        return any(sup.get(f"{ids[j]}:{h}", -1) >= received
+                   for j in range(0, len(ids), 2) for h in every(ids[j], ids[j + 1]))
 
     # ---- limits ----
 
@@ -285,7 +284,8 @@ class BatchRun:
                 pt = g.profiles[st.T].person or pt
             if po and pt and po != pt:
                 people = g.guard.setdefault(tv, set())
-                people.update({sha1_hex(po)[:12], sha1_hex(pt)[:12]})
+                h = g.pseudonyms.of(t, v)
+                people.update({sha1_hex(f"{h}:{po}")[:12], sha1_hex(f"{h}:{pt}")[:12]})
                 if len(people) > (rule.mp if rule else self.default_mp):
                     g.splice_out(o, tv)
                     g.index[tv] = layout.GUARDED

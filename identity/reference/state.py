@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from identity import layout
 from identity.graph import Edge, EventRef
 from identity.rules import IdentityRules
+from touchstream.pseudonyms import Pseudonyms
 
 
 def sha1_hex(text: str) -> str:
@@ -65,11 +66,13 @@ class GraphState:
     rules: IdentityRules
     #: Redis's TIME where a script reads it (a profile left anonymous, a split, a deletion)
     clock: Callable[[], int]
+    #: the deployment's keyed pseudonyms: new OneIDs, guard sets and suppression entries
+    pseudonyms: Pseudonyms
     index: dict[str, str] = field(default_factory=dict)  # "type:value" -> OneID or GUARDED
     profiles: dict[str, Profile] = field(default_factory=dict)
     alias: dict[str, str] = field(default_factory=dict)  # merged OneID -> survivor
     guard: dict[str, set[str]] = field(default_factory=dict)  # "type:value" -> short hashes of people
-    suppressed: dict[str, int] = field(default_factory=dict)  # "type:" + sha256(value) -> suppressed until ms
+    suppressed: dict[str, int] = field(default_factory=dict)  # "type:" + pseudonym -> suppressed until ms
     erased: set[str] = field(default_factory=set)  # tombstoned OneIDs: never issued again
     anonymous: dict[str, int] = field(default_factory=dict)  # anonymous-only OneID -> last seen (ms)
     collected: int = 0
@@ -104,9 +107,11 @@ class GraphState:
         return all(split_tv(m)[0] in self.rules.anonymous_types for m in members)
 
     def new_id(self, tv: str) -> str:
-        """A hash of the creating identifier, probed past ids in use (live, aliased or erased)."""
+        """A hash of the creating identifier's pseudonym, probed past ids in use (live, aliased
+        or erased)."""
+        seed = self.pseudonyms.of(*split_tv(tv))
         for n in range(65):
-            cand = layout.ONEID_PREFIX + sha1_hex(tv if n == 0 else f"{tv}#{n}")[:16]
+            cand = layout.ONEID_PREFIX + sha1_hex(seed if n == 0 else f"{seed}#{n}")[:16]
             if cand not in self.profiles and cand not in self.alias and cand not in self.erased:
                 return cand
         raise RuntimeError("no free OneID for an identifier after 64 probes")

@@ -14,6 +14,7 @@ from pathlib import Path
 import redis
 import yaml
 
+from apps import factory
 from identity.graph import IdentityGraph
 from identity.rules import load_rules
 from tests.integration.conftest import cli
@@ -28,7 +29,8 @@ def test_identity_commands_honour_a_custom_rules_file(settings, tmp_path):
     path.write_text(yaml.safe_dump(data))
     own = replace(settings, redis_prefix=settings.redis_prefix + "custom-rules:",
                   identity_rules_path=str(path))
-    graph = IdentityGraph(redis.Redis.from_url(own.redis_url), own.redis_prefix, load_rules(path))
+    graph = IdentityGraph(redis.Redis.from_url(own.redis_url), own.redis_prefix, load_rules(path),
+                          pseudonyms=factory.pseudonyms(own))  # the CLI's own secret: the stack's
     event = {"message_id": "m1", "timestamp": int(time.time() * 1000),
              "identifiers": [{"type": "email", "value": "ann@qq.com"},
                              {"type": "phone", "value": "+8613912345678"}]}

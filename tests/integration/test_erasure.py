@@ -21,7 +21,6 @@ from apps import factory
 from connectors.ingest import partition_key
 from connectors.lake import layout, locks
 from connectors.lake.query import connect, run_query
-from identity.graph import value_hash
 from schemas.codec import default_registry
 from schemas.testing import event_record
 from streams.deadletters import DeadLetter, encode_dead_letters
@@ -210,8 +209,8 @@ def test_erasing_a_person_in_flight_leaves_nothing_that_brings_them_back(own: Se
         assert cli(own, "deadletter", "replay").strip() == "replayed 0 dead letter(s)"
         assert client.scard(erased_key(own.redis_prefix)) == 1
         sink.stop()
-        hashes = {f"{t}:{value_hash(v)}" for t, v in (("user_id", user), ("email", email),
-                                                       ("anonymous_id", anon2))}
+        hashes = {f"{t}:{graph.pseudonyms.of(t, v)}" for t, v in (("user_id", user), ("email", email),
+                                                                  ("anonymous_id", anon2))}
         assert lake_rows_naming(own_lake(own), {ann, bob}, hashes) == {
             "events": 0, "triggers": 0, "merges": 0, "rejections": 0}
         audit = [json.loads(line) for line in cli(own, "identity", "audit", "--count", "5").splitlines()]

@@ -21,13 +21,14 @@ import redis
 from identity.graph import IdentityGraph
 from identity.rules import load_rules
 from identity.synthetic import UNLISTED_SHARED_EMAIL, generate
+from tests.conftest import TEST_PSEUDONYMS
 
 CHUNK = 50
 
 
 def _worker(redis_url: str, prefix: str, chunks: list[list[dict]], barrier, results) -> None:
     client = redis.Redis.from_url(redis_url)
-    graph = IdentityGraph(client, prefix, load_rules())
+    graph = IdentityGraph(client, prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     graph.resolve_batch([])  # load nothing before the start line: both begin together
     barrier.wait(timeout=60)
     started = time.monotonic()
@@ -68,7 +69,8 @@ def test_two_processes_at_once_build_the_graph_one_process_would(redis_client, s
     chunks = [events[i : i + CHUNK] for i in range(0, len(events), CHUNK)]
     run = uuid.uuid4().hex[:6]
 
-    sequential = IdentityGraph(redis_client, f"{settings.redis_prefix}seq:{run}:", load_rules())
+    sequential = IdentityGraph(redis_client, f"{settings.redis_prefix}seq:{run}:", load_rules(),
+                               pseudonyms=TEST_PSEUDONYMS)
     seq_pairs = []
     for chunk in chunks:
         result = sequential.resolve_batch(chunk)
@@ -92,7 +94,7 @@ def test_two_processes_at_once_build_the_graph_one_process_would(redis_client, s
     (start_a, end_a, out_a), (start_b, end_b, out_b) = runs
     assert start_a < end_b and start_b < end_a, "the two workers did not run at the same time"
 
-    concurrent = IdentityGraph(redis_client, concurrent_prefix, load_rules())
+    concurrent = IdentityGraph(redis_client, concurrent_prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     assert concurrent.check_consistency() == []  # one live OneID per identifier, one user_id per profile
     assert identifier_partition(concurrent, redis_client) == identifier_partition(sequential, redis_client)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -11,9 +12,10 @@ import pytest
 import redis
 
 from identity.exceptions import GraphStateError, NotLinkedError, ProfileNotFoundError, UnmergeError
-from identity.graph import IdentityGraph, value_hash
+from identity.graph import IdentityGraph
 from identity.rules import load_rules, parse_rules
 from identity.synthetic import generate
+from tests.conftest import TEST_PSEUDONYMS, TEST_SECRET
 
 DAY = 86_400_000
 
@@ -28,8 +30,9 @@ def ev(message_id: str, ts: int, *ids: tuple[str, str], **provenance: int) -> di
 
 
 def oneid_of(type_: str, value: str, n: int = 0) -> str:
-    seed = f"{type_}:{value}" if n == 0 else f"{type_}:{value}#{n}"
-    return "o_" + hashlib.sha1(seed.encode()).hexdigest()[:16]
+    """graph_lib.lua new_id: 16 hex of sha1 of the identifier's pseudonym (#n: the n-th probe)."""
+    seed = TEST_PSEUDONYMS.of(type_, value)
+    return "o_" + hashlib.sha1((seed if n == 0 else f"{seed}#{n}").encode()).hexdigest()[:16]
 
 
 @pytest.fixture()
@@ -39,7 +42,7 @@ def prefix(settings) -> str:
 
 @pytest.fixture()
 def graph(redis_client: redis.Redis, prefix: str) -> IdentityGraph:
-    graph = IdentityGraph(redis_client, prefix, load_rules())
+    graph = IdentityGraph(redis_client, prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     yield graph
     assert graph.check_consistency() == []
 
@@ -55,7 +58,7 @@ def test_a_new_identifier_gets_a_deterministic_oneid(graph, redis_client, settin
     assert result.merges == [] and result.rejections == [] and result.moves == []
     # another graph (another store) given the same event agrees
     other_prefix = f"{settings.redis_prefix}idg-other:{uuid.uuid4().hex[:6]}:"
-    other = IdentityGraph(redis_client, other_prefix, load_rules())
+    other = IdentityGraph(redis_client, other_prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     assert other.resolve_batch([ev("m1", 1000, ("user_id", "u1"))]).oneids == [oneid]
 
 
@@ -143,7 +146,7 @@ def test_two_identified_people_are_never_merged(graph):
         {
             "oneid": p2,
             "type": "email",
-            "value_hash": hashlib.sha256(b"shared@qq.com").hexdigest(),
+            "value_hash": hmac.new(TEST_SECRET, b"email:shared@qq.com", hashlib.sha256).hexdigest(),
             "reason": "limit:user_id",
             "message_id": "m3",
             "timestamp": 3000,
@@ -163,7 +166,7 @@ def test_windowed_limits_count_links_inside_the_window_only(redis_client, prefix
         "priority": ["user_id", "email"],
         "types": {"user_id": {"max": 1}, "email": {"max": 2, "window_days": 10}},
     }
-    graph = IdentityGraph(redis_client, prefix, parse_rules(data))
+    graph = IdentityGraph(redis_client, prefix, parse_rules(data), pseudonyms=TEST_PSEUDONYMS)
     graph.resolve_batch([ev("m1", 0, ("user_id", "u1"), ("email", "e1@qq.com"))])
     graph.resolve_batch([ev("m2", 1 * DAY, ("user_id", "u1"), ("email", "e2@qq.com"))])
     third = graph.resolve_batch([ev("m3", 2 * DAY, ("user_id", "u1"), ("email", "e3@qq.com"))])
@@ -190,7 +193,7 @@ def test_shared_family_device_follows_the_latest_login(graph):
     assert result.moves == [
         {
             "type": "device_id",
-            "value_hash": value_hash("tablet"),
+            "value_hash": TEST_PSEUDONYMS.of("device_id", "tablet"),
             "from_oneid": p1,
             "to_oneid": p2,
             "message_id": "m3",
@@ -344,7 +347,8 @@ def test_unmerge_splits_a_wrong_link_with_what_came_through_it(graph, redis_clie
     [entry] = graph.audit_log()
     assert entry["action"] == "unmerge" and entry["actor"] == "ops@shop"
     assert entry["oneid"] == a and entry["new_oneid"] == result.new_oneid
-    assert entry["value_hash"] == value_hash("a2") and int(entry["time"]) > 1_700_000_000_000
+    assert entry["value_hash"] == TEST_PSEUDONYMS.of("anonymous_id", "a2")
+    assert int(entry["time"]) > 1_700_000_000_000
     assert "a2" not in json.dumps(entry)
     # the same bad link arriving again does not undo the operator's split
     again = graph.resolve_batch([ev("bad2", 5000, ("user_id", "u1"), ("anonymous_id", "a2"))])
@@ -407,7 +411,7 @@ def test_delete_erases_the_profile_and_suppresses_in_flight_events(graph, redis_
     ]
     assert graph.lookup("anonymous_id", "fresh") is None
     # another worker that has not deleted anything learns of the suppression from Redis
-    other = IdentityGraph(redis_client, prefix, load_rules())
+    other = IdentityGraph(redis_client, prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     assert other.resolve_batch([ev("m9b", 9000, ("email", "e2@qq.com"), received_at=before)]).oneids == [None]
     # unrelated traffic is unaffected; activity received after the deletion (no window here)
     # starts afresh, under a new OneID: the erased ones are never issued again
@@ -453,7 +457,8 @@ def test_changing_index_buckets_of_an_existing_graph_is_refused(graph, redis_cli
     graph.resolve_batch([ev("m1", 1000, ("user_id", "u1"))])
     data = {"priority": ["user_id"], "types": {"user_id": {"max": 1}}, "storage": {"index_buckets": 7}}
     with pytest.raises(GraphStateError, match="index_buckets"):
-        IdentityGraph(redis_client, prefix, parse_rules(data)).resolve_batch([ev("m2", 1, ("user_id", "u2"))])
+        IdentityGraph(redis_client, prefix, parse_rules(data), pseudonyms=TEST_PSEUDONYMS).resolve_batch(
+            [ev("m2", 1, ("user_id", "u2"))])
 
 
 def test_empty_batches_and_events_without_identifiers(graph):
@@ -462,7 +467,7 @@ def test_empty_batches_and_events_without_identifiers(graph):
 
 
 def test_the_consistency_check_finds_a_damaged_graph(redis_client, prefix):
-    graph = IdentityGraph(redis_client, prefix, load_rules())
+    graph = IdentityGraph(redis_client, prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     [oneid] = graph.resolve_batch([ev("m1", 1000, ("user_id", "u1"), ("email", "a@qq.com"))]).oneids
     assert graph.check_consistency() == []
     redis_client.hset(graph.index_key("email", "ghost@qq.com"), "ghost@qq.com", "o_missing")

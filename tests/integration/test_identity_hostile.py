@@ -4,7 +4,6 @@ identifiers per event or per person, sprayed frequency-guard values, and idle an
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 import uuid
 
@@ -14,9 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from identity.graph import IdentityGraph, value_hash
+from identity.graph import IdentityGraph
 from identity.rules import DAY_MS, DEFAULT_RULES_PATH, load_rules, parse_rules
 from identity.synthetic import generate
+from tests.conftest import TEST_PSEUDONYMS, oneid_for
 from touchstream.errors import ConfigError
 
 DAY = DAY_MS
@@ -33,7 +33,7 @@ def seen(graph: IdentityGraph, event: dict):  # type: ignore[no-untyped-def]
 
 
 def oneid_of(type_: str, value: str) -> str:
-    return "o_" + hashlib.sha1(f"{type_}:{value}".encode()).hexdigest()[:16]
+    return oneid_for(type_, value)
 
 
 def rules_with(**changes: object):
@@ -54,7 +54,7 @@ def prefix(settings) -> str:
 
 
 def make(redis_client: redis.Redis, prefix: str, rules=None, **kwargs) -> IdentityGraph:
-    return IdentityGraph(redis_client, prefix, rules or load_rules(), **kwargs)
+    return IdentityGraph(redis_client, prefix, rules or load_rules(), pseudonyms=TEST_PSEUDONYMS, **kwargs)
 
 
 @pytest.fixture()
@@ -115,7 +115,7 @@ def test_identifiers_past_the_cap_are_rejections_not_drops(graph):
     assert oneid == oneid_of("user_id", "u1")
     extra = [r for r in result.rejections if r["reason"] == "too_many_identifiers"]
     assert [(r["type"], r["value_hash"]) for r in extra] == [
-        ("anonymous_id", value_hash(f"a{i}")) for i in range(19, 24)
+        ("anonymous_id", TEST_PSEUDONYMS.of("anonymous_id", f"a{i}")) for i in range(19, 24)
     ]
     assert all(r["oneid"] == oneid and r["message_id"] == "m1" and r["timestamp"] == 1000 for r in extra)
     assert len(graph.profile_identifiers(oneid)["anonymous_id"]) == 19
@@ -131,7 +131,7 @@ def test_the_cap_is_a_keyword_constructor_parameter(redis_client, prefix):
         with pytest.raises(ConfigError, match="max_identifiers_per_event"):
             make(redis_client, prefix, max_identifiers_per_event=bad)
     with pytest.raises(TypeError):
-        IdentityGraph(redis_client, prefix, load_rules(), 5)  # keyword-only
+        IdentityGraph(redis_client, prefix, load_rules(), 5, pseudonyms=TEST_PSEUDONYMS)  # keyword-only
 
 
 def test_values_that_skipped_the_normaliser_are_rejected_not_crashing(graph):
@@ -226,7 +226,7 @@ def test_default_rules_bound_a_person_spraying_anonymous_ids(graph):
 
 def guard_key(graph: IdentityGraph, type_: str, value: str) -> str:
     """The people-seen-with set of a contested value (layout in graph_lib.lua)."""
-    return f"{graph.base}f:{type_}:{hashlib.sha1(value.encode()).hexdigest()[:16]}"
+    return f"{graph.base}f:{type_}:{TEST_PSEUDONYMS.of(type_, value)[:16]}"
 
 
 def test_frequency_guard_sets_expire_and_are_refreshed(redis_client, prefix):

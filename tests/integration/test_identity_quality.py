@@ -9,6 +9,7 @@ from identity.graph import IdentityGraph
 from identity.quality import score
 from identity.rules import load_rules
 from identity.synthetic import generate
+from tests.conftest import TEST_PSEUDONYMS
 
 
 def resolve_all(graph: IdentityGraph, events: list[dict], batch: int = 500) -> tuple[dict, Counter, int, int]:
@@ -29,7 +30,7 @@ def resolve_all(graph: IdentityGraph, events: list[dict], batch: int = 500) -> t
 def test_precision_and_recall_on_300_people(redis_client, settings):
     events, truth = generate(300, seed=2024)
     prefix = f"{settings.redis_prefix}quality:{uuid.uuid4().hex[:6]}:"
-    graph = IdentityGraph(redis_client, prefix, load_rules())
+    graph = IdentityGraph(redis_client, prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     predicted, reasons, merges, moves = resolve_all(graph, events)
     report = score(predicted, truth)
     # the traffic really exercised the hard cases

@@ -13,7 +13,6 @@ Lua. 3 rule sets x 400 cases (about 15 s); ``--hypothesis-show-statistics`` show
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +25,10 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context, event
 
 from identity.exceptions import IdentityError
-from identity.graph import HOT, IdentityGraph, UnmergeResult, value_hash
+from identity.graph import HOT, IdentityGraph, UnmergeResult
 from identity.reference import ReferenceGraph
 from identity.rules import DAY_MS, IdentityRules, load_rules, parse_rules
+from tests.conftest import TEST_PSEUDONYMS, oneid_for
 
 MINUTE = 60_000
 T0 = 1_700_000_000_000
@@ -166,7 +166,7 @@ def _operate(graph: IdentityGraph, ref: ReferenceGraph, step: tuple[str, int, in
         members = sorted(state.profiles[oneid].members)
         type_, _, value = members[where % len(members)].partition(":")
     else:
-        oneid, type_, value = "o_" + hashlib.sha1(b"user_id:u1").hexdigest()[:16], "user_id", "u1"
+        oneid, type_, value = oneid_for("user_id", "u1"), "user_id", "u1"
     if kind == "collect":  # idle anonymous profiles: receipt times are NOW + a day per step
         now, idle = NOW + (which % 10) * DAY_MS, (where % 3) * DAY_MS
         got = _outcome(lambda: graph.collect_idle_anonymous(now, idle))
@@ -192,7 +192,7 @@ def _untrusted(ref: ReferenceGraph) -> set[tuple[str, str, str]]:
 
 def _hashed(tv: str) -> tuple[str, str]:
     type_, _, value = tv.partition(":")
-    return type_, value_hash(value)
+    return type_, TEST_PSEUDONYMS.of(type_, value)
 
 
 def _clock_free(scores: dict[str, int]) -> dict[str, int | str]:
@@ -221,8 +221,9 @@ def _keys(graph: IdentityGraph, oneids: set[str]) -> list[str]:
 def _compare(redis_client: redis.Redis, settings: Any, rules_name: str, raw: list) -> None:
     rules, cap = RULES[rules_name]
     prefix = f"{settings.redis_prefix}idref:{uuid.uuid4().hex[:10]}:"
-    graph = IdentityGraph(redis_client, prefix, rules, max_identifiers_per_event=cap)
-    ref = ReferenceGraph(rules, max_identifiers_per_event=cap)
+    graph = IdentityGraph(redis_client, prefix, rules, max_identifiers_per_event=cap,
+                          pseudonyms=TEST_PSEUDONYMS)
+    ref = ReferenceGraph(rules, max_identifiers_per_event=cap, pseudonyms=TEST_PSEUDONYMS)
     oneids: set[str] = set()
     try:
         for n, step in enumerate(_materialise(raw)):

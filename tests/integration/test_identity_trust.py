@@ -21,6 +21,7 @@ import pytest
 from identity.graph import UNTRUSTED_MERGE, IdentityGraph
 from identity.rules import load_rules
 from streams.topics import Topics
+from tests.conftest import TEST_PSEUDONYMS
 from tests.integration.conftest import TopicReader, api, cli, iso, metric, post, raw_records, wait_resolved
 from touchstream.keys import BROWSER_ASSERTABLE, KeyStore
 from touchstream.settings import Settings
@@ -36,7 +37,7 @@ def event(message_id: str, ts: int, *ids: tuple[str, str], trusted: bool = True)
 @pytest.fixture
 def graph(redis_client, settings) -> Iterator[IdentityGraph]:
     prefix = f"{settings.redis_prefix}trust:{uuid.uuid4().hex[:8]}:"
-    yield IdentityGraph(redis_client, prefix, load_rules())
+    yield IdentityGraph(redis_client, prefix, load_rules(), pseudonyms=TEST_PSEUDONYMS)
     for key in redis_client.scan_iter(match=prefix.replace("{", "\\{") + "*", count=1000):
         redis_client.delete(key)
 

@@ -17,6 +17,7 @@ import pytest
 from connectors.importers import ImportSummary, RowMapper, import_file, open_reader, parse_mapping
 from connectors.outcome import Outcome
 from connectors.validation import Limits, validate_message
+from tests.conftest import TEST_PSEUDONYMS
 from touchstream.errors import ConfigError, TouchstreamError, ValidationError
 
 NOW = datetime.now(UTC)
@@ -72,7 +73,8 @@ def write_jsonl(path: Path, lines: list[object]) -> Path:
 def run(path: Path, kind: str, mapping: dict[str, str] | None = None, submit: FakeSubmit | None = None,
         **kw: object) -> tuple[ImportSummary, FakeSubmit]:
     submit = submit or FakeSubmit()
-    summary = import_file(path, kind=kind, mapping=mapping or {}, submit=submit, progress=False, **kw)
+    summary = import_file(path, kind=kind, mapping=mapping or {}, submit=submit, progress=False,
+                          pseudonyms=TEST_PSEUDONYMS, **kw)
     assert summary.rows == summary.accepted + summary.duplicates + summary.rejected
     return summary, submit
 
@@ -205,9 +207,12 @@ def test_reimport_is_all_duplicates_and_ids_are_deterministic(tmp_path: Path) ->
 
     renamed = write_csv(tmp_path / "orders-copy.csv", ["order_id", "user_id", "amount"],
                         [["O-1", "u1", "10"]])
-    as_contacts = RowMapper("contacts", {}, file_name="orders.csv").message_id({"order_id": "O-1"})
+    as_contacts = RowMapper("contacts", {}, file_name="orders.csv", pseudonyms=TEST_PSEUDONYMS).message_id(
+        {"order_id": "O-1"})
     assert run(renamed, "orders")[1].messages[0]["messageId"] not in ids
-    assert as_contacts != RowMapper("orders", {}, file_name="orders.csv").message_id({"order_id": "O-1"})
+    as_orders = RowMapper("orders", {}, file_name="orders.csv", pseudonyms=TEST_PSEUDONYMS).message_id(
+        {"order_id": "O-1"})
+    assert as_contacts != as_orders
 
 
 def test_a_message_id_column_is_used(tmp_path: Path) -> None:
@@ -351,10 +356,11 @@ def test_rejected_rows_keep_no_values(tmp_path: Path) -> None:
 def test_submit_must_answer_every_message(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", ["email"], [["a@example.com"], ["b@example.com"]])
     with pytest.raises(TouchstreamError):
-        import_file(path, kind="contacts", mapping={}, submit=lambda msgs: [Outcome.ok(0)], progress=False)
+        import_file(path, kind="contacts", mapping={}, submit=lambda msgs: [Outcome.ok(0)], progress=False,
+                    pseudonyms=TEST_PSEUDONYMS)
     with pytest.raises(TouchstreamError):
         import_file(path, kind="contacts", mapping={}, progress=False,
-                    submit=lambda msgs: [Outcome.ok(0) for _ in msgs])
+                    submit=lambda msgs: [Outcome.ok(0) for _ in msgs], pseudonyms=TEST_PSEUDONYMS)
 
 
 def test_outcomes_are_matched_by_index_not_order(tmp_path: Path) -> None:
@@ -363,13 +369,15 @@ def test_outcomes_are_matched_by_index_not_order(tmp_path: Path) -> None:
     def reversed_submit(messages: list[dict]) -> list[Outcome]:
         return [Outcome.rejected(1, "too_large", "body"), Outcome.ok(0)]
 
-    summary = import_file(path, kind="contacts", mapping={}, submit=reversed_submit, progress=False)
+    summary = import_file(path, kind="contacts", mapping={}, submit=reversed_submit, progress=False,
+                          pseudonyms=TEST_PSEUDONYMS)
     assert summary.accepted == 1 and summary.rejected_rows[0].row == 2
 
 
 def test_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_csv(tmp_path / "c.csv", ["email"], [["a@example.com"]])
-    summary = import_file(path, kind="contacts", mapping={}, submit=FakeSubmit(), progress=True)
+    summary = import_file(path, kind="contacts", mapping={}, submit=FakeSubmit(), progress=True,
+                          pseudonyms=TEST_PSEUDONYMS)
     assert summary.accepted == 1
     captured = capsys.readouterr()
     assert "c.csv" in captured.err and captured.out == ""

@@ -14,6 +14,7 @@ from connectors.importers import import_file, open_reader
 from connectors.importers.readers import detect_encoding
 from connectors.outcome import Outcome
 from connectors.validation import Limits, validate_message
+from tests.conftest import TEST_PSEUDONYMS
 from touchstream.errors import ConfigError, ValidationError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -51,7 +52,7 @@ def test_a_gbk_file_is_detected_and_its_chinese_headers_map(tmp_path: Path) -> N
     summary = import_file(path, kind="orders", submit=submit_into(records), progress=False,
                           mapping={"订单号": "properties.order_id", "手机": "traits.phone",
                                    "金额": "properties.revenue", "下单时间": "timestamp"},
-                          timezone=SHANGHAI)
+                          timezone=SHANGHAI, pseudonyms=TEST_PSEUDONYMS)
     assert (summary.rows, summary.accepted) == (2, 2), summary.render()
     assert {("phone", "+8613912345678")} <= {(i["type"], i["value"]) for i in records[0]["identifiers"]}
 
@@ -61,7 +62,7 @@ def test_local_times_are_read_in_the_given_zone(tmp_path: Path) -> None:
     import_file(gbk_orders(tmp_path / "orders.csv"), kind="orders", submit=submit_into(records),
                 progress=False,
                 mapping={"订单号": "properties.order_id", "手机": "traits.phone", "下单时间": "timestamp"},
-                timezone=SHANGHAI)
+                timezone=SHANGHAI, pseudonyms=TEST_PSEUDONYMS)
     expected = LOCAL.replace(second=0, tzinfo=SHANGHAI).astimezone(UTC)
     assert records[0]["timestamp"] == int(expected.timestamp() * 1000)  # 8 h before the digits read as UTC
 
@@ -86,7 +87,7 @@ def test_an_xlsx_export_imports_with_its_dates(tmp_path: Path) -> None:
     book.save(tmp_path / "contacts.xlsx")
     records: list[dict] = []
     summary = import_file(tmp_path / "contacts.xlsx", kind="contacts", submit=submit_into(records),
-                          progress=False, timezone=SHANGHAI,
+                          progress=False, timezone=SHANGHAI, pseudonyms=TEST_PSEUDONYMS,
                           mapping={"客户编号": "traits.crm_id", "手机": "traits.phone",
                                    "邮箱": "traits.email", "注册时间": "timestamp"})
     assert (summary.rows, summary.accepted) == (2, 2), summary.render()

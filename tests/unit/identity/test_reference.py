@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import pytest
 import yaml
 
 from identity.reference import ReferenceGraph
 from identity.rules import DAY_MS, DEFAULT_RULES_PATH, IdentityRules, parse_rules
+from tests.conftest import TEST_PSEUDONYMS, oneid_for
 
 MIN = 60_000
 
@@ -33,7 +33,7 @@ def ev(message_id: str, ts: int, *ids: tuple[str, str]) -> dict:
 
 
 def oneid_of(type_: str, value: str) -> str:
-    return "o_" + hashlib.sha1(f"{type_}:{value}".encode()).hexdigest()[:16]
+    return oneid_for(type_, value)
 
 
 def reasons(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -42,7 +42,7 @@ def reasons(result) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture()
 def graph() -> ReferenceGraph:
-    return ReferenceGraph(rules())
+    return ReferenceGraph(rules(), pseudonyms=TEST_PSEUDONYMS)
 
 
 def test_a_new_identifier_creates_a_profile_named_after_it(graph):
@@ -78,7 +78,7 @@ def test_two_people_are_never_merged_the_lower_identifier_gives_way(graph):
 
 
 def test_a_windowed_limit_counts_only_links_inside_the_window():
-    graph = ReferenceGraph(rules(types__email={"max": 2, "window_days": 30}))
+    graph = ReferenceGraph(rules(types__email={"max": 2, "window_days": 30}), pseudonyms=TEST_PSEUDONYMS)
     graph.resolve_batch([ev("m1", 0, ("user_id", "u1"), ("email", "e1@qq.com"), ("email", "e2@qq.com"))])
     early = graph.resolve_batch([ev("m2", 10 * DAY_MS, ("user_id", "u1"), ("email", "e3@qq.com"))])
     assert reasons(early) == [("email", "limit:email")]
@@ -88,7 +88,7 @@ def test_a_windowed_limit_counts_only_links_inside_the_window():
 
 
 def test_a_profile_holds_at_most_max_members():
-    graph = ReferenceGraph(rules(max_members=3))
+    graph = ReferenceGraph(rules(max_members=3), pseudonyms=TEST_PSEUDONYMS)
     first = graph.resolve_batch(
         [ev("m1", 1000, ("user_id", "u1"), ("email", "e1@qq.com"), ("phone", "+8613900000001"))]
     )
@@ -128,7 +128,7 @@ def test_a_value_seen_with_too_many_people_stops_linking(graph):
 
 
 def test_what_python_screens_never_reaches_the_graph():
-    graph = ReferenceGraph(rules(), max_identifiers_per_event=3)
+    graph = ReferenceGraph(rules(), max_identifiers_per_event=3, pseudonyms=TEST_PSEUDONYMS)
     result = graph.resolve_batch(
         [
             ev(

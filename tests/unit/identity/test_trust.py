@@ -8,6 +8,7 @@ import pytest
 
 from identity.graph import UNTRUSTED_MERGE
 from identity.reference import ReferenceGraph
+from tests.conftest import TEST_PSEUDONYMS
 from tests.unit.identity.test_reference import MIN, ev, oneid_of, reasons, rules
 
 
@@ -21,7 +22,7 @@ def trust(graph: ReferenceGraph, oneid: str) -> dict[str, bool]:
 
 @pytest.fixture()
 def graph() -> ReferenceGraph:
-    return ReferenceGraph(rules())
+    return ReferenceGraph(rules(), pseudonyms=TEST_PSEUDONYMS)
 
 
 def test_an_untrusted_event_links_identifiers_marked_untrusted(graph):
