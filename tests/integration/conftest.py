@@ -67,6 +67,7 @@ def settings(stack: object, run_id: str) -> Settings:
         worker_web_port=free_port(),
         http_port=free_port(),
         http_ops_port=0,  # one port, as a single-port deployment; test_ops_port.py runs the split
+        pseudonym_secret_file=str(stack.local / "pseudonym.secret"),  # whatever a process's folder
     )
     create_topics(settings)
     return settings

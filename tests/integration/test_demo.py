@@ -13,7 +13,8 @@ def test_demo_runs_end_to_end_through_a_real_worker(settings, tmp_path):
                TOUCHSTREAM_APP_ID=settings.app_id + "-demo",
                TOUCHSTREAM_WORKER_WEB_PORT=str(free_port()),
                TOUCHSTREAM_HTTP_PORT=str(free_port()),
-               TOUCHSTREAM_HTTP_OPS_PORT=str(free_port()))
+               TOUCHSTREAM_HTTP_OPS_PORT=str(free_port()),
+               TOUCHSTREAM_PSEUDONYM_SECRET_FILE=settings.pseudonym_secret_file)  # the stack's
     result = subprocess.run([sys.executable, "-m", "apps.cli", "demo", "--events", "300"],
                             env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

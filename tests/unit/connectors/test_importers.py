@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +21,7 @@ from connectors.outcome import Outcome
 from connectors.validation import Limits, validate_message
 from tests.conftest import TEST_PSEUDONYMS
 from touchstream.errors import ConfigError, TouchstreamError, ValidationError
+from touchstream.pseudonyms import Pseudonyms
 
 NOW = datetime.now(UTC)
 RECENT = (NOW - timedelta(days=3)).replace(microsecond=0)
@@ -73,8 +76,8 @@ def write_jsonl(path: Path, lines: list[object]) -> Path:
 def run(path: Path, kind: str, mapping: dict[str, str] | None = None, submit: FakeSubmit | None = None,
         **kw: object) -> tuple[ImportSummary, FakeSubmit]:
     submit = submit or FakeSubmit()
-    summary = import_file(path, kind=kind, mapping=mapping or {}, submit=submit, progress=False,
-                          pseudonyms=TEST_PSEUDONYMS, **kw)
+    kw.setdefault("pseudonyms", TEST_PSEUDONYMS)
+    summary = import_file(path, kind=kind, mapping=mapping or {}, submit=submit, progress=False, **kw)
     assert summary.rows == summary.accepted + summary.duplicates + summary.rejected
     return summary, submit
 
@@ -120,6 +123,18 @@ def test_derived_anonymous_id_is_stable_per_person_across_files(tmp_path: Path) 
     d = write_csv(tmp_path / "d.csv", ["phone"], [["139 1234 5678"], ["+86 139-1234-5678"]])
     first, second = run(d, "contacts")[1].messages
     assert first["anonymousId"] == second["anonymousId"]
+
+
+def test_derived_ids_are_keyed_so_no_identifier_can_be_searched_back(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "p.csv", ["phone"], [["139 1234 5678"]])
+    [message] = run(path, "contacts")[1].messages
+    [again] = run(path, "contacts", pseudonyms=Pseudonyms("another-secret-" + "9" * 32))[1].messages
+    texts = ("phone:+8613912345678", "+8613912345678")
+    unkeyed = {uuid.uuid5(uuid.NAMESPACE_URL, text).hex for text in texts}
+    unkeyed |= {hashlib.sha256(text.encode()).hexdigest()[:32] for text in texts}
+    assert message["anonymousId"] == "imp-" + TEST_PSEUDONYMS.of("phone", "+8613912345678")[:32]
+    assert message["anonymousId"][4:] not in unkeyed
+    assert again["anonymousId"] != message["anonymousId"] and again["messageId"] != message["messageId"]
 
 
 def test_derivation_can_be_turned_off_and_never_replaces_given_ids(tmp_path: Path) -> None:
