@@ -118,18 +118,27 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
             future.result(timeout=timeout)
             outcome[name] = "created"
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            code = exc.args[0].code()
+            if code == KafkaError._TIMED_OUT:  # librdkafka's own request timeout ran out first
+                raise _no_answer(settings, admin, refusals, timeout) from None
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"Kafka at {settings.broker} refused to create {name}: "
                                  f"{exc.args[0].str()}") from None
             outcome[name] = "exists"
         except TimeoutError:
-            admin.poll(0)  # serve the error callbacks waiting in the queue
-            why = f": {refusals[-1]}" if refusals else ""
-            raise StackError(f"Kafka at {settings.broker} did not answer within {timeout:.0f}s{why}; check "
-                             "TOUCHSTREAM_BROKER and TOUCHSTREAM_KAFKA_OPTIONS") from None
+            raise _no_answer(settings, admin, refusals, timeout) from None
     _wait_for_leaders(admin, list(outcome), timeout)
     log.info("topics: %s", outcome)
     return outcome
+
+
+def _no_answer(settings: Settings, admin: AdminClient, refusals: list[str], timeout: float) -> StackError:
+    """No answer in time, whichever clock ran out: most often a refused login or handshake, which
+    the error callbacks name."""
+    admin.poll(0)  # serve the error callbacks waiting in the queue
+    why = f": {refusals[-1]}" if refusals else ""
+    return StackError(f"Kafka at {settings.broker} did not answer within {timeout:.0f}s{why}; check "
+                      "TOUCHSTREAM_BROKER and TOUCHSTREAM_KAFKA_OPTIONS")
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:

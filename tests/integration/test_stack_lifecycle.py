@@ -9,9 +9,13 @@ def test_up_is_idempotent_and_down_closes_the_ports(stack, tmp_path):
     ports = stack_module.Ports(kafka=19092, controller=19093, redis=16379)
     other = stack_module.Stack(local=tmp_path / "stack", ports=ports)
     try:
-        assert other.up(timeout=120) == ["redis: started", "kafka: started"]
+        secret = tmp_path / "stack" / "pseudonym.secret"
+        assert other.up(timeout=120) == ["redis: started", "kafka: started",
+                                         f"pseudonym secret: written to {secret}"]
         assert stack_module.kafka_answers(19092) and stack_module.redis_answers(16379)
+        written = secret.read_text()
         assert other.up(timeout=30) == ["redis: already running (ours)", "kafka: already running (ours)"]
+        assert secret.read_text() == written  # never replaced: every OneID depends on it
         kafka_pid = int(other.kafka_pid_file.read_text())
         redis_pid = int(other.redis_pid_file.read_text())
     finally:
