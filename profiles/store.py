@@ -51,6 +51,9 @@ SEGMENT_ATTEMPTS = 4  # evaluations of a profile that keeps changing under them 
 SEGMENT_LEASE_MS = 60_000  # a due member claimed by one sweep is skipped by the others this long
 SEGMENT_CHUNK = 1000  # SQL segment changes per script run
 SEGMENT_SCAN_COUNT = 2000  # keys per step of the scan giving profiles their segment timer
+#: A profile whose timers or re-check raised (a data error: a bug or a corrupt hash) is tried again
+#: this much later, so it never holds the other profiles' timers; counted and logged meanwhile.
+TIMER_RETRY_MS = 3_600_000
 
 
 def _text(value: Any) -> str:
@@ -283,31 +286,39 @@ class _Core:
             return self._finish(engine, None)
         kinds = {a.sid: (name, a.kind) for name, a in rules.aggregates.items()}
         raw = {_text(r[0]): (r[1], r[2]) for r in rows}
-        states: dict[tuple[str, int], ProfileState] = {}
-        segment_timers: set[tuple[str, int]] = set()
+        timers: dict[tuple[str, int], list[tuple[str, str | None, float, str]]] = {}
         for part, member, score in items:
             letter, oneid, ref = parse_member(_text(member))
-            key = (oneid, int(_text(part)))
-            st = states.get(key)
-            if st is None:
-                main, transient = raw.get(oneid, ([], []))
-                st = states[key] = ProfileState.parse(oneid, main, transient, kinds)
-            if letter == layout.TIMER_SEGMENTS:
-                segment_timers.add(key)  # nothing to fire: the evaluation below is what it is for
-            else:
-                engine.on_due(st, letter, ref, float(_text(score)), int(watermark_ms))
+            timers.setdefault((oneid, int(_text(part))), []).append(
+                (letter, ref, float(_text(score)), _text(member)))
         entries = []
         evaluated: set[str] = set()
-        for (oneid, part), st in states.items():
-            entry = st.payload(partition=part, must_exist=True)
-            timer = part if (oneid, part) in segment_timers else None
-            if oneid not in evaluated or timer is not None:  # time may have changed its segments
-                evaluated.add(oneid)
-                entry = self._with_segments(engine, st, entry, watermark_ms, segment_records.REASON_TIME,
-                                            timer=timer)
+        failed: dict[str, dict[str, float]] = {}  # due key -> {timer: retry time}
+        isolated = 0
+        for (oneid, part), due in timers.items():
+            try:
+                main, transient = raw.get(oneid, ([], []))
+                st = ProfileState.parse(oneid, main, transient, kinds)
+                for letter, ref, score, _ in due:
+                    if letter != layout.TIMER_SEGMENTS:  # a segment timer fires nothing: it evaluates
+                        engine.on_due(st, letter, ref, score, int(watermark_ms))
+                entry = st.payload(partition=part, must_exist=True)
+                timer = part if any(t[0] == layout.TIMER_SEGMENTS for t in due) else None
+                if oneid not in evaluated or timer is not None:  # time may have changed its segments
+                    entry = self._with_segments(engine, st, entry, watermark_ms, segment_records.REASON_TIME,
+                                                timer=timer)
+                    evaluated.add(oneid)
+            except Exception as exc:  # one profile's data must not hold every timer of the partition
+                _isolated("timers", oneid, exc)
+                isolated += 1
+                retry = watermark_ms + TIMER_RETRY_MS
+                failed.setdefault(layout.due_key(self.prefix, part), {}).update({t[3]: retry for t in due})
+                continue  # its fired triggers stay unconfirmed (not in the apply): nothing is sent
             if entry is not None:
                 entries.append(entry)
-        engine.result.profiles = len(states)
+        for key, retries in failed.items():
+            yield ("zadd", key, retries, False, True)  # XX: a timer the apply removed meanwhile stays gone
+        engine.result.profiles = len(timers) - isolated
         reply = yield ("script", "apply", self._payload(rules, -1, entries, watermark_ms))
         result = self._finish(engine, reply)
         conflicts = self._conflicts(reply)
@@ -357,8 +368,15 @@ class _Core:
         engine = self.engine(rules, now_ms)
         entries = []
         for oneid, main in rows:
-            st = ProfileState.parse(_text(oneid), main, [], kinds)
-            entry = self._with_segments(engine, st, None, now_ms, segment_records.REASON_TIME)
+            try:
+                st = ProfileState.parse(_text(oneid), main, [], kinds)
+                entry = self._with_segments(engine, st, None, now_ms, segment_records.REASON_TIME)
+            except Exception as exc:  # one profile's data must not hold every other re-check
+                _isolated("segment re-checks", _text(oneid), exc)
+                later = {_text(oneid): now_ms + TIMER_RETRY_MS}
+                for name in names:  # XX: only the segments it is a member of
+                    yield ("zadd", layout.segment_key(self.prefix, name), later, False, True)
+                continue
             if entry is not None:
                 entries.append(entry)
         if entries:
@@ -665,3 +683,10 @@ class ProfileStore:
     def memory_usage(self, oneid: str) -> dict[str, int]:
         return self._run(self._core.memory_usage(oneid))
 
+
+def _isolated(what: str, oneid: str, exc: Exception) -> None:
+    """A profile set aside by a sweep: counted as a processing error, logged by OneID (a
+    pseudonym: no identifier), retried after TIMER_RETRY_MS."""
+    metrics.PROCESSING_ERRORS.labels("profile", type(exc).__name__).inc()
+    log.error("%s of %s failed, set aside for %d s: %s: %s", what, oneid, TIMER_RETRY_MS // 1000,
+              type(exc).__name__, exc)

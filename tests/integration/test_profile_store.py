@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 from redis.exceptions import NoScriptError
 
+from profiles import layout
 from profiles.rules import DEFAULT_RULES_PATH, load_rules, load_rules_file
-from profiles.store import ProfileStore
+from profiles.store import TIMER_RETRY_MS, ProfileStore
 from tests.unit.profiles.factory import T0, D, H, S, identify, numbered, page, track
 
 RULES = load_rules_file(DEFAULT_RULES_PATH, strict=True)
@@ -611,3 +613,27 @@ def test_a_future_dated_event_does_not_hold_back_the_real_ones(store):
     assert result.skipped_late == 0
     assert store.get_profile(who)["aggregates"]["orders_90d"] == 4
     assert store.get_profile(who)["last_seen"] == T0 + 300 * S  # receipt + the 5 min skew
+
+
+def test_a_profile_whose_timers_raise_is_set_aside_and_the_others_fire(store, redis_client):
+    """A data error in one profile (here a corrupt hash) must not hold every timer of its
+    partition: the others fire, it is counted and tried again an hour later."""
+    healthy, broken = new_id(), new_id()
+    for who in (healthy, broken):
+        store.apply_batch(5, numbered([consent(who), page("/pricing", T0, who)]), T0)
+    main = layout.profile_key(store._core.prefix, broken)
+    redis_client.hset(main, layout.LAST_SEEN, "not-a-time")
+    errors = REGISTRY.get_sample_value("touchstream_processing_errors_total",
+                                       {"stage": "profile", "error": "ValueError"}) or 0
+    fired = store.close_expired(T0 + 190 * S, partitions=[5])
+    assert [(t["oneid"], t["rule"]) for t in fired] == [(healthy, "pricing_dwell")]
+    assert REGISTRY.get_sample_value("touchstream_processing_errors_total",
+                                     {"stage": "profile", "error": "ValueError"}) == errors + 1
+    due = redis_client.zrange(layout.due_key(store._core.prefix, 5), 0, -1, withscores=True)
+    scores = [score for member, score in due if broken in member.decode()]
+    assert T0 + 190 * S + TIMER_RETRY_MS in scores and min(scores) > T0 + 190 * S  # nothing of it still due
+    assert store.close_expired(T0 + 200 * S, partitions=[5]) == []  # set aside: not retried at once
+
+    redis_client.hset(main, layout.LAST_SEEN, str(T0))  # repaired: its retry fires it
+    again = store.close_expired(T0 + 190 * S + TIMER_RETRY_MS, partitions=[5])
+    assert [(t["oneid"], t["rule"]) for t in again] == [(broken, "pricing_dwell")]

@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
+from profiles import layout as profile_layout
 from profiles.rules import load_rules
 from profiles.segments import from_line
-from profiles.store import ProfileStore
+from profiles.store import TIMER_RETRY_MS, ProfileStore
 from tests.unit.profiles.factory import T0, D, H, S, identify, numbered, page, track
 
 RULES = load_rules(
@@ -268,3 +269,17 @@ def test_rules_that_gain_a_timed_segment_give_every_quiet_profile_a_timer(redis_
     assert ProfileStore(redis_client, prefix, DORMANT).schedule_segments(T0 + D) == 0  # another process
     entered = store.close_expired_result(T0 + 100 * D, [0]).segments
     assert sorted(changes(entered)) == sorted(("dormant", who, "entered", "time") for who in people)
+
+
+def test_a_member_whose_re_check_raises_is_set_aside_and_the_others_leave_on_time(
+        store, redis_client, prefix):
+    healthy, broken = new_id(), new_id()
+    for who in (healthy, broken):
+        store.apply_batch(0, numbered([page("/pricing", T0, who), page("/pricing", T0 + H, who)]), T0 + H)
+    assert store.segment_count("keen_pricing") == 2
+    redis_client.hset(profile_layout.profile_key(prefix, broken), profile_layout.LAST_SEEN, "not-a-time")
+    exited = store.sweep_segments(T0 + H + 2 * D + S)  # the tag expired for both
+    assert changes(exited) == [("keen_pricing", healthy, "exited", "time")]
+    retry = redis_client.zscore(profile_layout.segment_key(prefix, "keen_pricing"), broken)
+    assert retry == T0 + H + 2 * D + S + TIMER_RETRY_MS  # tried again an hour later, not at once
+    assert store.sweep_segments(T0 + H + 2 * D + 2 * S) == []
