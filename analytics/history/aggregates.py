@@ -12,8 +12,9 @@ over the buckets ``window_range(as_of)`` reads. The folds are the stream's:
 * unique: the same 64-bit map (``profiles.aggregates.unique_bit``, CRC-32 of the value's text,
   computed in Python over the distinct values and joined back), so estimates compare exactly.
 
-:func:`as_of` answers the values of a time (verify); :func:`buckets` the bucket values the
-stream would store (backfill), optionally only from the events a profile has already applied.
+:func:`as_of` answers the values of a time (verify; :mod:`analytics.history.fold` folds all but unique
+counts in one pass); :func:`applied_buckets` the bucket values the stream would store (backfill),
+only from the events a profile has already applied.
 """
 
 from __future__ import annotations
@@ -157,11 +158,21 @@ def as_of(con: duckdb.DuckDBPyConnection, p: Plan, as_of_ms: int) -> pa.Table:
                    "GROUP BY survivor").to_arrow_table()
 
 
-def buckets(con: duckdb.DuckDBPyConnection, p: Plan, keep: str = "TRUE") -> pa.Table:
-    """``(survivor, idx, value)``: each bucket's value as the stream would store it, over the
-    contributions ``keep`` (SQL over the contribution table, named ``c``) lets through."""
-    return con.sql(f"SELECT survivor, idx, {_fold_sql(p.kind, p.rule.op)} AS value FROM {p.table} c "
-                   f"WHERE {keep} GROUP BY survivor, idx").to_arrow_table()
+def applied_buckets(con: duckdb.DuckDBPyConnection, p: Plan, applied: str) -> pa.Table:
+    """``(survivor, idx, value)`` of each bucket as the stream would store it, over the
+    contributions a profile has applied: ``applied`` (survivor, oneid, p, applied, oldest) names,
+    per survivor and stamped OneID, the last offset applied of each partition, and the oldest
+    bucket kept (NULL: every one). A contribution counts when some guard of its survivor, OneID
+    and partition is at or above its offset: at or below the highest."""
+    return con.sql(f"""
+        SELECT c.survivor, c.idx, {_fold_sql(p.kind, p.rule.op)} AS value
+        FROM {p.table} c JOIN (
+            SELECT survivor AS g_survivor, oneid AS g_oneid, p AS g_p, max(applied) AS g_applied,
+                   any_value(oldest) AS g_oldest
+            FROM {applied} GROUP BY survivor, oneid, p
+        ) g ON g.g_survivor = c.survivor AND g.g_oneid = c.oneid AND g.g_p = c.p
+        WHERE c.o <= g.g_applied AND (g.g_oldest IS NULL OR c.idx >= g.g_oldest)
+        GROUP BY c.survivor, c.idx""").to_arrow_table()
 
 
 def encode_bucket(p: Plan, value: Any) -> str:

@@ -35,8 +35,10 @@ from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.history import aggregates
+from analytics.history.expressions import on_sql
 from analytics.history.state import History
 from connectors.lake.query import RAW_EVENTS
 from profiles import aggregates as agg
@@ -81,17 +83,9 @@ def lake_ends(con: duckdb.DuckDBPyConnection) -> dict[int, int]:
     return {int(p): int(o) for p, o in rows}
 
 
-def _partition(guard: str) -> int:
-    return int(guard.split(":", 1)[0])
-
-
-def _guard_rows(survivor: str, guards: dict[str, int]) -> list[tuple[str, str, int, int]]:
-    """(survivor, stamped OneID, partition, offset applied) per guard (``engine.on_event``)."""
-    out = []
-    for guard, offset in guards.items():
-        part, _, alias = guard.partition(":")
-        out.append((survivor, alias or survivor, int(part), offset))
-    return out
+def _behind(guards: dict[str, int], ends: dict[int, int]) -> bool:
+    """Whether the profile applied an event past the lake's end of its partition."""
+    return any(offset > ends.get(int(guard.split(":", 1)[0]), -1) for guard, offset in guards.items())
 
 
 def _batches(items: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -102,7 +96,8 @@ def backfill_aggregate(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
                        skew_ms: int = 300_000, batch: int = 1000, attempts: int = 3) -> BackfillReport:
     """Replace aggregate ``name``'s buckets in every live profile with history's (module doc)."""
     history = History(con, rules, skew_ms=skew_ms, aggregate_names=(name,), with_tags=False,
-                      with_score=False)
+                      with_score=False, only=on_sql(rules.aggregates[name].on))
+    history.prepare((name,))
     plan = history.plans[name]
     report = BackfillReport(f"aggregates.{name}")
     ends = lake_ends(con)
@@ -110,14 +105,16 @@ def backfill_aggregate(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
     report.profiles = len(pending)
     for _ in range(attempts):
         read: dict[str, Guards] = {}
+        missing = behind = 0
         for chunk in _batches(pending, batch):
             for oneid, found in zip(chunk, target.guards(chunk), strict=True):
                 if found is None:
-                    report.outcomes["missing"] += 1
-                elif any(offset > ends.get(_partition(g), -1) for g, offset in found[0].items()):
-                    report.outcomes["behind"] += 1
+                    missing += 1
+                elif _behind(found[0], ends):
+                    behind += 1
                 else:
                     read[oneid] = found
+        report.outcomes.update({k: n for k, n in (("missing", missing), ("behind", behind)) if n})
         payloads = _aggregate_payloads(con, rules, plan, read)
         changed = []
         for chunk in _batches(list(payloads), batch):
@@ -136,28 +133,38 @@ def backfill_aggregate(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
 
 def _aggregate_payloads(con: duckdb.DuckDBPyConnection, rules: Rules, plan: aggregates.Plan,
                         read: dict[str, Guards]) -> dict[str, dict[str, Any]]:
-    """Per profile, the seed of its buckets from the events its guards say it applied."""
-    rows = [row for survivor, (guards, _) in read.items() for row in _guard_rows(survivor, guards)]
-    applied = pa.table({"survivor": pa.array([r[0] for r in rows], pa.string()),
-                        "oneid": pa.array([r[1] for r in rows], pa.string()),
-                        "p": pa.array([r[2] for r in rows], pa.int32()),
-                        "applied": pa.array([r[3] for r in rows], pa.int64())})
-    con.register("h_applied", applied)
-    keep = ("EXISTS (SELECT 1 FROM h_applied g WHERE g.survivor = c.survivor AND g.oneid = c.oneid "
-            "AND g.p = c.p AND c.o <= g.applied)")
-    found = aggregates.buckets(con, plan, keep)
-    con.unregister("h_applied")
+    """Per profile, the seed of its buckets from the events its guards say it applied (buckets
+    older than the stream still reads after the profile's last event are left out: it pruned them)."""
     rule = plan.rule
-    prefix = f"{layout.BUCKET}{rule.sid}:"
-    sets: dict[str, dict[str, str]] = defaultdict(dict)
     lateness = rules.options.allowed_lateness_ms
-    for survivor, idx, value in zip(*(found.column(i).to_pylist() for i in range(3)), strict=True):
-        last_seen = read[survivor][1]
+    survivors, oneids, parts, offsets, olds = [], [], [], [], []
+    for survivor, (guards, last_seen) in read.items():
         oldest = agg.keep_from(last_seen, lateness, rule.window_ms, rule.bucket_ms) if last_seen else None
-        if oldest is None or idx >= oldest:  # older ones the stream has pruned: not read again
-            sets[survivor][f"{prefix}{idx}"] = aggregates.encode_bucket(plan, value)
-    return {survivor: {"id": survivor, "guards": {layout.OFFSET + g: o for g, o in guards.items()},
-                       "prefix": prefix, "set": sets.get(survivor, {})}
+        for guard, offset in guards.items():  # <partition>[:<stamped OneID>] (``engine.on_event``)
+            part, _, alias = guard.partition(":")
+            survivors.append(survivor)
+            oneids.append(alias or survivor)
+            parts.append(int(part))
+            offsets.append(offset)
+            olds.append(oldest)
+    con.register("h_applied", pa.table({
+        "survivor": pa.array(survivors, pa.string()), "oneid": pa.array(oneids, pa.string()),
+        "p": pa.array(parts, pa.int32()), "applied": pa.array(offsets, pa.int64()),
+        "oldest": pa.array(olds, pa.int64())}))
+    found = aggregates.applied_buckets(con, plan, "h_applied")
+    con.unregister("h_applied")
+    prefix = f"{layout.BUCKET}{rule.sid}:"
+    keys = pc.binary_join_element_wise(prefix, pc.cast(found.column("idx"), pa.string()), "").to_pylist()
+    if rule.op == "count":  # str() of an integer, in Arrow
+        texts = pc.cast(found.column("value"), pa.string()).to_pylist()
+    else:
+        texts = [aggregates.encode_bucket(plan, v) for v in found.column("value").to_pylist()]
+    sets: dict[str, dict[str, str]] = defaultdict(dict)
+    for survivor, key, text in zip(found.column("survivor").to_pylist(), keys, texts, strict=True):
+        sets[survivor][key] = text
+    mark = layout.OFFSET
+    return {survivor: {"id": survivor, "guards": {mark + g: o for g, o in guards.items()},
+                       "prefix": prefix, "set": sets.get(survivor) or {}}
             for survivor, (guards, _) in read.items()}
 
 

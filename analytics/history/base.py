@@ -32,7 +32,8 @@ import pyarrow as pa
 from analytics.history.cel_sql import quote
 from profiles.events import MAX_EVENT_TIME_MS
 
-TABLE = "h_events"
+TABLE = "h_events"  # a view: the stored rows with ``rid`` (their row id)
+ROWS = "h_events_rows"
 _PAGE = ("path", "url", "referrer", "title", "search")
 _JSON_MEMBERS = ("properties", "traits", "context")
 _TEXT = ("message_id", "anonymous_id", "user_id", "group_id", "source")
@@ -42,76 +43,100 @@ RAW = ("type", "event", "name", "message_id", "timestamp", "anonymous_id", "user
 
 
 def _object(column: str) -> str:
-    """A JSON member as the engine reads it: the object, or ``{}`` for anything else (one parse:
-    valid JSON that starts with a brace is an object; TRY_CAST is ~7x cheaper than json_valid)."""
-    return (f"(CASE WHEN left(trim({column}, ' \t\r\n'), 1) = '{{' "
-            f"THEN coalesce(TRY_CAST({column} AS JSON), CAST('{{}}' AS JSON)) ELSE CAST('{{}}' AS JSON) END)")
+    """A JSON member as the engine reads it: the object, or ``{}`` for anything else. json_valid
+    accepts exactly what a JSON cast does and the cast returns the text as it is, so valid text
+    typed as an object is cast (the nested CASE parses it once more, only then); trimming the text
+    to look for a brace cost more than the parse."""
+    empty = "CAST('{}' AS JSON)"
+    return (f"(CASE WHEN json_valid({column}) THEN (CASE WHEN json_type({column}) = 'OBJECT' "
+            f"THEN CAST({column} AS JSON) ELSE {empty} END) ELSE {empty} END)")
 
 
 def _text_or_empty(value: str) -> str:
     return f"(CASE WHEN json_type({value}) = 'VARCHAR' THEN json_extract_string({value}, '$') ELSE '' END)"
 
 
+def _time(skew_ms: int) -> str:
+    """``profiles.events.event_time``: the timestamp clamped to receipt + skew; NULL when invalid."""
+    valid = f"BETWEEN 0 AND {MAX_EVENT_TIME_MS}"
+    return (f"CASE WHEN e.timestamp {valid} THEN CASE WHEN e.received_at {valid} "
+            f"AND e.timestamp > e.received_at + {skew_ms} THEN e.received_at + {skew_ms} "
+            "ELSE e.timestamp END END")
+
+
 def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, skew_ms: int,
-          lateness_ms: int) -> int:
-    """Create ``h_events`` with the ``event`` members listed (and the raw columns when ``raw``);
-    returns its row count."""
+          lateness_ms: int, identify_traits: bool = False, only: str = "TRUE") -> int:
+    """Create ``h_events`` with the ``event`` members listed (and the raw columns when ``raw``;
+    ``e_traits`` on identify rows alone with ``identify_traits``, when no expression reads them),
+    of the accepted events ``only`` (SQL over ``e_type`` and ``e_key``) keeps; returns its row count.
+
+    Three steps, each narrow where it can be: the merged OneIDs' survivors (a few rows, so the
+    join builds on them), the late events (a window over four columns: sorting the wide rows cost
+    more than everything else), then one scan that leaves those out. JSON is parsed only for the
+    members read, the context only where the properties give no page."""
     wanted = set(members)
     if "segments" in wanted:
         wanted.add("path")
-    if wanted & set(_PAGE):
-        wanted.update(("properties", "context", "path", "url"))
-    page = [m for m in _PAGE if m in wanted]
-    valid = f"BETWEEN 0 AND {MAX_EVENT_TIME_MS}"
+    page = [m for m in _PAGE if m in wanted or (m in ("path", "url") and wanted & set(_PAGE))]
+    ts = _time(skew_ms)
+    con.execute("CREATE OR REPLACE TEMP TABLE h_links AS SELECT oneid, survivor FROM merged_identities")
+    # late: older than the earlier events' latest by more than the lateness. The running maximum
+    # may include the event itself: then it is that maximum, never late.
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE h_late AS
+    SELECT oneid, _partition, _offset FROM (
+        SELECT e.oneid, e._partition, e._offset, {ts} AS ts FROM events e WHERE e.oneid IS NOT NULL
+    ) WHERE ts IS NOT NULL
+    QUALIFY ts < max(ts) OVER (PARTITION BY oneid ORDER BY _partition, _offset ROWS UNBOUNDED PRECEDING)
+                 - {lateness_ms}
+    """)
     inner = ["e.oneid", "coalesce(l.survivor, e.oneid) AS survivor", "e._partition", "e._offset",
-             "CAST(e.type AS VARCHAR) AS e_type",
-             "CASE WHEN e.type = 'track' THEN e.event ELSE e.name END AS e_key", "e.timestamp AS e_timestamp",
-             f"CASE WHEN e.timestamp {valid} THEN CASE WHEN e.received_at {valid} "
-             f"AND e.timestamp > e.received_at + {skew_ms} THEN e.received_at + {skew_ms} "
-             "ELSE e.timestamp END END AS ts"]
+             "e.e_type", "e.e_key", "e.timestamp AS e_timestamp", f"{ts} AS ts"]
     if "event" in wanted:
         inner.append("e.event AS e_event")
     if "name" in wanted:
         inner.append("e.name AS e_name")
     inner += [f"e.{m}" for m in _TEXT if m in wanted]
     inner += [f"{_object('e.' + m)} AS e_{m}" for m in _JSON_MEMBERS if m in wanted]
+    if identify_traits and "traits" not in wanted:
+        inner.append(f"CASE WHEN e.type = 'identify' THEN {_object('e.traits')} END AS e_traits")
     if raw:
         inner += [f"e.{c} AS r_{c}" for c in RAW]
     outer = ["*"]
-    inner_page = ""
     if page:  # EventView.page(): the properties' fields, else context.page's when it is an object
         listed = "[" + ", ".join(quote(f"$.{m}") for m in page) + "]"
         in_context = "[" + ", ".join(quote(f"$.page.{m}") for m in page) + "]"
-        inner_page = (f", json_extract(e_properties, {listed}) AS page_props, "
-                      f"json_extract(e_context, '$.page') AS page_context")
-        source = ("(CASE WHEN page_props[1] IS NULL AND page_props[2] IS NULL "
-                  f"AND json_type(page_context) = 'OBJECT' THEN json_extract(e_context, {in_context}) "
-                  "ELSE page_props END)")
-        outer = ["* EXCLUDE (page_props, page_context, page_source)"]
-        outer += [f"{_text_or_empty(f'page_source[{i + 1}]')} AS e_{m}" for i, m in enumerate(page)]
-        outer_source = f", {source} AS page_source"
-    else:
-        outer_source = ""
+        props = "e_properties" if "properties" in wanted else _object("e.properties")
+        inner.append(f"json_extract({props}, {listed}) AS page_props")
+        inner.append("e.context AS page_context_text")
+        context = "e_context" if "context" in wanted else _object("page_context_text")
+        source = ("(CASE WHEN page_props[1] IS NULL AND page_props[2] IS NULL THEN "
+                  f"(CASE WHEN json_type(json_extract({context}, '$.page')) = 'OBJECT' "
+                  f"THEN json_extract({context}, {in_context}) ELSE page_props END) ELSE page_props END)")
+        outer = ["* EXCLUDE (page_props, page_context_text)", f"{source} AS page_source"]
     sql = f"""
-    CREATE OR REPLACE TEMP TABLE {TABLE} AS
-    WITH links AS (SELECT oneid, survivor FROM merged_identities),
-    ev AS (
+    CREATE OR REPLACE TEMP TABLE {ROWS} AS
+    WITH typed AS (
+        SELECT *, CAST(type AS VARCHAR) AS e_type, CASE WHEN type = 'track' THEN event ELSE name END AS e_key
+        FROM events WHERE oneid IS NOT NULL
+    ), ev AS (
         SELECT {", ".join(inner)}
-        FROM events e LEFT JOIN links l ON l.oneid = e.oneid
-        WHERE e.oneid IS NOT NULL
-    ), timed AS (
-        SELECT *{inner_page} FROM ev WHERE ts IS NOT NULL
-        -- late: older than the earlier events' latest by more than the lateness. The running
-        -- maximum may include the event itself: then it is that maximum, never late.
-        QUALIFY ts >= max(ts) OVER (PARTITION BY oneid ORDER BY _partition, _offset ROWS UNBOUNDED PRECEDING)
-                      - {lateness_ms}
-    ), paged AS (SELECT *{outer_source} FROM timed)
-    SELECT row_number() OVER () AS rid, {", ".join(outer)} FROM paged
+        FROM typed e LEFT JOIN h_links l ON l.oneid = e.oneid
+        WHERE ({ts}) IS NOT NULL AND ({only})
+    ), kept AS (
+        SELECT * FROM ev ANTI JOIN h_late k
+        ON k.oneid = ev.oneid AND k._partition = ev._partition AND k._offset = ev._offset
+    ), paged AS (SELECT {", ".join(outer)} FROM kept)
+    SELECT * {"EXCLUDE (page_source), " + ", ".join(
+        f"{_text_or_empty(f'page_source[{i + 1}]')} AS e_{m}" for i, m in enumerate(page)) if page else ""}
+    FROM paged
     """
     con.execute(sql)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {TABLE} AS SELECT rowid AS rid, * FROM {ROWS}")
+    con.execute("DROP TABLE h_late")
     if page:
         _url_paths(con)
-    ((count,),) = con.execute(f"SELECT count(*) FROM {TABLE}").fetchall()
+    ((count,),) = con.execute(f"SELECT count(*) FROM {ROWS}").fetchall()
     return int(count)
 
 
@@ -123,8 +148,8 @@ def _url_paths(con: duckdb.DuckDBPyConnection) -> None:
         return
     table = pa.table({"url": urls, "path": [_url_path(u) for u in urls]})
     con.register("h_url_paths", table)
-    con.execute(f"UPDATE {TABLE} SET e_path = m.path FROM h_url_paths m "
-                f"WHERE {TABLE}.e_path = '' AND {TABLE}.e_url = m.url")
+    con.execute(f"UPDATE {ROWS} SET e_path = m.path FROM h_url_paths m "
+                f"WHERE {ROWS}.e_path = '' AND {ROWS}.e_url = m.url")
     con.unregister("h_url_paths")
 
 

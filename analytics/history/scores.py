@@ -3,11 +3,11 @@
 Behaviour points are linear in their events: the stored ``(value, ref)`` is the sum of every
 event's points decayed to the latest such event (``scoring.add_points`` in any order gives the
 same, up to its rounding to 10 significant digits per event), so SQL sums
-``points * 2^-(ref - ts)/half_life`` per survivor. Attribute points come from the traits (the
-latest identify value per trait by event time), evaluated by the rules' own conditions once per
-distinct set of trait values, as ``Facts.attribute_points`` caches them. The tier is
-``scoring.tier_for`` of the tier aggregate, one inactivity downgrade after
-``tier.inactive_after`` without interaction.
+``points * 2^-(ref - ts)/half_life`` per survivor (in the one pass of ``fold.py``). Attribute
+points come from the traits (the latest identify value per trait by event time), evaluated by
+the rules' own conditions once per distinct set of trait values, as ``Facts.attribute_points``
+caches them. The tier is ``scoring.tier_for`` of the tier aggregate, one inactivity downgrade
+after ``tier.inactive_after`` without interaction.
 """
 
 from __future__ import annotations
@@ -36,25 +36,6 @@ def points_sql(exprs: Expressions, rules: Rules) -> str | None:
         where = exprs.condition(p.where, on)
         terms.append(f"(CASE WHEN {on} AND {where} THEN {float(p.points)!r} ELSE 0.0 END)")
     return " + ".join(terms)
-
-
-def behaviour(con: duckdb.DuckDBPyConnection, exprs: Expressions, points: str, half_life_ms: int,
-              ) -> dict[str, tuple[float, int]]:
-    """Per survivor, the stored behaviour score ``(value, ref)`` (events with points only).
-
-    One GROUP BY: points are decayed to the latest event time of all (``top``) and the sum moved
-    to each person's own latest point event (``ref``) after; both exponents stay far from a
-    double's range for any history shorter than a thousand half-lives."""
-    ((top,),) = con.execute(f"SELECT coalesce(max(ts), 0) FROM {base.TABLE}").fetchall()
-    hl = float(half_life_ms) if half_life_ms > 0 else None
-    decay = f"pow(2.0, (ts - {int(top)}) / {hl!r})" if hl else "1.0"
-    rows = con.execute(f"""
-        SELECT survivor, sum(pts * {decay}), max(ts) FROM (
-            SELECT survivor, ts, {points} AS pts FROM {base.TABLE}{exprs.joins()}) WHERE pts <> 0
-        GROUP BY survivor
-    """).fetchall()
-    moved = {s: (float(v), int(ref)) for s, v, ref in rows}
-    return {s: (v * 2.0 ** ((int(top) - ref) / hl), ref) for s, (v, ref) in moved.items()} if hl else moved
 
 
 def traits(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] | None, keep: frozenset[str] | None,
@@ -126,14 +107,6 @@ def score_at(rules: Rules, state: tuple[float, int] | None, attributes: float, a
     if spec.cap is not None:
         total = min(total, spec.cap)
     return round(total, 3)
-
-
-def last_interactions(con: duckdb.DuckDBPyConnection, rules: Rules) -> dict[str, int]:
-    """Per survivor, the latest event time of an interaction event (``options.interaction_types``)."""
-    types = ", ".join(quote(t) for t in sorted(rules.options.interaction_types)) or "NULL"
-    rows = con.execute(f"SELECT survivor, max(ts) FROM {base.TABLE} WHERE e_type IN ({types}) "
-                       "GROUP BY survivor").fetchall()
-    return {s: int(t) for s, t in rows}
 
 
 def tier(rules: Rules, amount: Any, last_interaction: int | None, as_of_ms: int) -> str | None:

@@ -3,20 +3,24 @@ as of a time, by history alone.
 
 :class:`History` plans every rule expression (translated to SQL, or evaluated by the CEL
 runtime), builds ``h_events`` once with the members they read (:mod:`analytics.history.base`),
-then answers with one SQL pass per aggregate rule, one for the behaviour score, one per tag
-rule, and the tag replay for ``if:`` conditions over the profile. Nothing here reads Redis.
+then answers with one grouped pass for every aggregate, the behaviour score and the last
+interaction (:mod:`analytics.history.fold`; unique counts and the aggregates the replay or a
+backfill reads get a table of their contributions), one pass per tag rule, and the tag replay
+for ``if:`` conditions over the profile. Nothing here reads Redis.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from analytics.history import aggregates, base, cel_sql, replay, scores, tags
+from analytics.history import aggregates, base, cel_sql, fold, replay, scores, tags
 from analytics.history.expressions import Expressions
 from profiles.rules.model import Rules
 
@@ -44,12 +48,15 @@ class History:
     with_tags: bool = True
     with_score: bool = True
     tag_rules: tuple[str, ...] | None = None  # None: every tag rule
+    only: str = "TRUE"  # SQL over e_type and e_key: the events the rules asked for can read
     timings: dict[str, float] = field(default_factory=dict)
     exprs: Expressions = field(default_factory=Expressions)
     plans: dict[str, aggregates.Plan] = field(default_factory=dict)
     tag_plans: list[tags.TagPlan] = field(default_factory=list)
     points: str | None = None
     rows: int = 0
+    replay_reads: tuple[str, ...] = ()  # the aggregates a replayed if: reads
+    prepared: set[str] = field(default_factory=set)  # aggregates with a contribution table
 
     def __post_init__(self) -> None:
         started = time.perf_counter()
@@ -57,31 +64,40 @@ class History:
         names = list(rules.aggregates) if self.aggregate_names is None else list(self.aggregate_names)
         if self.with_score and rules.tier is not None and rules.tier.aggregate in rules.aggregates:
             names.append(rules.tier.aggregate)
+        replay_reads: list[str] = []
         if self.with_tags:
             self.tag_plans = [t for t in tags.plan(self.exprs, rules)
                               if self.tag_rules is None or t.rule.rule in self.tag_rules]
             for t in self.tag_plans:  # aggregates a replayed if: reads
                 if t.replayed and t.rule.when is not None and t.rule.when.needs.profile is not None:
                     read = t.rule.when.needs.profile.get("agg", frozenset())
-                    names += list(rules.aggregates) if read is None else sorted(read)
+                    replay_reads += list(rules.aggregates) if read is None else sorted(read)
                     if "tier" in t.rule.when.needs.profile and rules.tier is not None:
-                        names.append(rules.tier.aggregate)
+                        replay_reads.append(rules.tier.aggregate)
+        names += replay_reads
+        self.replay_reads = tuple(n for n in dict.fromkeys(replay_reads) if n in rules.aggregates)
         chosen = [rules.aggregates[n] for n in dict.fromkeys(names) if n in rules.aggregates]
         self.plans = {p.rule.name: p for p in aggregates.plan(self.exprs, chosen)}
         if self.with_score or any(t.replayed for t in self.tag_plans):
             self.points = scores.points_sql(self.exprs, rules)
-        if self.with_score and rules.score is not None and rules.score.attributes:
-            self.exprs.members.add("traits")
-        if any(t.replayed for t in self.tag_plans):
-            self.exprs.members.add("traits")
+        # identify traits: the attribute points' and the replay's (not an expression's: identify rows only)
+        traits = ((self.with_score and rules.score is not None and bool(rules.score.attributes))
+                  or any(t.replayed for t in self.tag_plans))
         cel_sql.install(self.con)
         self.rows = base.build(self.con, self.exprs.members, raw=self.exprs.needs_raw, skew_ms=self.skew_ms,
-                               lateness_ms=rules.options.allowed_lateness_ms)
+                               lateness_ms=rules.options.allowed_lateness_ms, identify_traits=traits,
+                               only=self.only)
         self.exprs.fill(self.con)
         self.timings["events"] = time.perf_counter() - started
+
+    def prepare(self, names: Iterable[str]) -> None:
+        """Materialize the contribution tables of these aggregates (``Plan.table``), once each:
+        the replay and backfill read them; verify folds the rest straight from ``h_events``."""
         started = time.perf_counter()
-        aggregates.prepare(self.con, self.exprs, list(self.plans.values()))
-        self.timings["contributions"] = time.perf_counter() - started
+        todo = [self.plans[n] for n in dict.fromkeys(names) if n not in self.prepared]
+        aggregates.prepare(self.con, self.exprs, todo)
+        self.prepared.update(p.rule.name for p in todo)
+        self.timings["contributions"] = self.timings.get("contributions", 0.0) + time.perf_counter() - started
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -111,24 +127,38 @@ class History:
         checked = {t.rule.tag for t in self.tag_plans if t.unchecked is None}
         return frozenset(names - checked)
 
-    def survivors(self) -> list[str]:
-        """Every person with an accepted event (a live profile exists for each)."""
-        rows = self.con.execute(f"SELECT DISTINCT survivor FROM {base.TABLE} ORDER BY 1").fetchall()
-        return [s for (s,) in rows]
-
     def profiles(self, as_of_ms: int) -> dict[str, HistoryProfile]:
-        """Every person's fields as of ``as_of_ms``."""
-        out = {s: HistoryProfile() for s in self.survivors()}
+        """Every person's fields as of ``as_of_ms``: aggregates, behaviour score and last
+        interaction from one grouped pass (:mod:`analytics.history.fold`), unique counts from
+        their contribution tables."""
         started = time.perf_counter()
-        for name, p in self.plans.items():
+        plans = list(self.plans.values())
+        score = None
+        if self.with_score and self.points is not None and self.rules.score is not None:
+            score = fold.Score(self.points, self.rules.score.half_life_ms)
+        rules = self.rules
+        interactions = rules.options.interaction_types if self.with_score and rules.tier is not None else None
+        table = fold.as_of(self.con, self.exprs.joins(), plans, as_of_ms, score=score,
+                           interactions=interactions)
+        out = {s: HistoryProfile() for s in table.column("survivor").to_pylist()}
+        folded = fold.folded(plans)
+        for i, p in enumerate(folded):
+            name, op = p.rule.name, p.rule.op
+            plain = op in ("count", "sum", "min", "max")  # Arrow's int or float is decode's answer
+            for profile, value in zip(out.values(), table.column(f"a{i}").to_pylist(), strict=True):
+                if value is not None:
+                    profile.aggregates[name] = value if plain else aggregates.decode(op, value)
+        rest = [p for p in plans if p not in folded]  # unique counts
+        self.prepare(p.rule.name for p in rest)
+        for p in rest:
             values = aggregates.as_of(self.con, p, as_of_ms)
             pairs = zip(values.column(0).to_pylist(), values.column(1).to_pylist(), strict=True)
             for survivor, value in pairs:
-                out[survivor].aggregates[name] = aggregates.decode(p.rule.op, value)
+                out[survivor].aggregates[p.rule.name] = aggregates.decode(p.rule.op, value)
         self.timings["aggregates"] = time.perf_counter() - started
         if self.with_score:
             started = time.perf_counter()
-            self._scores(out, as_of_ms)
+            self._scores(out, table, as_of_ms)
             self.timings["score"] = time.perf_counter() - started
         if self.with_tags:
             started = time.perf_counter()
@@ -138,28 +168,33 @@ class History:
             self.timings["tags"] = time.perf_counter() - started
         return out
 
-    def _scores(self, out: dict[str, HistoryProfile], as_of_ms: int) -> None:
+    def _scores(self, out: dict[str, HistoryProfile], folds: pa.Table, as_of_ms: int) -> None:
+        """Score and tier of every person, from the fold's behaviour and last interaction."""
         rules = self.rules
-        behaviour: dict[str, tuple[float, int]] = {}
-        if self.points is not None and rules.score is not None:
-            behaviour = scores.behaviour(self.con, self.exprs, self.points, rules.score.half_life_ms)
+        def column(name: str) -> list[Any]:
+            found = folds.column_names
+            return folds.column(name).to_pylist() if name in found else [None] * folds.num_rows
+
+        values, refs, lis = column("behaviour"), column("ref"), column("li")
         attribute = scores.AttributePoints(rules)
         texts: dict[str, dict[str, str]] = {}
         if rules.score is not None and rules.score.attributes:
             texts = scores.traits(self.con, rules.attribute_traits, rules.options.keep_traits)
-        interactions = scores.last_interactions(self.con, rules) if rules.tier is not None else {}
         tier_name = rules.tier.aggregate if rules.tier is not None else None
-        for survivor, profile in out.items():
+        for (survivor, profile), value, ref, li in zip(out.items(), values, refs, lis, strict=True):
             points = attribute(texts.get(survivor))
-            profile.score = scores.score_at(rules, behaviour.get(survivor), points, as_of_ms)
+            behaviour = None if value is None else (float(value), int(ref))
+            profile.score = scores.score_at(rules, behaviour, points, as_of_ms)
             if tier_name is not None:
                 amount = profile.aggregates.get(tier_name)
-                profile.tier = scores.tier(rules, amount, interactions.get(survivor), as_of_ms)
+                profile.tier = scores.tier(rules, amount, li, as_of_ms)
 
     def tag_expiries(self, since_ms: int | None, keep: str = "TRUE") -> list[tuple[str, str, int]]:
         """``(survivor, tag, expiry)`` of every tag still active at ``since_ms`` (None: every tag
         ever set), over the candidate events ``keep`` lets through."""
         tags.prepare(self.con, self.exprs, self.tag_plans, since_ms)
+        if any(t.replayed and t.unchecked is None for t in self.tag_plans):
+            self.prepare(self.replay_reads)
         best: dict[tuple[str, str], int] = {}
         for plan in self.tag_plans:
             if plan.unchecked is not None:

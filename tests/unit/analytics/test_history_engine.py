@@ -65,3 +65,32 @@ def test_tags_in_sql_equal_the_replay(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(as_of_event, "applies", lambda *_: False)
     replayed = sorted(History(connect(tmp_path), rules).tag_expiries(T0 + 30 * D))
     assert in_sql == replayed and any(tag == "scored" for _, tag, _ in in_sql)
+
+
+ODD_JSON = ["not json", "[1, 2]", "null", '  {"path": "/pricing/x", "revenue": 12}', "",
+            '\t\n{"url": "https://a.cn/features/sso"}', '{"path": null, "url": null}', '{"path": 5}',
+            '{"revenue": "12.5", "order_id": 7}', '{"a": 1,}', '{"revenue": 1e999}', '{"x": "\\ud800"}',
+            '{"page": {"path": "/pricing/ctx"}}', '{"page": "x"}',
+            ' {"page": {"url": "https://c.cn/features/ab"}}', '{"employees": 900, "industry": "software"}']
+
+
+def test_malformed_json_members_read_as_the_engine_reads_them(tmp_path: Path) -> None:
+    """Properties, context and traits that are not JSON objects (or not JSON) are ``{}`` to the
+    engine; a page's path comes from the properties, else from context.page, else from a URL."""
+    import random
+
+    from schemas.testing import event_record
+
+    rng = random.Random(17)
+    events = random_stream(9, 600, 15, T0, 20 * D)
+    for i in range(400):  # in time order: few are late
+        kind = rng.choice(["page", "page", "track", "identify"])
+        odd = {member: rng.choice(ODD_JSON) for member in ("properties", "context", "traits")}
+        events.insert(rng.randrange(len(events)), event_record(
+            kind, T0 + i * 3_600_000, oneid=f"p{rng.randrange(15)}", event="Order Completed", **odd))
+    oracle = EngineStates(load_rules_file(DEFAULT_RULES_PATH), events)
+    write_lake(tmp_path, events)
+    report = verify(connect(tmp_path), load_rules_file(DEFAULT_RULES_PATH), oracle.read, T0 + 20 * D)
+    assert report.profiles == len(oracle.states) and report.differences == [], report.render_table()
+    lives = [p for p in oracle.read(sorted(oracle.states), T0 + 20 * D) if p]
+    assert any(p["aggregates"]["pricing_views_30d"] for p in lives)  # some read their path from context
