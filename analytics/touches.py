@@ -109,6 +109,10 @@ def classified_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rule
                     "'$.page.referrer', '$.channel']"
     context_members = " OR ".join(f"contains(e.context, '\"{m}\"')" for m in ("campaign", "page", "channel"))
     property_paths = "['$.url', '$.referrer', '$.campaign']"
+
+    def utm(name: str, at: int) -> str:  # context.campaign's, else the URL's
+        return f"lower(coalesce(nullif(c[{at}], ''), {_query('url', 'utm_' + name)}))"
+
     sql = f"""
         WITH raw AS (
             SELECT {PERSON} AS person, e.timestamp AS ts, e.source, e.message_id, e.type, e.event,
@@ -123,18 +127,20 @@ def classified_rows(con: duckdb.DuckDBPyConnection, conversion: Conversion, rule
             SELECT *, coalesce(p[1], c[4], '') AS url, coalesce(p[2], c[5], '') AS ref FROM raw
         ), hosts AS (
             SELECT *, CASE WHEN ref = '' THEN '' ELSE {_authority('ref')} END AS ref_authority,
-                      CASE WHEN ref = '' THEN '' ELSE {_authority('url')} END AS url_authority
+                      CASE WHEN ref = '' THEN '' ELSE {_authority('url')} END AS url_authority,
+                      c IS NULL AND ref = '' AND NOT contains(url, 'utm_') AS quiet
             FROM parts
         ), f AS (
             SELECT person, ts, source, message_id, is_conv, r,
                    lower(type) AS type, lower(coalesce(event, '')) AS event, lower(source) AS lower_source,
-                   lower(coalesce(nullif(c[1], ''), {_query('url', 'utm_source')})) AS utm_source,
-                   lower(coalesce(nullif(c[2], ''), {_query('url', 'utm_medium')})) AS utm_medium,
+                   CASE WHEN quiet THEN '' ELSE {utm('source', 1)} END AS utm_source,
+                   CASE WHEN quiet THEN '' ELSE {utm('medium', 2)} END AS utm_medium,
                    CASE WHEN ref = '' THEN '' ELSE {_host('ref_authority')} END AS referrer,
                    CASE WHEN ref = '' THEN '' ELSE {_host('url_authority')} END AS page_host,
-                   lower(coalesce(c[6], '')) AS context_channel,
-                   coalesce(nullif(c[3], ''), nullif({_query('url', 'utm_campaign')}, ''),
-                            nullif(p[3], '')) AS campaign
+                   CASE WHEN c IS NULL THEN '' ELSE lower(coalesce(c[6], '')) END AS context_channel,
+                   CASE WHEN quiet THEN nullif(p[3], '')
+                        ELSE coalesce(nullif(c[3], ''), nullif({_query('url', 'utm_campaign')}, ''),
+                                      nullif(p[3], '')) END AS campaign
             FROM hosts
         ), classified AS (
             SELECT person, ts, source, message_id, is_conv,

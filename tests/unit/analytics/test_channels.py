@@ -69,6 +69,32 @@ def test_shipped_rules_classify_each_channel(make_lake: Lake, event: dict[str, A
     assert con.sql(f"SELECT channel FROM {TOUCHES}").fetchall() == ([(channel,)] if channel else [])
 
 
+TRICKY = [  # URLs as pages send them: the quick path for plain events must read them as the full one
+    (page(f"{SITE}/", "www.baidu.com/s"), "direct"),  # no scheme: no host to read
+    (page(f"{SITE}/", "HTTPS://WWW.BAIDU.COM:8443/s?wd=x"), "organic_search"),  # upper case, a port
+    (page(f"{SITE}/", "https://Bücher.example/"), "referral"),  # a host in another script
+    (page(f"{SITE}/", "not a url"), "direct"),
+    (page("shop.example.cn/?utm_medium=cpc"), "paid_search"),  # parameters without a scheme
+    (page(f"{SITE}/?UTM_MEDIUM=cpc"), "direct"),  # parameter names are case-sensitive
+    (page(f"{SITE}/?x=1&utm_medium=e%6Dail"), "email"),  # decoded
+    (page(f"{SITE}/?utm_medium="), "direct"),  # present but empty
+    (page(f"{SITE}/utm_guide"), "direct"),  # "utm_" in the path is no parameter
+    (page(""), "direct"),
+    (event_record("page", T0, oneid="p", properties={"url": f"{SITE}/"},  # the properties' URL wins
+                  context={"page": {"url": f"{SITE}/?utm_medium=cpc"}}), "direct"),
+    (event_record("track", T0, oneid="p", event="Viewed", context={"channel": "Store"}), "offline_event"),
+    (event_record("track", T0, oneid="p", event="Viewed", context={"campaign": {"medium": ""}}), None),
+]
+
+
+@pytest.mark.parametrize(("event", "channel"), TRICKY)
+def test_tricky_urls_and_empty_values_classify_as_documented(make_lake: Lake, event: dict[str, Any],
+                                                             channel: str | None) -> None:
+    con = make_lake([event])
+    build_journeys(con, Conversion(), load_channel_rules())
+    assert con.sql(f"SELECT channel FROM {TOUCHES}").fetchall() == ([(channel,)] if channel else [])
+
+
 def test_campaigns_come_from_context_then_url_then_properties(make_lake: Lake) -> None:
     con = make_lake([
         event_record("page", T0, oneid="a",
