@@ -38,15 +38,13 @@ _JOURNEY = [(name, "ascending") for name in ("person", "ts", "is_conv", "source"
 
 
 @dataclass(frozen=True)
-class Journeys:
-    """Conversions and touches (visits collapsed), one entry per event in journey order.
+class Rows:
+    """The scan's rows (``analytics.touches.classified_rows``) as arrays, converted once and
+    shared by every shard: ``channel`` a position in ``channels`` and ``campaign`` one in
+    ``campaigns`` (-1: a conversion, or no campaign); ``revenue`` and ``counted`` (inside the
+    conversion's since..until) the conversions'."""
 
-    ``person`` codes are ascending (equal: the same person); ``channel`` is a position in
-    ``channels`` and ``campaign`` one in ``campaigns`` (-1: a conversion, or no campaign);
-    ``revenue`` and ``counted`` (inside the conversion's since..until) are the conversions'.
-    ``rows`` are the events' rows in ``scan``, for the SQL tables."""
-
-    person: np.ndarray
+    table: pa.Table
     ts: np.ndarray
     is_conv: np.ndarray
     revenue: np.ndarray
@@ -55,54 +53,74 @@ class Journeys:
     campaign: np.ndarray
     channels: tuple[str, ...]
     campaigns: pa.Array
+
+    @classmethod
+    def of(cls, table: pa.Table, rules: ChannelRules) -> Rows:
+        campaigns = table.column("campaign").combine_chunks().dictionary_encode()
+        return cls(table, table.column("ts").to_numpy(), table.column("is_conv").to_numpy(),
+                   table.column("revenue").fill_null(0.0).to_numpy(),
+                   table.column("counted").fill_null(False).to_numpy(),
+                   table.column("channel").fill_null(-1).to_numpy().astype(np.int64),
+                   campaigns.indices.fill_null(-1).to_numpy().astype(np.int64), rules.channels,
+                   campaigns.dictionary)
+
+
+@dataclass(frozen=True)
+class Journeys:
+    """Conversions and touches (visits collapsed), one entry per event in journey order:
+    ``person`` codes ascending (equal: the same person), ``rows`` the events' positions in
+    ``source``, and their time, kind, channel and campaign."""
+
+    person: np.ndarray
+    ts: np.ndarray
+    is_conv: np.ndarray
+    channel: np.ndarray
+    campaign: np.ndarray
     rows: np.ndarray
-    scan: pa.Table
+    source: Rows
 
     def keys(self, by: str) -> tuple[np.ndarray, list[str]]:
         """Each event's credited key as a position in the returned names (-1: a conversion): its
         channel, or (``campaign``) its campaign, a touch without one as ``(channel)``."""
+        channels = self.source.channels
         if by == "channel":
-            return self.channel.astype(np.int64), list(self.channels)
-        campaigns = self.campaigns.to_pylist()
-        names = [*campaigns, *(f"({channel})" for channel in self.channels)]
-        code = np.where(self.campaign >= 0, self.campaign, len(campaigns) + self.channel.astype(np.int64))
+            return self.channel, list(channels)
+        campaigns = self.source.campaigns.to_pylist()
+        names = [*campaigns, *(f"({channel})" for channel in channels)]
+        code = np.where(self.campaign >= 0, self.campaign, len(campaigns) + self.channel)
         # a campaign named like "(email)" and email touches without a campaign are one key
         unique: dict[str, int] = {}
         same = np.array([unique.setdefault(name, len(unique)) for name in names] or [0], np.int64)
         return np.where(self.is_conv, -1, same[np.maximum(code, 0)]), list(unique)
 
 
-def arrange(scan: pa.Table, rules: ChannelRules) -> Journeys:
-    """The journeys of the people of ``scan`` (rows of ``analytics.touches.classified_rows``)."""
-    person = _codes(scan.column("person"))
-    ts = scan.column("ts").to_numpy()
-    is_conv = scan.column("is_conv").to_numpy()
-    order = _journey_order(scan, person, ts, is_conv)
-    campaign = scan.column("campaign").combine_chunks().dictionary_encode()
-    channel = scan.column("channel").fill_null(-1).to_numpy()[order].astype(np.int64)
-    codes = campaign.indices.fill_null(-1).to_numpy()[order].astype(np.int64)
-    person, ts, is_conv = person[order], ts[order], is_conv[order]
-    kept = _visits(person, ts, is_conv, (codes + 1) * (len(rules.channels) + 1) + channel,
+def arrange(rows: Rows, at: np.ndarray, rules: ChannelRules) -> Journeys:
+    """The journeys of the people whose rows are ``at`` (positions in ``rows``: all of a
+    person's, or none)."""
+    person = rows.table.column("person").take(pa.array(at)).combine_chunks().dictionary_encode()
+    order = _journey_order(rows, at, person.indices.fill_null(-1).to_numpy())
+    at = at[order]
+    person_codes = person.indices.fill_null(-1).to_numpy()[order]
+    ts, is_conv, channel, campaign = rows.ts[at], rows.is_conv[at], rows.channel[at], rows.campaign[at]
+    kept = _visits(person_codes, ts, is_conv, (campaign + 1) * (len(rules.channels) + 1) + channel,
                    rules.session_gap_ms)
     if not kept.all():
-        order, person, ts, is_conv = order[kept], person[kept], ts[kept], is_conv[kept]
-        channel, codes = channel[kept], codes[kept]
-    return Journeys(person, ts, is_conv,
-                    scan.column("revenue").fill_null(0.0).to_numpy()[order],
-                    scan.column("counted").fill_null(False).to_numpy()[order],
-                    channel, codes, rules.channels, campaign.dictionary, order, scan)
+        person_codes, ts, is_conv = person_codes[kept], ts[kept], is_conv[kept]
+        channel, campaign, at = channel[kept], campaign[kept], at[kept]
+    return Journeys(person_codes, ts, is_conv, channel, campaign, at, rows)
 
 
 def build_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules: ChannelRules) -> Journeys:
     """The journeys of every person the lake knows, also registered on ``con`` as the tables
     ``_a_touches`` and ``_a_conversions``."""
-    found = arrange(classified_rows(con, conversion, rules), rules)
+    rows = Rows.of(classified_rows(con, conversion, rules), rules)
+    found = arrange(rows, np.arange(rows.table.num_rows), rules)
     touch = ~found.is_conv
-    rows = found.scan.take(pa.array(found.rows[touch]))
-    channel = pa.array(found.channels, pa.string()).take(pa.array(found.channel[touch]))
-    con.register(TOUCHES, rows.select(["person", "ts", "source", "message_id"])
-                 .append_column("channel", channel).append_column("campaign", rows.column("campaign")))
-    conversions = found.scan.take(pa.array(found.rows[found.is_conv]))
+    touches = rows.table.take(pa.array(found.rows[touch]))
+    channel = pa.array(rules.channels, pa.string()).take(pa.array(found.channel[touch]))
+    con.register(TOUCHES, touches.select(["person", "ts", "source", "message_id"])
+                 .append_column("channel", channel).append_column("campaign", touches.column("campaign")))
+    conversions = rows.table.take(pa.array(found.rows[found.is_conv]))
     in_time = [(name, "ascending") for name in ("ts", "source", "message_id")]
     conversions = conversions.take(pc.sort_indices(conversions, in_time))
     number = pa.array(np.arange(1, conversions.num_rows + 1, dtype=np.int64))
@@ -111,24 +129,27 @@ def build_journeys(con: duckdb.DuckDBPyConnection, conversion: Conversion, rules
     return found
 
 
-def _codes(column: pa.ChunkedArray) -> np.ndarray:
-    """Each value as an integer, equal for equal values (the order of first appearance)."""
-    return column.combine_chunks().dictionary_encode().indices.fill_null(-1).to_numpy()
-
-
-def _journey_order(scan: pa.Table, person: np.ndarray, ts: np.ndarray, is_conv: np.ndarray) -> np.ndarray:
-    """The rows in journey order: sorted on (person, time) as integers, then the few rows that
-    share both sorted again on the whole key (whole-key sorts of the strings cost 3x more)."""
-    order = np.lexsort((ts, person))
+def _journey_order(rows: Rows, at: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """The order of ``at`` (with its ``person`` codes) in journeys: sorted on (person, time) as
+    integers, then the few events that share both sorted again on the whole key (whole-key
+    sorts of the strings cost 3x more)."""
+    ts = rows.ts[at]
+    if len(at) == 0:
+        return np.arange(0)
+    low, span = int(ts.min()), int(ts.max() - ts.min()) + 1
+    if int(person.max()) < (1 << 62) // span:  # (person, time) as one integer
+        order = np.argsort(person.astype(np.int64) * span + (ts - low))
+    else:
+        order = np.lexsort((ts, person))
     p, t = person[order], ts[order]
     tied = (p[1:] == p[:-1]) & (t[1:] == t[:-1])
     if tied.any():
-        at = np.flatnonzero(np.append(tied, False) | np.insert(tied, 0, False))
-        rows = order[at]
-        ties = pa.table({"person": p[at], "ts": t[at], "is_conv": is_conv[rows],
-                         "source": scan.column("source").take(rows),
-                         "message_id": scan.column("message_id").take(rows)})
-        order[at] = rows[pc.sort_indices(ties, _JOURNEY).to_numpy()]
+        tie = np.flatnonzero(np.append(tied, False) | np.insert(tied, 0, False))
+        events = pa.array(at[order[tie]])
+        ties = pa.table({"person": p[tie], "ts": t[tie], "is_conv": rows.is_conv[at[order[tie]]],
+                         "source": rows.table.column("source").take(events),
+                         "message_id": rows.table.column("message_id").take(events)})
+        order[tie] = order[tie][pc.sort_indices(ties, _JOURNEY).to_numpy()]
     return order
 
 

@@ -32,7 +32,7 @@ class Pairs:
 def build_pairs(journeys: Journeys, lookback_ms: int) -> Pairs:
     conv_at = np.flatnonzero(journeys.is_conv)
     before = conv_at - np.arange(len(conv_at))  # touches before each conversion, all people's
-    counted = journeys.counted[conv_at]
+    counted = journeys.source.counted[journeys.rows[conv_at]]
     conv_at, end = conv_at[counted], before[counted]
     touch_at = np.flatnonzero(~journeys.is_conv)
     start = _first_at_or_after(journeys.person[touch_at], journeys.ts[touch_at], journeys.person[conv_at],
@@ -40,7 +40,8 @@ def build_pairs(journeys: Journeys, lookback_ms: int) -> Pairs:
     n = end - start
     conv = np.repeat(np.arange(len(n)), n)
     pos = np.arange(len(conv)) - np.repeat(np.cumsum(n) - n, n) + 1
-    return Pairs(journeys.revenue[conv_at], n, conv, touch_at[start[conv] + pos - 1], pos)
+    revenue = journeys.source.revenue[journeys.rows[conv_at]]
+    return Pairs(revenue, n, conv, touch_at[start[conv] + pos - 1], pos)
 
 
 def _first_at_or_after(person: np.ndarray, ts: np.ndarray, who: np.ndarray, since: np.ndarray,

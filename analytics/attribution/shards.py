@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analytics.attribution.heuristic import heuristic_sums
-from analytics.attribution.journeys import arrange
+from analytics.attribution.journeys import Rows, arrange
 from analytics.attribution.markov import Transition, transitions
 from analytics.attribution.options import AttributionOptions
 from analytics.attribution.pairs import build_pairs
@@ -54,10 +53,13 @@ class Tally:
 
 def tally(scan: pa.Table, options: AttributionOptions, threads: int) -> Tally:
     """Every shard of ``scan`` (``classified_rows`` with :data:`SHARDS`) credited and added up."""
-    shard = scan.column("shard")
+    rows = Rows.of(scan, options.rules)
+    shard = scan.column("shard").to_numpy().astype(np.uint8)
+    by_shard = np.argsort(shard, kind="stable")  # a radix sort, for bytes
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=SHARDS))])
 
     def one(number: int) -> Tally:
-        found = arrange(scan.filter(pc.equal(shard, number)), options.rules)
+        found = arrange(rows, by_shard[bounds[number]:bounds[number + 1]], options.rules)
         keys, names = found.keys(options.by)
         pairs = build_pairs(found, options.lookback_ms)
         touched = pairs.n > 0

@@ -31,7 +31,7 @@ def test_events_are_in_journey_order(make_lake: Lake) -> None:
         order("a", T0, "a", "a-order"), visit("a", T0, "z", "a-first"),
     ])
     found = build_journeys(con, Conversion(), load_channel_rules())
-    ids = found.scan.column("message_id").take(found.rows).to_pylist()
+    ids = found.source.table.column("message_id").take(found.rows).to_pylist()
     by_person = {tuple(ids[i] for i in range(len(ids)) if found.person[i] == p) for p in set(found.person)}
     assert by_person == {("a-first", "a-order", "a-late"), ("b-1", "b-2", "b-order")}
     assert list(found.person) == sorted(found.person)  # each person's events together
@@ -40,4 +40,4 @@ def test_events_are_in_journey_order(make_lake: Lake) -> None:
 
 def test_an_empty_lake_has_empty_journeys(make_lake: Lake) -> None:
     found = build_journeys(make_lake([]), Conversion(), load_channel_rules())
-    assert len(found.ts) == len(found.person) == found.scan.num_rows == 0
+    assert len(found.ts) == len(found.person) == found.source.table.num_rows == 0
