@@ -113,7 +113,7 @@ class _Core:
         self.max_traits_per_profile = max_traits_per_profile
         self.stats: dict[str, int] = {}
         self._meta: tuple[int, str] | None = None
-        self._scanned: str | None = None  # the timed segments whose timer scan this process saw done
+        self._scanned: str | None = None  # the segment definitions whose scan this process saw done
 
     # -- keys --------------------------------------------------------------------------------
     def key(self, oneid: str, suffix: str = "") -> str:
@@ -388,14 +388,15 @@ class _Core:
         return found
 
     def schedule_segments(self, now_ms: int, count: int) -> Steps:
-        """One step of the scan giving every profile without one a segment timer due now (rules
-        that gained a timed segment: people who send nothing more are evaluated too); nothing
-        once this process saw the scan for these timed segments finished (``segscan``)."""
-        timed = self.rules().timed_segments
-        fingerprint = ",".join(sorted(timed))
+        """One step of the scan giving every profile a segment timer due now, whenever the stream
+        segments' definitions change (names, conditions: :attr:`Rules.segment_fingerprint`), so
+        existing profiles fill a new or changed segment without another event, and rules that
+        gained a timed segment time everyone; nothing once this process saw that scan finished
+        (``segscan``)."""
+        fingerprint = self.rules().segment_fingerprint
         if fingerprint == self._scanned:
             return 0
-        if not timed:  # the next rules with timed segments scan again, even the same ones
+        if not fingerprint:  # no stream segment: the next rules with one scan again, even the same
             yield ("delete", f"{self.prefix}{layout.SEGMENT_SCAN_KEY}")
             self._scanned = fingerprint
             return 0

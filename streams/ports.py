@@ -64,5 +64,6 @@ class ProfileApplier(Protocol):
         ...
 
     def schedule_segments(self, now_ms: int) -> int:
-        """One bounded step giving profiles without one a segment timer; the timers added."""
+        """One bounded step of the scan evaluating every profile again when the stream segments'
+        definitions changed (a timer due now each); the timers set."""
         ...

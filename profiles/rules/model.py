@@ -9,6 +9,7 @@ config itself stays a value.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -221,6 +222,18 @@ class Rules:
     def segment_needs(self) -> Needs:
         """What the stream segments read of ``profile``, together (one context per profile)."""
         return Needs.of(s.when.needs for s in self.stream_segments if s.when is not None)
+
+    @functools.cached_property
+    def segment_fingerprint(self) -> str:
+        """The stream segments' definitions in one digest (names, conditions, which are timed):
+        another value means existing profiles must be evaluated again (``segscan``); "" when
+        there is no stream segment (nothing to evaluate)."""
+        if not self.stream_segments:
+            return ""
+        timed = self.timed_segments
+        text = "\n".join(f"{s.name}\t{s.when.source if s.when else ''}\t{timed.get(s.name)}"
+                          for s in sorted(self.stream_segments, key=lambda s: s.name))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @functools.cached_property
     def timed_segments(self) -> dict[str, bool]:

@@ -20,9 +20,13 @@ aggregates and tags its conditions read (one file, checked together, hot-reloade
   known dates (a tag's expiry, a bucket leaving its window, the tier's inactivity downgrade) and
   an answer that drifts across one threshold (``now`` against a stored time, a decaying score:
   found to the second by bisection within each re-check interval). Left to the periodic
-  re-check: a changed rule, and an answer that flips and flips back within one interval (never
-  seen). Rules without a timed segment keep no segment timer and pay nothing. Rules that gain a
-  timed segment give every existing profile a timer, a bounded scan step per tick (``segscan``).
+  re-check: an answer that flips and flips back within one interval (never
+  seen). Rules without a timed segment keep no segment timer and pay nothing. Whenever the
+  stream segments' definitions change (a segment added, renamed or its ``if:`` changed:
+  :attr:`Rules.segment_fingerprint`), every existing profile gets a segment timer due now, a
+  bounded scan step per tick (``segscan``, its cursor in Redis), so it is evaluated once under
+  the new rules without another event: today's VIPs fill a new ``vip`` segment, each entry
+  recorded once (a repeated step only re-evaluates); an evaluation needing no timer drops it.
   Members of every stream segment are also re-checked through the segment's index
   (``sweep_segments``) at least every ``options.segment_recheck``.
 - An **SQL segment** (``sql:``, a query over the lake's DuckDB views returning ``oneid``) is

@@ -221,6 +221,64 @@ def test_quiet_people_enter_by_the_clock_once_through_kills_and_leave_at_their_n
     assert {r["idempotency_key"] for r in segment_records(own)} == set(by_key)
 
 
+NO_SEGMENT_RULES = """
+aggregates:
+  orders: {on: "track:Order Completed", op: count}
+"""
+VIP_RULES = NO_SEGMENT_RULES + """
+segments:
+  vip: {if: 'has(profile.traits.plan) && profile.traits.plan == "vip"'}
+"""
+
+
+def test_a_segment_added_by_a_hot_reload_fills_once_for_people_who_send_nothing_more(settings, tmp_path):
+    """People identified before the segment existed, who send nothing more, enter it once the
+    rules file gains it (the worker running), each once although the worker is SIGKILLed four
+    times while the scan of existing profiles fills it."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(NO_SEGMENT_RULES)
+    own = replace(settings, topic_prefix=settings.topic_prefix + "-fill", app_id=settings.app_id + "-fill",
+                  redis_prefix=settings.redis_prefix + "fill:", profile_rules_path=str(rules))
+    create_topics(own)
+    plans = {f"fill-{i}": "vip" if i % 5 < 3 else "free" for i in range(200)}
+    produce_raw(own, [event_record("identify", NOW() - 60_000, message_id=f"{anon}-1", anonymous_id=anon,
+                                   traits={"plan": plan},
+                                   identifiers=[{"type": "anonymous_id", "value": anon}])
+                      for anon, plan in plans.items()])
+    vips = [anon for anon, plan in plans.items() if plan == "vip"]
+    worker = WorkerProcess(own, tmp_path / "worker.log", free_port())
+    changes = TopicReader(own, Topics.of(own).segments, "segment_change")
+    resolved = TopicReader(own, Topics.of(own).resolved, "event")
+    try:
+        worker.start()
+        wait_caught_up(own, Topics.of(own).raw)
+        wait_caught_up(own, Topics.of(own).resolved)
+        resolved.until(lambda rs: len(rs) >= len(plans), 60)
+        assert changes.until(lambda rs: False, 2) == []  # no segment yet: nothing recorded
+        rules.write_text(VIP_RULES)  # hot reload, the worker running
+        changes.until(lambda rs: len(rs) >= 1, 120)
+        worker.kill()  # killed as the scan has just begun filling it
+        kill_three_times(worker, changes, len(vips), key="idempotency_key")
+        changes.until(lambda rs: len({r["idempotency_key"] for r in rs}) >= len(vips), 180)
+        wait_segment_outbox_empty(own)  # a change a kill left between script and ack is re-sent
+    finally:
+        worker.stop()
+        changes.close()
+        resolved.close()
+    oneid_of = {r["anonymous_id"]: r["oneid"] for r in resolved.records}
+    by_key: dict[str, dict] = {}
+    for r in segment_records(own):  # a re-send after a crash repeats a record whole
+        content = {k: v for k, v in r.items() if not k.startswith("_")}
+        assert by_key.setdefault(r["idempotency_key"], content) == content
+    assert sorted((r["oneid"], r["segment"], r["type"], r["reason"]) for r in by_key.values()) == sorted(
+        (oneid_of[anon], "vip", "segment_entered", "time") for anon in vips)  # each VIP once, nobody else
+    client = redis.Redis.from_url(own.redis_url)
+    store = ProfileStore(client, own.redis_prefix, load_rules(VIP_RULES, strict=True))
+    versions = store.segment_versions()
+    assert sorted(r["version"] for r in by_key.values()) == list(range(1, versions["vip"] + 1))
+    assert {o for chunk in store.segment_members("vip") for o, _ in chunk} == {oneid_of[a] for a in vips}
+
+
 def test_a_merge_moves_membership_to_the_survivor(collector, write_key, settings, worker):
     older, newer = f"old-{uuid.uuid4().hex[:8]}", f"new-{uuid.uuid4().hex[:8]}"
     email = f"{older}@example.cn"

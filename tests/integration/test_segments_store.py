@@ -246,29 +246,81 @@ def test_a_merge_keeps_the_earlier_timer_for_the_survivor_and_deletion_drops_it(
     assert segment_timers(redis_client, prefix) == {}
 
 
+def scan(store: ProfileStore, now_ms: int) -> int:
+    """Run the timer scan to its end (a step scans `count` keys of the whole shared keyspace)."""
+    added = 0
+    for _ in range(10_000):
+        added += store.schedule_segments(now_ms, count=500)
+        if store._core._scanned is not None:
+            return added
+    raise AssertionError("the scan never finished")
+
+
+UNTIMED = load_rules(textwrap.dedent("""
+    aggregates:
+      orders: {on: "track:Order Completed", op: count}
+    segments:
+      buyers: {if: profile.agg.orders >= 1}
+"""), strict=True)
+
+
 def test_rules_that_gain_a_timed_segment_give_every_quiet_profile_a_timer(redis_client, prefix):
-    untimed = load_rules(textwrap.dedent("""
-        aggregates:
-          orders: {on: "track:Order Completed", op: count}
-        segments:
-          buyers: {if: profile.agg.orders >= 1}
-    """), strict=True)
     people = [new_id() for _ in range(30)]
-    before = ProfileStore(redis_client, prefix, untimed)
+    before = ProfileStore(redis_client, prefix, UNTIMED)
     assert before.apply_batch(0, numbered([page("/", T0, who) for who in people]), T0).segments == []
-    assert before.schedule_segments(T0) == 0 and segment_timers(redis_client, prefix) == {}
+    assert scan(before, T0) == len(people)  # evaluated once under these rules ...
+    assert before.close_expired_result(T0, [0]).segments == []
+    assert segment_timers(redis_client, prefix) == {}  # ... and no lasting timer: nothing timed
+    assert before.schedule_segments(T0) == 0  # done: nothing more, not even a read
     # the rules now hold `dormant`; these people send nothing more
     store = ProfileStore(redis_client, prefix, DORMANT)
-    added = 0
-    for _ in range(10_000):  # a step scans `count` keys of the whole keyspace
-        added += store.schedule_segments(T0 + D, count=500)
-        if store._core._scanned is not None:
-            break
-    assert added == len(people) and segment_timers(redis_client, prefix) == dict.fromkeys(people, T0 + D)
-    assert store.schedule_segments(T0 + D) == 0  # done: nothing more, not even a read
+    assert scan(store, T0 + D) == len(people)
+    assert segment_timers(redis_client, prefix) == dict.fromkeys(people, T0 + D)
+    assert store.schedule_segments(T0 + D) == 0
     assert ProfileStore(redis_client, prefix, DORMANT).schedule_segments(T0 + D) == 0  # another process
     entered = store.close_expired_result(T0 + 100 * D, [0]).segments
     assert sorted(changes(entered)) == sorted(("dormant", who, "entered", "time") for who in people)
+
+
+def with_vip(condition: str):
+    return load_rules(textwrap.dedent(f"""
+        aggregates:
+          orders: {{on: "track:Order Completed", op: count}}
+        segments:
+          buyers: {{if: profile.agg.orders >= 1}}
+          vip: {{if: '{condition}'}}
+    """), strict=True)
+
+
+def test_a_segment_added_or_changed_fills_once_for_people_who_send_nothing_more(redis_client, prefix):
+    vips, others = [new_id() for _ in range(12)], [new_id() for _ in range(8)]
+    plans = [identify({"plan": "vip" if who in vips else "free"}, T0, who) for who in vips + others]
+    before = ProfileStore(redis_client, prefix, UNTIMED)
+    before.apply_batch(0, numbered(plans), T0)
+    scan(before, T0)
+    before.close_expired_result(T0, [0])
+    # a hot reload adds `vip`: today's VIPs are in it without another event, each entered once
+    rules = with_vip('profile.traits.plan == "vip"')
+    store = ProfileStore(redis_client, prefix, rules)
+    assert scan(store, T0 + H) == len(vips) + len(others)
+    entered = store.close_expired_result(T0 + H, [0]).segments
+    assert sorted(changes(entered)) == sorted(("vip", who, "entered", "time") for who in vips)
+    assert store.segment_count("vip") == len(vips) and segment_timers(redis_client, prefix) == {}
+    # the scan run again (a crash before the cursor was seen done, another worker) records nothing
+    redis_client.delete(f"{prefix}{profile_layout.SEGMENT_SCAN_KEY}")
+    again = ProfileStore(redis_client, prefix, rules)
+    assert scan(again, T0 + 2 * H) == len(vips) + len(others)
+    assert again.close_expired_result(T0 + 2 * H, [0]).segments == []
+    # its condition changes: who no longer matches leaves, who now matches enters, once each
+    changed = ProfileStore(redis_client, prefix, with_vip('profile.traits.plan in ["vip", "free"] '
+                                                          '&& profile.traits.plan != "vip"'))
+    scan(changed, T0 + 3 * H)
+    moved = changed.close_expired_result(T0 + 3 * H, [0]).segments
+    assert sorted(changes(moved)) == sorted([("vip", who, "exited", "time") for who in vips]
+                                            + [("vip", who, "entered", "time") for who in others])
+    assert changed.close_expired_result(T0 + 4 * H, [0]).segments == []
+    versions = changed.segment_versions()
+    assert versions["vip"] == 2 * len(vips) + len(others)  # every change took one version, no more
 
 
 def test_a_member_whose_re_check_raises_is_set_aside_and_the_others_leave_on_time(
