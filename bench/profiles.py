@@ -247,3 +247,41 @@ def bench_segment_timers(redis_client: Any, prefix: str, *, people: int = 20_000
         "tick_cpu_us_per_profile": round(tick_cpu, 1),
         "core_share_per_million_profiles": round(1e6 / recheck_s * tick_wall / 1e6, 3),
     }
+
+
+def bench_segment_timer_bytes(redis_client: Any, prefix: str, *, people: int = 5000, per_person: int = 5,
+                              batch: int = 500) -> dict[str, Any]:
+    """Segment timers and Redis bytes per profile with and without the monotonicity analysis
+    (``profiles/rules/monotone.py``: a non-member gets a timer only for a segment time alone can
+    bring it into), under the default rules and under them without ``big_spenders`` (the tier,
+    from a windowed sum of client-sent revenue, may rise as a negative order leaves its window,
+    so its non-members stay timed). Both variants in the same run, the same events."""
+    from profiles.store import ProfileStore
+
+    default = load_rules_file(RuleSet().path)
+    raw = dict(default.raw)
+    raw["segments"] = {k: v for k, v in raw["segments"].items() if k != "big_spenders"}
+    from profiles.rules import load_rules
+
+    no_tier = load_rules(json.dumps(raw))
+    events = synthetic_events(people * per_person, people, seed=11)
+    out: dict[str, Any] = {"people": people, "events": len(events)}
+    for label, source in (("default", default), ("without_big_spenders", no_tier)):
+        for analysed in (False, True):
+            rules = load_rules(json.dumps(source.raw)) if source is no_tier else load_rules_file(RuleSet().path)
+            if not analysed:  # the code before: every timed segment times its non-members too
+                rules.__dict__["segments_entered_by_time"] = frozenset(rules.timed_segments)
+            own = f"{prefix}{label}{int(analysed)}:"
+            store = ProfileStore(redis_client, own, rules)
+            for lo in range(0, len(events), batch):
+                store.apply_batch(0, list(enumerate(events[lo:lo + batch], start=lo)), T0)
+            keys = list(redis_client.scan_iter(match=f"{own}*", count=5000))
+            total = sum(redis_client.memory_usage(k, samples=0) or 0 for k in keys)
+            timers = sum(1 for _ in redis_client.zscan_iter(f"{own}pdue:0", match="s|*"))
+            name = f"{label}_{'analysed' if analysed else 'every_profile'}"
+            out[f"{name}_segment_timers"] = timers
+            out[f"{name}_redis_bytes_per_profile"] = round(total / people)
+            out[f"{name}_due_set_bytes"] = redis_client.memory_usage(f"{own}pdue:0", samples=0) or 0
+            for lo in range(0, len(keys), 5000):
+                redis_client.unlink(*keys[lo:lo + 5000])
+    return out

@@ -11,6 +11,7 @@ rules in force. The format is documented in ``profiles/default_rules.yaml``.
     compile.py   parsed YAML -> model, section by section (triggers with their kind's help)
     load.py      YAML 1.2 text/file -> Rules, keeping previous versions of rejected rules
     index.py     rules indexed by event type/name (Candidates)
+    monotone.py  which way time moves a segment's condition (a non-member's timer or none)
     runtime.py   run-time caches of one Rules (index, error counts, attribute points)
     reload.py    RuleSet: the rules in force, hot-reloaded
 

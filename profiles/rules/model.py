@@ -18,6 +18,7 @@ from profiles.conditions import Condition, Needs, Refs
 from profiles.durations import HOUR_MS
 from profiles.dwell import HEARTBEAT_EVENTS, LEAVE_EVENTS
 from profiles.exceptions import RuleIssue
+from profiles.rules import monotone
 from profiles.rules.runtime import RuleCaches
 
 if TYPE_CHECKING:
@@ -231,8 +232,9 @@ class Rules:
         if not self.stream_segments:
             return ""
         timed = self.timed_segments
+        rises = self.segments_entered_by_time
         text = "\n".join(f"{s.name}\t{s.when.source if s.when else ''}\t{timed.get(s.name)}"
-                          for s in sorted(self.stream_segments, key=lambda s: s.name))
+                          f"\t{s.name in rises}" for s in sorted(self.stream_segments, key=lambda s: s.name))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @functools.cached_property
@@ -268,6 +270,42 @@ class Rules:
             if drifts or windowed or tier_moves or reads("tags"):
                 out[rule.name] = drifts
         return out
+
+    @functools.cached_property
+    def segments_entered_by_time(self) -> frozenset[str]:
+        """The timed segments a non-member may enter by time alone (``profiles/rules/monotone.py``):
+        only these give a person outside them a segment timer. ``hot_leads`` (a decaying score
+        and a tag) is not one: time only takes people out of it, and members are re-checked."""
+        out = set()
+        for rule in self.stream_segments:
+            if rule.name not in self.timed_segments or rule.when is None:
+                continue
+            tree = monotone.parse(rule.when.source)
+            if tree is None or monotone.direction(tree, self._moves) not in (monotone.CONST, monotone.DOWN):
+                out.add(rule.name)
+        return frozenset(out)
+
+    def _moves(self, path: tuple[str, ...]) -> str:
+        """How ``profile.<path>`` moves with time alone (the leaves of :mod:`monotone`)."""
+        head = path[0]
+        if head in ("traits", "first_seen", "last_seen", "last_interaction", "consent"):
+            return monotone.CONST
+        if head == "score":
+            score = self.score
+            if score is None or score.half_life_ms <= 0:
+                return monotone.CONST
+            points = [p.points for p in score.behaviour] + [a.points for a in score.attributes]
+            return monotone.DOWN if all(p >= 0 for p in points) else monotone.ANY  # decays to 0
+        if head == "tags" and len(path) == 1:
+            return monotone.DOWN  # tags only expire
+        if head == "agg" and len(path) == 2 and (spec := self.aggregates.get(path[1])) is not None:
+            if not spec.window_ms:
+                return monotone.CONST
+            # buckets only leave the window: a count, distinct count or maximum only falls, a
+            # minimum only rises; a sum (of values of either sign), first and last go either way
+            return {"count": monotone.DOWN, "unique": monotone.DOWN, "max": monotone.DOWN,
+                    "min": monotone.UP}.get(spec.op, monotone.ANY)
+        return monotone.ANY
 
     @property
     def rule_count(self) -> int:

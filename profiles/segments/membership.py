@@ -16,11 +16,14 @@ new buckets are younger), so the stored one is at worst early, and a batch then 
 write per member (under rules with a timed segment it still computes the segment timer, below).
 
 ``due`` (only under rules with a timed segment, :attr:`Rules.timed_segments`) is the profile's
-*segment timer*, member or not: the earliest moment time alone could change one of its timed
-segments (``timing.py``), kept in its partition's due set like the triggers' timers, so the
-sweep evaluates the profile then and a person *enters* by time alone as exactly as one leaves
-(-1: the profile is gone, drop the timer). After events it comes with ``lt``: it may only move
-earlier (a new short tag, a new score), an older one is at worst early.
+*segment timer*: the earliest moment time alone could change one of its timed segments
+(``timing.py``), kept in its partition's due set like the triggers' timers, so the sweep
+evaluates the profile then and a person *enters* by time alone as exactly as one leaves. A
+segment counts for a member, and for a non-member only when time alone can make its condition
+true (:attr:`Rules.segments_entered_by_time`: not ``hot_leads``, whose score decays and whose
+tags expire), so most people of such rules keep no timer (-1: none, or the profile is gone).
+After events it comes with ``lt``: it may only move earlier (a new short tag, a new score), an
+older one is at worst early.
 
 ``facts`` is what the conditions read, as JSON (the "why" of an entry or an exit), bounded to
 :data:`MAX_FACTS_CHARS` (traits are left out first).
@@ -65,6 +68,7 @@ class Membership:
         if not segments:
             return None
         timed = self.rules.timed_segments
+        enters = self.rules.segments_entered_by_time
         when = as_of(st, now_ms)
         profile = self.facts.profile(st, self.rules.segment_needs.profile, when) if st.exists else {}
         variables: dict[str, Any] = {"profile": profile}
@@ -80,9 +84,10 @@ class Membership:
             want = st.exists and self.evaluator.test(rule.when, ctx, f"segments.{rule.name}")
             moves = was != want or (want and stays)
             check = 0
-            if st.exists and (rule.name in timed or (want and moves)):
+            timer = rule.name in timed and (want or rule.name in enters)  # time can change it
+            if st.exists and (timer or (want and moves)):
                 check = next_change(self.rules, self.facts, rule, st, when, want)
-                if rule.name in timed:
+                if timer:
                     due = check if due is None else min(due, check)
             if not moves:
                 continue

@@ -148,3 +148,30 @@ def test_following_the_timer_a_quiet_person_enters_dormant_at_the_crossing_and_n
     assert entry["ops"][0][:3] == ["dormant", 0, 1]
     assert T0 + 90 * D < at < T0 + 90 * D + RESOLUTION_MS + 1
     assert evaluations == 92  # once a day for 91 days (the re-check interval), then at the crossing
+
+
+HOT = load_rules(textwrap.dedent("""
+    options: {segment_recheck: 6h}
+    tags:
+      high_intent: {on: page, where: 'event.path == "/pricing"', ttl: 2d}
+    score:
+      half_life: 1d
+      behaviour:
+        view: {on: page, points: 40}
+    segments:
+      hot_leads: {if: 'profile.score >= 60 && "high_intent" in profile.tags'}
+"""), strict=True)
+
+
+def test_a_non_member_of_a_segment_time_only_empties_keeps_no_timer_and_a_member_does():
+    engine, st = state_after([page("/", T0)], HOT)  # score 40, no tag: out, and time cannot bring it in
+    assert engine.segments.entry(st, T0, reason="time") == {"mg": st.merge_gen, "ops": [], "due": -1}
+    assert engine.segments.entry(st, T0, reason="event", stays=False)["due"] == -1
+    engine, st = state_after([page("/pricing", T0), page("/pricing", T0 + S)], HOT)  # 80 and the tag: in
+    entry = engine.segments.entry(st, T0 + S, reason="event", stays=False)
+    assert entry["ops"][0][:3] == ["hot_leads", 0, 1]
+    # a member is timed: its re-check (6h) comes before the score falls below 60 (about 10 h)
+    assert entry["due"] == T0 + S + 6 * H == entry["ops"][0][3]
+    # the same profile under rules where time could bring it in again keeps its timer once out
+    engine, st = state_after([page("/", T0)])
+    assert engine.segments.entry(st, T0, reason="time")["due"] > T0
