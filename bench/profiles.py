@@ -258,17 +258,17 @@ def bench_segment_timer_bytes(redis_client: Any, prefix: str, *, people: int = 5
     so its non-members stay timed). Both variants in the same run, the same events."""
     from profiles.store import ProfileStore
 
-    default = load_rules_file(RuleSet().path)
-    raw = dict(default.raw)
+    raw = dict(load_rules_file(RuleSet().path).raw)
     raw["segments"] = {k: v for k, v in raw["segments"].items() if k != "big_spenders"}
     from profiles.rules import load_rules
 
-    no_tier = load_rules(json.dumps(raw))
+    sources = {"default": lambda: load_rules_file(RuleSet().path),
+               "without_big_spenders": lambda: load_rules(json.dumps(raw))}
     events = synthetic_events(people * per_person, people, seed=11)
     out: dict[str, Any] = {"people": people, "events": len(events)}
-    for label, source in (("default", default), ("without_big_spenders", no_tier)):
+    for label, fresh in sources.items():
         for analysed in (False, True):
-            rules = load_rules(json.dumps(source.raw)) if source is no_tier else load_rules_file(RuleSet().path)
+            rules = fresh()  # its own cached properties
             if not analysed:  # the code before: every timed segment times its non-members too
                 rules.__dict__["segments_entered_by_time"] = frozenset(rules.timed_segments)
             own = f"{prefix}{label}{int(analysed)}:"
