@@ -27,6 +27,9 @@ aggregates and tags its conditions read (one file, checked together, hot-reloade
   bounded scan step per tick (``segscan``, its cursor in Redis), so it is evaluated once under
   the new rules without another event: today's VIPs fill a new ``vip`` segment, each entry
   recorded once (a repeated step only re-evaluates); an evaluation needing no timer drops it.
+  A non-member is timed only for a segment time alone could bring it into
+  (:attr:`Rules.segments_entered_by_time`, ``profiles/rules/monotone.py``): not ``hot_leads``,
+  whose score decays and whose tags expire.
   Members of every stream segment are also re-checked through the segment's index
   (``sweep_segments``) at least every ``options.segment_recheck``.
 - An **SQL segment** (``sql:``, a query over the lake's DuckDB views returning ``oneid``) is
