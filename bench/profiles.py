@@ -179,7 +179,7 @@ def bench_store(
 def bench_segment_timers(redis_client: Any, prefix: str, *, people: int = 20_000, per_person: int = 5,
                          batch: int = 500, rounds: int = 3) -> dict[str, Any]:
     """What the segment timer costs (``profiles/segments/timing.py``), under the default rules
-    (``hot_leads`` reads a decaying score and tags: timed, so every profile keeps a timer).
+    (``hot_leads`` reads a decaying score and tags: timed, so its members keep a timer).
 
     - events: µs per event through ``apply_batch`` with the timers on and off (the same rules
       with ``timed_segments`` emptied: the code before timers), alternating, fresh profiles each
@@ -251,37 +251,28 @@ def bench_segment_timers(redis_client: Any, prefix: str, *, people: int = 20_000
 
 def bench_segment_timer_bytes(redis_client: Any, prefix: str, *, people: int = 5000, per_person: int = 5,
                               batch: int = 500) -> dict[str, Any]:
-    """Segment timers and Redis bytes per profile with and without the monotonicity analysis
-    (``profiles/rules/monotone.py``: a non-member gets a timer only for a segment time alone can
-    bring it into), under the default rules and under them without ``big_spenders`` (the tier,
-    from a windowed sum of client-sent revenue, may rise as a negative order leaves its window,
-    so its non-members stay timed). Both variants in the same run, the same events."""
+    """Segment timers and Redis bytes per profile under the default rules with and without the
+    monotonicity analysis (``profiles/rules/monotone.py``: a non-member gets a timer only for a
+    segment time alone can bring it into); both in the same run, over the same events."""
     from profiles.store import ProfileStore
 
-    raw = dict(load_rules_file(RuleSet().path).raw)
-    raw["segments"] = {k: v for k, v in raw["segments"].items() if k != "big_spenders"}
-    from profiles.rules import load_rules
-
-    sources = {"default": lambda: load_rules_file(RuleSet().path),
-               "without_big_spenders": lambda: load_rules(json.dumps(raw))}
     events = synthetic_events(people * per_person, people, seed=11)
     out: dict[str, Any] = {"people": people, "events": len(events)}
-    for label, fresh in sources.items():
-        for analysed in (False, True):
-            rules = fresh()  # its own cached properties
-            if not analysed:  # the code before: every timed segment times its non-members too
-                rules.__dict__["segments_entered_by_time"] = frozenset(rules.timed_segments)
-            own = f"{prefix}{label}{int(analysed)}:"
-            store = ProfileStore(redis_client, own, rules)
-            for lo in range(0, len(events), batch):
-                store.apply_batch(0, list(enumerate(events[lo:lo + batch], start=lo)), T0)
-            keys = list(redis_client.scan_iter(match=f"{own}*", count=5000))
-            total = sum(redis_client.memory_usage(k, samples=0) or 0 for k in keys)
-            timers = sum(1 for _ in redis_client.zscan_iter(f"{own}pdue:0", match="s|*"))
-            name = f"{label}_{'analysed' if analysed else 'every_profile'}"
-            out[f"{name}_segment_timers"] = timers
-            out[f"{name}_redis_bytes_per_profile"] = round(total / people)
-            out[f"{name}_due_set_bytes"] = redis_client.memory_usage(f"{own}pdue:0", samples=0) or 0
-            for lo in range(0, len(keys), 5000):
-                redis_client.unlink(*keys[lo:lo + 5000])
+    for analysed in (False, True):
+        rules = load_rules_file(RuleSet().path)
+        if not analysed:  # the code before: every timed segment times its non-members too
+            for name in ("segments_entered_by_time", "segments_entered_by_time_if_sums_fall"):
+                rules.__dict__[name] = frozenset(rules.timed_segments)
+        own = f"{prefix}{int(analysed)}:"
+        store = ProfileStore(redis_client, own, rules)
+        for lo in range(0, len(events), batch):
+            store.apply_batch(0, list(enumerate(events[lo:lo + batch], start=lo)), T0)
+        keys = list(redis_client.scan_iter(match=f"{own}*", count=5000))
+        name = "analysed" if analysed else "every_profile"
+        out[f"{name}_segment_timers"] = sum(1 for _ in redis_client.zscan_iter(f"{own}pdue:0", match="s|*"))
+        out[f"{name}_redis_bytes_per_profile"] = round(
+            sum(redis_client.memory_usage(k, samples=0) or 0 for k in keys) / people)
+        out[f"{name}_due_set_bytes"] = redis_client.memory_usage(f"{own}pdue:0", samples=0) or 0
+        for lo in range(0, len(keys), 5000):
+            redis_client.unlink(*keys[lo:lo + 5000])
     return out

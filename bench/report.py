@@ -42,6 +42,10 @@ def run_all(settings: Settings, events: int, out: Path, log_dir: Path,
     people = max(500, min(5000, events // 50))
     results["segment_timers"] = bench_segment_timers(redis.Redis.from_url(settings.redis_url),
                                                      "bench:segtimers:", people=people)
+    from bench.profiles import bench_segment_timer_bytes
+
+    results["segment_timer_bytes"] = bench_segment_timer_bytes(redis.Redis.from_url(settings.redis_url),
+                                                               "bench:segbytes:", people=people)
     from bench.lake import bench_lake
 
     results["lake"] = bench_lake(settings, min(events, 100_000))  # quick: beside its own bare consumer

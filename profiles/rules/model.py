@@ -232,9 +232,10 @@ class Rules:
         if not self.stream_segments:
             return ""
         timed = self.timed_segments
-        rises = self.segments_entered_by_time
+        rises, unless = self.segments_entered_by_time, self.segments_entered_by_time_if_sums_fall
         text = "\n".join(f"{s.name}\t{s.when.source if s.when else ''}\t{timed.get(s.name)}"
-                          f"\t{s.name in rises}" for s in sorted(self.stream_segments, key=lambda s: s.name))
+                          f"\t{s.name in rises}\t{s.name in unless}"
+                          for s in sorted(self.stream_segments, key=lambda s: s.name))
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @functools.cached_property
@@ -276,21 +277,40 @@ class Rules:
         """The timed segments a non-member may enter by time alone (``profiles/rules/monotone.py``):
         only these give a person outside them a segment timer. ``hot_leads`` (a decaying score
         and a tag) is not one: time only takes people out of it, and members are re-checked."""
+        return self._entered_by_time(sums_fall=False)
+
+    @functools.cached_property
+    def segments_entered_by_time_if_sums_fall(self) -> frozenset[str]:
+        """The same for a profile whose windowed sums hold no negative bucket (time alone then
+        only lowers them, and the tier built on one): ``big_spenders`` (``tier == "A"``) is not
+        one. A profile's next event evaluates it again, so this holds until then."""
+        return self._entered_by_time(sums_fall=True)
+
+    @functools.cached_property
+    def timed_sums(self) -> tuple[AggregateRule, ...]:
+        """The windowed sums whose sign decides between the two sets above (none: they agree)."""
+        if self.segments_entered_by_time == self.segments_entered_by_time_if_sums_fall:
+            return ()
+        return tuple(a for a in self.aggregates.values() if a.op == "sum" and a.window_ms)
+
+    def _entered_by_time(self, *, sums_fall: bool) -> frozenset[str]:
         out = set()
         for rule in self.stream_segments:
             if rule.name not in self.timed_segments or rule.when is None:
                 continue
             tree = monotone.parse(rule.when.source)
-            if tree is None or monotone.direction(tree, self._moves) not in (monotone.CONST, monotone.DOWN):
+            leaf = functools.partial(self._moves, sums_fall=sums_fall)
+            if tree is None or monotone.direction(tree, leaf) not in (monotone.CONST, monotone.DOWN):
                 out.add(rule.name)
         return frozenset(out)
 
-    def _moves(self, path: tuple[str, ...]) -> str:
-        """How ``profile.<path>`` moves with time alone (the leaves of :mod:`monotone`)."""
+    def _moves(self, path: tuple[str, ...], *, sums_fall: bool = False) -> str:
+        """How ``profile.<path>`` moves with time alone (the leaves of :mod:`monotone`); a path
+        ending in ``==`` and a text: whether that equality can turn true (the tier's levels)."""
         head = path[0]
         if head in ("traits", "first_seen", "last_seen", "last_interaction", "consent"):
             return monotone.CONST
-        if head == "score":
+        if head == "score" and len(path) == 1:
             score = self.score
             if score is None or score.half_life_ms <= 0:
                 return monotone.CONST
@@ -299,13 +319,26 @@ class Rules:
         if head == "tags" and len(path) == 1:
             return monotone.DOWN  # tags only expire
         if head == "agg" and len(path) == 2 and (spec := self.aggregates.get(path[1])) is not None:
-            if not spec.window_ms:
-                return monotone.CONST
-            # buckets only leave the window: a count, distinct count or maximum only falls, a
-            # minimum only rises; a sum (of values of either sign), first and last go either way
-            return {"count": monotone.DOWN, "unique": monotone.DOWN, "max": monotone.DOWN,
-                    "min": monotone.UP}.get(spec.op, monotone.ANY)
+            return self._aggregate_moves(spec, sums_fall)
+        if head == "tier" and len(path) == 3 and path[1] == "==" and self.tier is not None:
+            # the tier only falls when its aggregate does (the inactivity downgrade only lowers it):
+            # then it can leave the top level and reach the lowest, nothing else is certain
+            spec = self.aggregates.get(self.tier.aggregate)
+            if spec is None or self._aggregate_moves(spec, sums_fall) not in (monotone.CONST, monotone.DOWN):
+                return monotone.ANY
+            levels = [name for name, _ in self.tier.levels]
+            return (monotone.DOWN if path[2] == levels[0] else monotone.UP if path[2] == levels[-1]
+                    else monotone.ANY)
         return monotone.ANY
+
+    @staticmethod
+    def _aggregate_moves(spec: AggregateRule, sums_fall: bool) -> str:
+        """Buckets only leave the window: a count, distinct count or maximum only falls, a minimum
+        only rises, a sum falls when no bucket is negative; first and last go either way."""
+        if not spec.window_ms:
+            return monotone.CONST
+        falls = {"count", "unique", "max"} | ({"sum"} if sums_fall else set())
+        return monotone.DOWN if spec.op in falls else monotone.UP if spec.op == "min" else monotone.ANY
 
     @property
     def rule_count(self) -> int:

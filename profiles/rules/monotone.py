@@ -204,6 +204,13 @@ def direction(node: Node, leaf: Leaf) -> str:
         return _call(node, leaf)
     assert op == "bin"
     name, a, b = node[1], direction(node[2], leaf), direction(node[3], leaf)
+    if name in ("==", "!="):  # the leaf may know a level a falling value can leave or reach
+        for side, other in ((node[2], node[3]), (node[3], node[2])):
+            path = _path(side)
+            if path is not None and other[0] == "lit" and isinstance(other[1], str) and other[1][:1] in "'\"":
+                equal = leaf((*path, "==", other[1][1:-1]))
+                if equal != ANY:
+                    return equal if name == "==" else flip(equal)
     if name in ("&&", "||", "+"):
         return join(a, b)
     if name in ("-", ">", ">="):

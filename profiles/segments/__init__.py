@@ -29,7 +29,8 @@ aggregates and tags its conditions read (one file, checked together, hot-reloade
   recorded once (a repeated step only re-evaluates); an evaluation needing no timer drops it.
   A non-member is timed only for a segment time alone could bring it into
   (:attr:`Rules.segments_entered_by_time`, ``profiles/rules/monotone.py``): not ``hot_leads``,
-  whose score decays and whose tags expire.
+  whose score decays and whose tags expire, nor ``tier == "A"`` while the tier's windowed sum
+  holds no negative bucket.
   Members of every stream segment are also re-checked through the segment's index
   (``sweep_segments``) at least every ``options.segment_recheck``.
 - An **SQL segment** (``sql:``, a query over the lake's DuckDB views returning ``oneid``) is

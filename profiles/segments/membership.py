@@ -68,7 +68,7 @@ class Membership:
         if not segments:
             return None
         timed = self.rules.timed_segments
-        enters = self.rules.segments_entered_by_time
+        enters = self._entered_by_time(st)
         when = as_of(st, now_ms)
         profile = self.facts.profile(st, self.rules.segment_needs.profile, when) if st.exists else {}
         variables: dict[str, Any] = {"profile": profile}
@@ -103,6 +103,15 @@ class Membership:
         elif not ops:
             return None
         return seg
+
+    def _entered_by_time(self, st: ProfileState) -> frozenset[str]:
+        """The timed segments time alone could bring this profile into: fewer when none of its
+        windowed sums holds a negative bucket (time then only lowers them, and the tier)."""
+        for spec in self.rules.timed_sums:
+            if any(v < 0 for v in st.buckets_of(spec.name, spec.sid, spec.kind).values()
+                   if isinstance(v, (int, float))):
+                return self.rules.segments_entered_by_time
+        return self.rules.segments_entered_by_time_if_sums_fall
 
 
 def _facts(profile: dict[str, Any]) -> str:

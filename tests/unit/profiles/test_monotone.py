@@ -76,6 +76,8 @@ def moves(text: str, rules=RULES) -> str:
     ("profile.agg.views_7d * profile.agg.views_7d >= 1", m.ANY),
     ("profile.agg.missing >= 1", m.ANY),
     ("profile == null", m.ANY),
+    ('profile.score == "x"', m.ANY),
+    ('profile.traits.plan != "vip" && profile.score > 3', m.DOWN),
 ])
 def test_each_shape_moves_as_time_would_move_it(text, expected):
     assert moves(text) == expected
@@ -115,3 +117,41 @@ def test_only_segments_a_non_member_can_enter_by_time_are_listed():
     """), strict=True)
     assert set(rules.timed_segments) == {"hot_leads", "dormant", "cooling"}
     assert rules.segments_entered_by_time == {"dormant", "cooling"}
+
+
+TIERED = load_rules(textwrap.dedent("""
+    aggregates:
+      revenue_365d:
+        {on: "track:Order Completed", op: sum, value: double(event.properties.revenue), window: 365d}
+    tier:
+      aggregate: revenue_365d
+      levels: {A: 100000, B: 20000, C: 0}
+      inactive_after: 90d
+      downgrade_steps: 1
+"""), strict=True)
+
+
+@pytest.mark.parametrize(("text", "if_sums_fall"), [
+    ('profile.tier == "A"', m.DOWN),  # the top level: only ever left
+    ('"A" == profile.tier', m.DOWN),
+    ('profile.tier != "A"', m.UP),
+    ('profile.tier == "C"', m.UP),  # the lowest: only ever reached
+    ('profile.tier != "C"', m.DOWN),
+    ('profile.tier == "B"', m.ANY),  # reached from A, left for C
+    ("profile.agg.revenue_365d >= 100.0", m.DOWN),
+])
+def test_the_tier_falls_when_its_windowed_sum_does(text, if_sums_fall):
+    tree = m.parse(text)
+    assert tree is not None
+    assert m.direction(tree, lambda p: TIERED._moves(p, sums_fall=True)) == if_sums_fall
+    assert m.direction(tree, TIERED._moves) == m.ANY  # a negative order leaving the window raises it
+
+
+def test_the_default_rules_time_a_non_member_only_for_big_spenders_and_only_after_a_negative_order():
+    from profiles.rules import DEFAULT_RULES_PATH, load_rules_file
+
+    rules = load_rules_file(DEFAULT_RULES_PATH, strict=True)
+    assert set(rules.timed_segments) == {"hot_leads", "big_spenders"}
+    assert rules.segments_entered_by_time == {"big_spenders"}
+    assert rules.segments_entered_by_time_if_sums_fall == frozenset()
+    assert [a.name for a in rules.timed_sums] == ["revenue_365d"]

@@ -175,3 +175,14 @@ def test_a_non_member_of_a_segment_time_only_empties_keeps_no_timer_and_a_member
     # the same profile under rules where time could bring it in again keeps its timer once out
     engine, st = state_after([page("/", T0)])
     assert engine.segments.entry(st, T0, reason="time")["due"] > T0
+
+
+def test_under_the_default_rules_a_non_member_is_timed_only_while_a_negative_order_is_in_its_window():
+    rules = load_rules_file(DEFAULT_RULES_PATH, strict=True)
+    order = track("Order Completed", T0, properties={"revenue": 500})
+    engine, st = state_after([page("/", T0), order], rules)
+    assert engine.segments.entry(st, T0, reason="time")["due"] == -1  # time only lowers its tier
+    refund = [page("/", T0), track("Order Completed", T0, properties={"revenue": 500}),
+              track("Order Completed", T0 + 2 * D, properties={"revenue": -300})]  # another bucket
+    engine, st = state_after(refund, rules)
+    assert engine.segments.entry(st, T0 + 2 * D, reason="time")["due"] > T0 + 2 * D  # its revenue may rise
