@@ -335,3 +335,38 @@ def test_a_member_whose_re_check_raises_is_set_aside_and_the_others_leave_on_tim
     retry = redis_client.zscore(profile_layout.segment_key(prefix, "keen_pricing"), broken)
     assert retry == T0 + H + 2 * D + S + TIMER_RETRY_MS  # tried again an hour later, not at once
     assert store.sweep_segments(T0 + H + 2 * D + 2 * S) == []
+
+
+HOT = load_rules(textwrap.dedent("""
+    options: {segment_recheck: 6h}
+    tags:
+      high_intent: {on: page, where: 'event.path == "/pricing"', ttl: 2d}
+    score:
+      half_life: 30d
+      behaviour:
+        view: {on: page, points: 40}
+    segments:
+      hot_leads: {if: 'profile.score >= 60 && "high_intent" in profile.tags'}
+"""), strict=True)
+
+
+def test_only_members_of_a_segment_time_only_empties_keep_a_timer_and_leave_on_time(redis_client, prefix):
+    hot, cold = new_id(), new_id()
+    store = ProfileStore(redis_client, prefix, HOT)
+    events = [page("/pricing", T0, hot), page("/pricing", T0 + S, hot), page("/", T0, cold)]
+    entered = store.apply_batch(0, numbered(events), T0 + S).segments
+    assert changes(entered) == [("hot_leads", hot, "entered", "event")]
+    assert segment_timers(redis_client, prefix) == {hot: T0 + S + 6 * H}  # the outsider: none
+    # an outsider's timer from before (the old rules timed everyone) is dropped once evaluated
+    redis_client.zadd(f"{prefix}pdue:0", {f"s|{cold}": T0 + H})
+    assert store.close_expired_result(T0 + H, [0]).segments == []
+    assert cold not in segment_timers(redis_client, prefix)
+    exited = []
+    for _ in range(20):  # the member's timer, followed: it leaves when its tag expires, once
+        due = min(segment_timers(redis_client, prefix).values(), default=None)
+        if due is None:
+            break
+        exited += store.close_expired_result(due, [0]).segments + store.sweep_segments(due)
+    assert changes(exited) == [("hot_leads", hot, "exited", "time")]
+    assert segment_timers(redis_client, prefix) == {}
+    assert exited[0]["as_of"] == T0 + S + 2 * D  # the tag's expiry, to the millisecond
