@@ -85,25 +85,37 @@ def plan(exprs: Expressions, rules: list[AggregateRule]) -> list[Plan]:
     return out
 
 
+def checked(p: Plan, value: str) -> tuple[str, str]:
+    """(num, vj) of a contribution whose value (``p.value``'s SQL) is the column ``value``: the
+    amount of a sum/min/max (else NULL), the JSON text of any other value (else NULL). Computed
+    over the value once evaluated: checking an amount names the value thrice."""
+    rule = p.rule
+    if rule.op == "count" or p.value is None:
+        return "CAST(1 AS DOUBLE)", "CAST(NULL AS VARCHAR)"
+    x = Sql(value, p.value.type, p.value.nullable)
+    if p.kind in ("n", "mn", "mx"):
+        return amount(x), "CAST(NULL AS VARCHAR)"
+    return "CAST(NULL AS DOUBLE)", value_json(x)
+
+
 def prepare(con: duckdb.DuckDBPyConnection, exprs: Expressions, plans: list[Plan]) -> None:
     """Materialize each rule's contributions: survivor, oneid, ts, p, o, idx, num, vj (and bit)."""
     for p in plans:
         rule = p.rule
-        if p.kind in ("n", "mn", "mx") and rule.op != "count":
-            assert p.value is not None
-            num, vj, valid = amount(p.value), "CAST(NULL AS VARCHAR)", "num IS NOT NULL"
-        elif rule.op == "count":
-            num, vj, valid = "CAST(1 AS DOUBLE)", "CAST(NULL AS VARCHAR)", "TRUE"
+        num, vj = checked(p, "v")
+        if rule.op == "count":
+            valid = "TRUE"
         else:
-            assert p.value is not None
-            num, vj, valid = "CAST(NULL AS DOUBLE)", value_json(p.value), "vj IS NOT NULL"
+            valid = "num IS NOT NULL" if p.kind in ("n", "mn", "mx") else "vj IS NOT NULL"
+        value = p.value.text if p.value is not None and rule.op != "count" else "NULL"
         idx = f"ts // {rule.bucket_ms}" if rule.bucket_ms > 0 else "0"
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {p.table} AS
             SELECT * FROM (
-                SELECT survivor, oneid, ts, _partition AS p, _offset AS o, CAST({idx} AS BIGINT) AS idx,
-                       {num} AS num, {vj} AS vj
-                FROM {base.TABLE}{exprs.joins()} WHERE {p.match}
+                SELECT survivor, oneid, ts, p, o, idx, {num} AS num, {vj} AS vj FROM (
+                    SELECT survivor, oneid, ts, _partition AS p, _offset AS o, CAST({idx} AS BIGINT) AS idx,
+                           {value} AS v
+                    FROM {base.TABLE}{exprs.joins()} WHERE {p.match})
             ) WHERE {valid}
         """)
         if p.kind == "u":

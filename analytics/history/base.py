@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 import duckdb
 import pyarrow as pa
 
-from analytics.history.cel_sql import quote
+from analytics.history.cel_sql import JSON_MEMBERS, Fields, quote
 from profiles.events import MAX_EVENT_TIME_MS
 
 TABLE = "h_events"  # a view: the stored rows with ``rid`` (their row id)
 ROWS = "h_events_rows"
+_FIRSTS = "h_firsts"
 _PAGE = ("path", "url", "referrer", "title", "search")
-_JSON_MEMBERS = ("properties", "traits", "context")
 _TEXT = ("message_id", "anonymous_id", "user_id", "group_id", "source")
 # the raw columns an EventView is built from, for rules evaluated by the CEL runtime (fallback)
 RAW = ("type", "event", "name", "message_id", "timestamp", "anonymous_id", "user_id", "group_id",
@@ -65,19 +65,22 @@ def _time(skew_ms: int) -> str:
 
 
 def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, skew_ms: int,
-          lateness_ms: int, identify_traits: bool = False, only: str = "TRUE") -> int:
-    """Create ``h_events`` with the ``event`` members listed (and the raw columns when ``raw``;
-    ``e_traits`` on identify rows alone with ``identify_traits``, when no expression reads them),
-    of the accepted events ``only`` (SQL over ``e_type`` and ``e_key``) keeps; returns its row count.
+          lateness_ms: int, fields: Fields | None = None, identify_traits: bool = False,
+          only: str = "TRUE") -> int:
+    """Create ``h_events`` with the ``event`` members listed, the top-level keys of JSON members
+    ``fields`` names (each its own column) and the raw columns when ``raw`` (``e_traits`` on
+    identify rows alone with ``identify_traits``, when no expression reads them), of the accepted
+    events ``only`` (SQL over ``e_type`` and ``e_key``) keeps; returns its row count.
 
     Three steps, each narrow where it can be: the merged OneIDs' survivors (a few rows, so the
     join builds on them), the late events (a window over four columns: sorting the wide rows cost
     more than everything else), then one scan that leaves those out. JSON is parsed only for the
-    members read, the context only where the properties give no page."""
+    members read, once per member and row, the context again only where the properties give no page."""
     wanted = set(members)
     if "segments" in wanted:
         wanted.add("path")
     page = [m for m in _PAGE if m in wanted or (m in ("path", "url") and wanted & set(_PAGE))]
+    keys = fields.keys if fields is not None else {}
     ts = _time(skew_ms)
     con.execute("CREATE OR REPLACE TEMP TABLE h_links AS SELECT oneid, survivor FROM merged_identities")
     # late: older than the earlier events' latest by more than the lateness. The running maximum
@@ -97,24 +100,40 @@ def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, 
     if "name" in wanted:
         inner.append("e.name AS e_name")
     inner += [f"e.{m}" for m in _TEXT if m in wanted]
-    inner += [f"{_object('e.' + m)} AS e_{m}" for m in _JSON_MEMBERS if m in wanted]
+    inner += [f"{_object('e.' + m)} AS e_{m}" for m in JSON_MEMBERS if m in wanted]
     if identify_traits and "traits" not in wanted:
         inner.append(f"CASE WHEN e.type = 'identify' THEN {_object('e.traits')} END AS e_traits")
     if raw:
         inner += [f"e.{c} AS r_{c}" for c in RAW]
-    outer = ["*"]
+    # each member's paths in one json_extract: the page's (properties) first, then the keys read
+    paths = {m: [f"$.{k}" for k in page] if m == "properties" else [] for m in JSON_MEMBERS}
+    for member, found in keys.items():
+        paths[member] += [f'$."{k}"' for k in found]
+    for member, listed in paths.items():
+        if listed:  # a key of valid JSON that is not an object is absent, as in {}: NULL
+            at = f"[{', '.join(quote(x) for x in listed)}]"
+            text = f"e.{member}"
+            value = (f"json_extract(e_{member}, {at})" if member in wanted
+                     else f"CASE WHEN json_valid({text}) THEN json_extract({text}, {at}) END")
+            inner.append(f"{value} AS x_{member}")
+    unpacked = ["*"]
+    for member, found in keys.items():
+        first = len(page) + 1 if member == "properties" else 1
+        unpacked += [f"x_{member}[{first + i}] AS {column}" for i, column in enumerate(found.values())]
+    dropped = [f"x_{m}" for m, listed in paths.items() if listed]
+    chosen, final = [], ["*"]
     if page:  # EventView.page(): the properties' fields, else context.page's when it is an object
-        listed = "[" + ", ".join(quote(f"$.{m}") for m in page) + "]"
-        in_context = "[" + ", ".join(quote(f"$.page.{m}") for m in page) + "]"
-        props = "e_properties" if "properties" in wanted else _object("e.properties")
-        inner.append(f"json_extract({props}, {listed}) AS page_props")
-        inner.append("e.context AS page_context_text")
-        context = "e_context" if "context" in wanted else _object("page_context_text")
-        source = ("(CASE WHEN page_props[1] IS NULL AND page_props[2] IS NULL THEN "
-                  f"(CASE WHEN json_type(json_extract({context}, '$.page')) = 'OBJECT' "
-                  f"THEN json_extract({context}, {in_context}) ELSE page_props END) ELSE page_props END)")
-        outer = ["* EXCLUDE (page_props, page_context_text)", f"{source} AS page_source"]
-    sql = f"""
+        if "context" not in wanted:
+            inner.append("e.context AS page_context_text")
+            dropped.append("page_context_text")
+        unpacked.append(f"{_context_page(page, 'context' in wanted)} AS page_context")
+        dropped.append("page_context")
+        chosen = [f"CASE WHEN json_type(page_context[1]) = 'OBJECT' THEN page_context[{i + 2}] "
+                  f"ELSE x_properties[{i + 1}] END AS j_{m}" for i, m in enumerate(page)]
+        final = [f"* EXCLUDE ({', '.join(f'j_{m}' for m in page)})"]
+        final += [f"{_text_or_empty(f'j_{m}')} AS e_{m}" for m in page]
+    kept = f"* EXCLUDE ({', '.join(dropped)})" if dropped else "*"
+    con.execute(f"""
     CREATE OR REPLACE TEMP TABLE {ROWS} AS
     WITH typed AS (
         SELECT *, CAST(type AS VARCHAR) AS e_type, CASE WHEN type = 'track' THEN event ELSE name END AS e_key
@@ -126,18 +145,36 @@ def build(con: duckdb.DuckDBPyConnection, members: Iterable[str], *, raw: bool, 
     ), kept AS (
         SELECT * FROM ev ANTI JOIN h_late k
         ON k.oneid = ev.oneid AND k._partition = ev._partition AND k._offset = ev._offset
-    ), paged AS (SELECT {", ".join(outer)} FROM kept)
-    SELECT * {"EXCLUDE (page_source), " + ", ".join(
-        f"{_text_or_empty(f'page_source[{i + 1}]')} AS e_{m}" for i, m in enumerate(page)) if page else ""}
-    FROM paged
-    """
-    con.execute(sql)
+    ), unpacked AS (SELECT {", ".join(unpacked)} FROM kept
+    ), chosen AS (SELECT {", ".join([kept, *chosen])} FROM unpacked)
+    SELECT {", ".join(final)} FROM chosen
+    """)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {TABLE} AS SELECT rowid AS rid, * FROM {ROWS}")
-    con.execute("DROP TABLE h_late")
+    con.execute(f"DROP TABLE h_late; DROP TABLE IF EXISTS {_FIRSTS}")
     if page:
         _url_paths(con)
     ((count,),) = con.execute(f"SELECT count(*) FROM {ROWS}").fetchall()
     return int(count)
+
+
+def firsts(con: duckdb.DuckDBPyConnection) -> str:
+    """The table of every survivor's first event time (``survivor``, ``first_seen``), made once
+    per ``h_events`` (each replayed tag reads it)."""
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_FIRSTS} AS "
+                f"SELECT survivor, min(ts) AS first_seen FROM {TABLE} GROUP BY survivor")
+    return _FIRSTS
+
+
+def _context_page(page: list[str], stored: bool) -> str:
+    """``[context.page, its page members...]`` as JSON where the properties have neither path nor
+    url and the context may hold a key ``page`` (NULL elsewhere): the context is parsed for those
+    rows alone. A key ``page`` is written ``"page"``, or with an escape: text with neither has none."""
+    at = "[" + ", ".join(quote(x) for x in ["$.page", *(f"$.page.{m}" for m in page)]) + "]"
+    found = (f"json_extract(e_context, {at})" if stored else
+             f"CASE WHEN json_valid(page_context_text) THEN json_extract(page_context_text, {at}) END")
+    text = "e_context" if stored else "page_context_text"
+    return (f"CASE WHEN x_properties[1] IS NULL AND x_properties[2] IS NULL "
+            f"AND (contains({text}, '\"page\"') OR contains({text}, '\\')) THEN {found} END")
 
 
 def _url_paths(con: duckdb.DuckDBPyConnection) -> None:

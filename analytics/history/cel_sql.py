@@ -89,6 +89,25 @@ EVENT_COLUMNS: dict[str, Column] = {
 }
 
 
+JSON_MEMBERS = ("properties", "traits", "context")
+
+
+class Fields:
+    """The top-level keys of the event's JSON members that expressions read, each extracted up
+    front into its own column of the base table (``e_<member>_<n>``, every key of a member in one
+    parse): an expression then reads a small value instead of parsing the whole member each time
+    it names it (``has(x) ? double(x) : 0.0`` named it a dozen times)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, dict[str, str]] = {}  # member -> key -> column
+
+    def column(self, member: str, key: str) -> str:
+        found = self.keys.setdefault(member, {})
+        if key not in found:
+            found[key] = f"e_{member}_{len(found)}"
+        return found[key]
+
+
 def quote(text: str) -> str:
     """A SQL text literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -108,10 +127,21 @@ def _null_if_error(value: Sql) -> str:
 class Translator:
     """Walks a parsed expression; every method returns :class:`Sql` or raises Untranslatable."""
 
-    def __init__(self, columns: Mapping[str, Column], profile: Mapping[str, Column] | None = None) -> None:
+    def __init__(self, columns: Mapping[str, Column], profile: Mapping[str, Column] | None = None,
+                 fields: Fields | None = None) -> None:
         self.columns = columns
         self.profile = profile or {}  # "score", "agg.<name>"...: values a caller computed per row
+        self.fields = fields  # top-level keys of the JSON members as columns (None: read the member)
         self.read: set[str] = set()  # event members the SQL reads
+
+    def _field(self, n: p.Node, key: str) -> str | None:
+        """The column holding ``key`` of ``n`` when ``n`` is a JSON member of the event (always an
+        object: the base table makes anything else ``{}``) and fields are extracted up front."""
+        if (self.fields is None or not isinstance(n, p.Select) or not isinstance(n.operand, p.Ident)
+                or n.operand.name != "event" or n.field not in JSON_MEMBERS or n.field not in self.columns):
+            return None
+        _json_path(key)  # the keys translated either way
+        return self.fields.column(n.field, key)
 
     # -- entry -----------------------------------------------------------------------------
     def node(self, n: p.Node) -> Sql:
@@ -155,6 +185,9 @@ class Translator:
             column = self.columns[n.field]
             self.read.add(n.field)
             return Sql(column.sql, column.type, column.nullable)
+        extracted = self._field(n.operand, n.field)
+        if extracted is not None:
+            return Sql(extracted, JSON)
         base = self.node(n.operand)
         if base.type != JSON:
             raise Untranslatable("a field of a non-JSON value")
@@ -163,6 +196,10 @@ class Translator:
 
     def _index(self, n: p.Node) -> Sql:
         assert isinstance(n, p.Index)
+        if isinstance(n.index, p.Lit) and isinstance(n.index.value, str):
+            extracted = self._field(n.operand, n.index.value)
+            if extracted is not None:
+                return Sql(extracted, JSON)
         base = self.node(n.operand)
         if base.type == LIST:
             i = self.node(n.index)
@@ -262,6 +299,9 @@ class Translator:
             if arg.field not in self.columns:
                 raise Untranslatable(f"event.{arg.field}")
             return Sql("TRUE", BOOL)  # the engine builds every member a rule reads, null or not
+        extracted = self._field(arg.operand, arg.field)
+        if extracted is not None:  # a key absent is NULL, a JSON null is 'null'
+            return Sql(f"({extracted} IS NOT NULL)", BOOL)
         base = self.node(arg.operand)
         if base.type != JSON:
             raise Untranslatable("has() on a non-JSON value")
@@ -516,13 +556,16 @@ def order(op: str, a: Sql, b: Sql) -> str:
 
 
 def translate(source: str, columns: Mapping[str, Column] = EVENT_COLUMNS,
-              profile: Mapping[str, Column] | None = None) -> tuple[Sql, frozenset[str]] | None:
+              profile: Mapping[str, Column] | None = None,
+              fields: Fields | None = None) -> tuple[Sql, frozenset[str]] | None:
     """The SQL of a CEL expression over ``event`` (and the ``profile`` members a caller computed
     per row, ``profile``) and the event members it reads; None when some construct is not
-    translated (the caller evaluates the expression with the runtime)."""
+    translated (the caller evaluates the expression with the runtime). With ``fields``, a
+    top-level key of a JSON member is read from its column (registered there), not counted as
+    reading the member."""
     try:
         tree = p.parse(source)
-        translator = Translator(columns, profile)
+        translator = Translator(columns, profile, fields)
         return translator.node(tree), frozenset(translator.read)
     except (p.ParseError, Untranslatable, RecursionError):
         return None

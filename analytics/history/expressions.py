@@ -64,6 +64,7 @@ class Expressions:
     translated: dict[str, bool] = field(default_factory=dict)  # source -> translated?
     members: set[str] = field(default_factory=set)
     pending: list[_Pending] = field(default_factory=list)
+    fields: cel_sql.Fields = field(default_factory=cel_sql.Fields)  # JSON keys read, as columns
     _cache: dict[tuple[str, str, bool], Sql] = field(default_factory=dict)
 
     @property
@@ -85,7 +86,7 @@ class Expressions:
         found = self._cache.get(key)
         if found is not None:
             return found
-        done = cel_sql.translate(condition.source)
+        done = cel_sql.translate(condition.source, fields=self.fields)
         self.translated[condition.source] = done is not None
         if done is not None:
             sql, read = done

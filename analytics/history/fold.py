@@ -42,6 +42,9 @@ class Score:
     half_life_ms: int
 
 
+_KEYS = ("survivor", "ts", "_partition", "_offset")
+
+
 def folded(plans: list[Plan]) -> list[Plan]:
     """The plans this pass folds (every one but unique counts)."""
     return [p for p in plans if p.kind != "u"]
@@ -55,20 +58,22 @@ def _in_window(p: Plan, as_of_ms: int) -> str:
     return ""
 
 
-def _rule(i: int, p: Plan, as_of_ms: int) -> tuple[str, str]:
-    """(the row expression ``x<i>``, the aggregate ``a<i>``) of plan ``i``."""
+def _rule(i: int, p: Plan, as_of_ms: int) -> tuple[str, str, str]:
+    """Plan ``i`` as (its row's value ``v<i>``, the contribution ``x<i>`` computed from it, the
+    aggregate ``a<i>``)."""
     rule, window = p.rule, _in_window(p, as_of_ms)
     if rule.op == "count":
-        return f"({p.match}) IS TRUE", f"nullif(count(*) FILTER (WHERE x{i}{window}), 0)"
+        count = f"nullif(count(*) FILTER (WHERE x{i}{window}), 0)"
+        return f"({p.match}) IS TRUE AS v{i}", f"v{i} AS x{i}", count
     assert p.value is not None
+    value = f"CASE WHEN ({p.match}) IS TRUE THEN {p.value.text} END AS v{i}"
+    num, vj = aggregates.checked(p, f"v{i}")
     if p.kind in ("n", "mn", "mx"):
         fold = {"n": "sum", "mn": "min", "mx": "max"}[p.kind]
-        row = f"CASE WHEN ({p.match}) IS TRUE THEN {aggregates.amount(p.value)} END"
-        return row, f"{fold}(x{i}) FILTER (WHERE x{i} IS NOT NULL{window})"
+        return value, f"{num} AS x{i}", f"{fold}(x{i}) FILTER (WHERE x{i} IS NOT NULL{window})"
     fold = "min" if p.kind == "f" else "max"
-    row = f"CASE WHEN ({p.match}) IS TRUE THEN {aggregates.value_json(p.value)} END"
     stamped = f"{{'ts': ts, 'p': _partition, 'o': _offset, 'v': x{i}}}"  # the order of aggregates._fold_sql
-    return row, f"{fold}({stamped}) FILTER (WHERE x{i} IS NOT NULL{window})"
+    return value, f"{vj} AS x{i}", f"{fold}({stamped}) FILTER (WHERE x{i} IS NOT NULL{window})"
 
 
 def as_of(con: duckdb.DuckDBPyConnection, joins: str, plans: list[Plan], as_of_ms: int, *,
@@ -77,29 +82,32 @@ def as_of(con: duckdb.DuckDBPyConnection, joins: str, plans: list[Plan], as_of_m
     :func:`folded` (in order; NULL: no value), ``behaviour``/``ref`` (the stored behaviour score,
     NULL without points) with ``score``, ``li`` (the latest event of these types) with
     ``interactions``."""
-    rows, folds = ["survivor", "ts", "_partition", "_offset"], []
+    rows, checks, folds = list(_KEYS), list(_KEYS), []
     for i, p in enumerate(folded(plans)):
-        row, fold = _rule(i, p, as_of_ms)
-        rows.append(f"{row} AS x{i}")
+        row, check, fold = _rule(i, p, as_of_ms)
+        rows.append(row)
+        checks.append(check)
         folds.append(f"{fold} AS a{i}")
     if score is not None:
         ((top,),) = con.execute(f"SELECT coalesce(max(ts), 0) FROM {base.TABLE}").fetchall()
         hl = float(score.half_life_ms) if score.half_life_ms > 0 else None
         decay = f"pow(2.0, (ts - {int(top)}) / {hl!r})" if hl else "1.0"
         rows.append(f"{score.points} AS pts")
+        checks.append("pts")
         folds += [f"sum(pts * {decay}) FILTER (WHERE pts <> 0) AS moved",
                   "max(ts) FILTER (WHERE pts <> 0) AS ref"]
     if interactions is not None:
         types = ", ".join(quote(t) for t in sorted(interactions)) or "NULL"
         rows.append(f"e_type IN ({types}) AS inter")
+        checks.append("inter")
         folds.append("max(ts) FILTER (WHERE inter) AS li")
-    table = con.sql(f"SELECT survivor, {', '.join(folds)} "
-                    f"FROM (SELECT {', '.join(rows)} FROM {base.TABLE}{joins}) "
+    source = f"SELECT {', '.join(rows)} FROM {base.TABLE}{joins}"
+    table = con.sql(f"SELECT survivor, {', '.join(folds)} FROM (SELECT {', '.join(checks)} FROM ({source})) "
                     "GROUP BY survivor ORDER BY survivor").to_arrow_table()
     if score is None:
         return table
     moved = table.column("moved")
-    if hl:  # moved to each person's own latest point event, as scores.behaviour moves it
+    if hl:  # moved to each person's own latest point event: the stored (value, ref)
         pairs = zip(moved.to_pylist(), table.column("ref").to_pylist(), strict=True)
         values = [None if v is None else v * 2.0 ** ((int(top) - r) / hl) for v, r in pairs]
         return table.append_column("behaviour", pa.array(values, pa.float64()))

@@ -138,8 +138,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, poin
     spec = rules.score
     cands, events = tag.table, base.TABLE
     people = f"SELECT DISTINCT survivor FROM {cands}"
-    ctes = [f"firsts AS (SELECT survivor, min(ts) AS first_seen FROM {events} "
-            f"WHERE survivor IN ({people}) GROUP BY survivor)"]
+    ctes = [f"firsts AS (SELECT survivor, first_seen FROM {base.firsts(con)})"]
     joined, columns = ["JOIN firsts f ON f.survivor = c.survivor"], ["c.*", "f.first_seen"]
     mine = "SELECT survivor, ts, _partition AS p, _offset AS o, 0 AS cand, CAST(NULL AS BIGINT) AS rid"
     theirs = "SELECT survivor, ts, p, o, 1 AS cand, rid"

@@ -85,7 +85,8 @@ class History:
                   or any(t.replayed for t in self.tag_plans))
         cel_sql.install(self.con)
         self.rows = base.build(self.con, self.exprs.members, raw=self.exprs.needs_raw, skew_ms=self.skew_ms,
-                               lateness_ms=rules.options.allowed_lateness_ms, identify_traits=traits,
+                               lateness_ms=rules.options.allowed_lateness_ms, fields=self.exprs.fields,
+                               identify_traits=traits,
                                only=self.only)
         self.exprs.fill(self.con)
         self.timings["events"] = time.perf_counter() - started

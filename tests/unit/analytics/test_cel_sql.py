@@ -145,3 +145,35 @@ def test_doubles_print_as_the_runtime_prints_them(rows: Any) -> None:
     for value in values:
         (printed,) = con.execute(f"SELECT h_rust_double(CAST('{value!r}' AS DOUBLE))").fetchall()[0]
         assert printed == condition(safe_context({"event": {"properties": {"x": value}}})), value
+
+
+@pytest.fixture(scope="module")
+def fielded(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The same rows with every top-level JSON key the expressions read extracted into a column
+    (``cel_sql.Fields``), as history builds them; the JSON members themselves not stored."""
+    rng = random.Random(7)
+    events = [random_event(rng, f"p{i % 9}", T0 + i * 1000) for i in range(600)]
+    root = tmp_path_factory.mktemp("lake")
+    write_lake(Path(root), events)
+    con = connect(Path(root))
+    cel_sql.install(con)
+    fields = cel_sql.Fields()
+    translated = {s: cel_sql.translate(s, fields=fields) for s in default_expressions() + EXTRA}
+    members = set().union(*(done[1] for done in translated.values() if done is not None))
+    assert not members & set(cel_sql.JSON_MEMBERS) and set(fields.keys) == set(cel_sql.JSON_MEMBERS)
+    base.build(con, members, raw=True, skew_ms=300_000, lateness_ms=10**12, fields=fields)
+    raw = con.sql(f"SELECT * FROM {base.TABLE} ORDER BY rid").to_arrow_table().to_pylist()
+    return con, raw, translated
+
+
+@pytest.mark.parametrize("source", default_expressions() + EXTRA)
+def test_keys_read_from_their_own_columns_answer_as_the_runtime(fielded: Any, source: str) -> None:
+    con, raw, translated = fielded
+    done = translated[source]
+    assert done is not None, source
+    sql, _ = done
+    text = cel_sql.json_text(sql) if sql.type == cel_sql.JSON else sql.text
+    got = [r[0] for r in con.execute(f"SELECT {text} FROM {base.TABLE} ORDER BY rid").fetchall()]
+    wrong = [(row["r_properties"], row["r_context"], g, runtime(source, row))
+             for row, g in zip(raw, got, strict=True) if not same(g, runtime(source, row), sql.type)]
+    assert not wrong, wrong[:5]

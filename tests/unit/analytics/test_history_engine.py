@@ -70,7 +70,7 @@ def test_tags_in_sql_equal_the_replay(tmp_path: Path, monkeypatch: pytest.Monkey
 ODD_JSON = ["not json", "[1, 2]", "null", '  {"path": "/pricing/x", "revenue": 12}', "",
             '\t\n{"url": "https://a.cn/features/sso"}', '{"path": null, "url": null}', '{"path": 5}',
             '{"revenue": "12.5", "order_id": 7}', '{"a": 1,}', '{"revenue": 1e999}', '{"x": "\\ud800"}',
-            '{"page": {"path": "/pricing/ctx"}}', '{"page": "x"}',
+            '{"page": {"path": "/pricing/ctx"}}', '{"page": "x"}', '{"pa\\u0067e": {"path": "/pricing/esc"}}',
             ' {"page": {"url": "https://c.cn/features/ab"}}', '{"employees": 900, "industry": "software"}']
 
 
