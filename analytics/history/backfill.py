@@ -115,10 +115,13 @@ def backfill_aggregate(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
                 else:
                     read[oneid] = found
         report.outcomes.update({k: n for k, n in (("missing", missing), ("behind", behind)) if n})
-        payloads = _aggregate_payloads(con, rules, plan, read)
+        sets = _applied_buckets(con, rules, plan, read)
+        prefix, mark = f"{layout.BUCKET}{plan.rule.sid}:", layout.OFFSET
         changed = []
-        for chunk in _batches(list(payloads), batch):
-            for oneid, outcome in zip(chunk, target.seed([payloads[o] for o in chunk]), strict=True):
+        for chunk in _batches(list(read), batch):  # each batch's payloads made as it is sent
+            payloads = [{"id": o, "guards": {mark + g: n for g, n in read[o][0].items()}, "prefix": prefix,
+                         "set": sets.get(o) or {}} for o in chunk]
+            for oneid, outcome in zip(chunk, target.seed(payloads), strict=True):
                 if outcome == "changed":
                     changed.append(oneid)
                 else:
@@ -131,10 +134,11 @@ def backfill_aggregate(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, 
     return report
 
 
-def _aggregate_payloads(con: duckdb.DuckDBPyConnection, rules: Rules, plan: aggregates.Plan,
-                        read: dict[str, Guards]) -> dict[str, dict[str, Any]]:
-    """Per profile, the seed of its buckets from the events its guards say it applied (buckets
-    older than the stream still reads after the profile's last event are left out: it pruned them)."""
+def _applied_buckets(con: duckdb.DuckDBPyConnection, rules: Rules, plan: aggregates.Plan,
+                     read: dict[str, Guards]) -> dict[str, dict[str, str]]:
+    """Per profile, the buckets to seed (field -> stored text) from the events its guards say it
+    applied (buckets older than the stream still reads after the profile's last event are left
+    out: it pruned them); a profile without one is absent."""
     rule = plan.rule
     lateness = rules.options.allowed_lateness_ms
     survivors, oneids, parts, offsets, olds = [], [], [], [], []
@@ -162,10 +166,7 @@ def _aggregate_payloads(con: duckdb.DuckDBPyConnection, rules: Rules, plan: aggr
     sets: dict[str, dict[str, str]] = defaultdict(dict)
     for survivor, key, text in zip(found.column("survivor").to_pylist(), keys, texts, strict=True):
         sets[survivor][key] = text
-    mark = layout.OFFSET
-    return {survivor: {"id": survivor, "guards": {mark + g: o for g, o in guards.items()},
-                       "prefix": prefix, "set": sets.get(survivor) or {}}
-            for survivor, (guards, _) in read.items()}
+    return sets
 
 
 def backfill_tag(con: duckdb.DuckDBPyConnection, rules: Rules, name: str, target: SeedTarget, *, now_ms: int,

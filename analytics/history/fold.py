@@ -73,15 +73,15 @@ def _rule(i: int, p: Plan, as_of_ms: int) -> tuple[str, str, str]:
         return value, f"{num} AS x{i}", f"{fold}(x{i}) FILTER (WHERE x{i} IS NOT NULL{window})"
     fold = "min" if p.kind == "f" else "max"
     stamped = f"{{'ts': ts, 'p': _partition, 'o': _offset, 'v': x{i}}}"  # the order of aggregates._fold_sql
-    return value, f"{vj} AS x{i}", f"{fold}({stamped}) FILTER (WHERE x{i} IS NOT NULL{window})"
+    return value, f"{vj} AS x{i}", f"({fold}({stamped}) FILTER (WHERE x{i} IS NOT NULL{window})).v"
 
 
 def as_of(con: duckdb.DuckDBPyConnection, joins: str, plans: list[Plan], as_of_ms: int, *,
           score: Score | None = None, interactions: Iterable[str] | None = None) -> pa.Table:
     """One row per survivor, in survivor order: ``survivor``, ``a<i>`` per plan of
-    :func:`folded` (in order; NULL: no value), ``behaviour``/``ref`` (the stored behaviour score,
-    NULL without points) with ``score``, ``li`` (the latest event of these types) with
-    ``interactions``."""
+    :func:`folded` (in order; NULL: no value; a first/last is its value's JSON text),
+    ``behaviour``/``ref`` (the stored behaviour score, NULL without points) with ``score``,
+    ``li`` (the latest event of these types) with ``interactions``."""
     rows, checks, folds = list(_KEYS), list(_KEYS), []
     for i, p in enumerate(folded(plans)):
         row, check, fold = _rule(i, p, as_of_ms)

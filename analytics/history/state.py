@@ -11,6 +11,7 @@ for ``if:`` conditions over the profile. Nothing here reads Redis.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from profiles.rules.model import Rules
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class HistoryProfile:
     """One person as history sees them (the fields verify compares)."""
 
@@ -144,11 +145,11 @@ class History:
         out = {s: HistoryProfile() for s in table.column("survivor").to_pylist()}
         folded = fold.folded(plans)
         for i, p in enumerate(folded):
-            name, op = p.rule.name, p.rule.op
-            plain = op in ("count", "sum", "min", "max")  # Arrow's int or float is decode's answer
+            name = p.rule.name
+            read = json.loads if p.rule.op in ("first", "last") else None  # else Arrow's int or float
             for profile, value in zip(out.values(), table.column(f"a{i}").to_pylist(), strict=True):
                 if value is not None:
-                    profile.aggregates[name] = value if plain else aggregates.decode(op, value)
+                    profile.aggregates[name] = value if read is None else read(value)
         rest = [p for p in plans if p not in folded]  # unique counts
         self.prepare(p.rule.name for p in rest)
         for p in rest:
@@ -181,9 +182,11 @@ class History:
         texts: dict[str, dict[str, str]] = {}
         if rules.score is not None and rules.score.attributes:
             texts = scores.traits(self.con, rules.attribute_traits, rules.options.keep_traits)
+        none = attribute(None)  # most people: no trait the attributes read
         tier_name = rules.tier.aggregate if rules.tier is not None else None
         for (survivor, profile), value, ref, li in zip(out.items(), values, refs, lis, strict=True):
-            points = attribute(texts.get(survivor))
+            found = texts.get(survivor)
+            points = none if found is None else attribute(found)
             behaviour = None if value is None else (float(value), int(ref))
             profile.score = scores.score_at(rules, behaviour, points, as_of_ms)
             if tier_name is not None:
