@@ -102,7 +102,8 @@ def as_of(con: duckdb.DuckDBPyConnection, joins: str, plans: list[Plan], as_of_m
         checks.append("inter")
         folds.append("max(ts) FILTER (WHERE inter) AS li")
     source = f"SELECT {', '.join(rows)} FROM {base.TABLE}{joins}"
-    table = con.sql(f"SELECT survivor, {', '.join(folds)} FROM (SELECT {', '.join(checks)} FROM ({source})) "
+    checked = f"SELECT {', '.join(checks)} FROM ({source})"
+    table = con.sql(f"SELECT {', '.join(['survivor', *folds])} FROM ({checked}) "
                     "GROUP BY survivor ORDER BY survivor").to_arrow_table()
     if score is None:
         return table

@@ -76,3 +76,14 @@ def test_a_score_within_the_tolerance_is_equal(tmp_path: Path) -> None:
         return found
 
     assert verify(connect(tmp_path), RULES, rounded, T0 + 20 * D).ok
+
+
+def test_a_subset_of_the_fields_is_compared_alone(tmp_path: Path) -> None:
+    oracle = lake(tmp_path)
+    con, as_of = connect(tmp_path), T0 + 20 * D
+    tags_only = verify(con, RULES, oracle.read, as_of, aggregates=(), with_score=False)
+    needs = [t.when.needs.profile for t in RULES.tags if t.when and t.when.needs.profile]
+    read = {n for need in needs for n in need.get("agg") or ()}  # what the tags' if: reads
+    assert tags_only.ok and tags_only.fields == 20 * (1 + len(read))
+    nothing = verify(con, RULES, oracle.read, as_of, aggregates=(), with_score=False, with_tags=False)
+    assert nothing.ok and nothing.profiles == 20 and nothing.fields == 0  # every person is still found
