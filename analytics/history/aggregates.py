@@ -98,26 +98,30 @@ def checked(p: Plan, value: str) -> tuple[str, str]:
     return "CAST(NULL AS DOUBLE)", value_json(x)
 
 
+def contributions(p: Plan, joins: str, where: str = "TRUE") -> str:
+    """SQL of the rule's contributions (survivor, oneid, ts, p, o, idx, num, vj) among the events
+    ``where`` (SQL over ``h_events``) lets through; ``joins``: the evaluated expressions' tables."""
+    rule = p.rule
+    num, vj = checked(p, "v")
+    if rule.op == "count":
+        valid = "TRUE"
+    else:
+        valid = "num IS NOT NULL" if p.kind in ("n", "mn", "mx") else "vj IS NOT NULL"
+    value = p.value.text if p.value is not None and rule.op != "count" else "NULL"
+    idx = f"ts // {rule.bucket_ms}" if rule.bucket_ms > 0 else "0"
+    return f"""
+        SELECT * FROM (
+            SELECT survivor, oneid, ts, p, o, idx, {num} AS num, {vj} AS vj FROM (
+                SELECT survivor, oneid, ts, _partition AS p, _offset AS o, CAST({idx} AS BIGINT) AS idx,
+                       {value} AS v
+                FROM {base.TABLE}{joins} WHERE {p.match} AND {where})
+        ) WHERE {valid}"""
+
+
 def prepare(con: duckdb.DuckDBPyConnection, exprs: Expressions, plans: list[Plan]) -> None:
     """Materialize each rule's contributions: survivor, oneid, ts, p, o, idx, num, vj (and bit)."""
     for p in plans:
-        rule = p.rule
-        num, vj = checked(p, "v")
-        if rule.op == "count":
-            valid = "TRUE"
-        else:
-            valid = "num IS NOT NULL" if p.kind in ("n", "mn", "mx") else "vj IS NOT NULL"
-        value = p.value.text if p.value is not None and rule.op != "count" else "NULL"
-        idx = f"ts // {rule.bucket_ms}" if rule.bucket_ms > 0 else "0"
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {p.table} AS
-            SELECT * FROM (
-                SELECT survivor, oneid, ts, p, o, idx, {num} AS num, {vj} AS vj FROM (
-                    SELECT survivor, oneid, ts, _partition AS p, _offset AS o, CAST({idx} AS BIGINT) AS idx,
-                           {value} AS v
-                    FROM {base.TABLE}{exprs.joins()} WHERE {p.match})
-            ) WHERE {valid}
-        """)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {p.table} AS {contributions(p, exprs.joins())}")
         if p.kind == "u":
             _unique_bits(con, p.table)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from analytics.history import base, cel_sql, scores
+from analytics.history import aggregates, base, cel_sql, scores
 from analytics.history.aggregates import Plan
 from analytics.history.cel_sql import DOUBLE, INT, Column
 from analytics.history.cel_sql import quote as q
@@ -44,13 +44,13 @@ def applies(rules: Rules, needs: dict[str, frozenset[str] | None], plans: dict[s
 
 
 def columns(con: duckdb.DuckDBPyConnection, rules: Rules, needs: dict[str, frozenset[str] | None],
-            plans: dict[str, Plan]) -> dict[str, Column]:
+            plans: dict[str, Plan], joins: str) -> dict[str, Column]:
     """Add the values to ``h_tag_values``; the ``profile`` columns the translator reads."""
     out = {"first_seen": Column("first_seen", INT), "last_seen": Column("ts", INT),
            "last_interaction": Column("li", INT, True)}
     for i, name in enumerate(sorted(needs.get("agg") or ())):
         column = f"agg_{i}"
-        _aggregate(con, plans[name], column)
+        _aggregate(con, plans[name], column, joins)
         out[f"agg.{name}"] = Column(column, INT if plans[name].rule.op == "count" else DOUBLE)
     if "score" in needs:
         _score(con, rules)
@@ -64,11 +64,12 @@ def _add(con: duckdb.DuckDBPyConnection, table: str, column: str) -> None:
     con.execute(f"DROP TABLE {table}")
 
 
-def _aggregate(con: duckdb.DuckDBPyConnection, plan: Plan, column: str) -> None:
+def _aggregate(con: duckdb.DuckDBPyConnection, plan: Plan, column: str, joins: str) -> None:
     rule = plan.rule
     value = "1" if rule.op == "count" else "num"
     people = f"SELECT DISTINCT survivor FROM {VALUES}"
-    mine = f"SELECT survivor, ts, p, o, {value} AS v FROM {plan.table} WHERE survivor IN ({people})"
+    contributions = aggregates.contributions(plan, joins, f"survivor IN ({people})")  # those people's alone
+    mine = f"SELECT survivor, ts, p, o, {value} AS v FROM ({contributions})"
     running = f"""
         SELECT rid, acc FROM (
             SELECT cand, rid, sum(v) OVER (PARTITION BY survivor ORDER BY ts, p, o, cand

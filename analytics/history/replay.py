@@ -19,7 +19,7 @@ seen a different profile. Verify then reports the tag, by design.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import duckdb
@@ -44,9 +44,11 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[dict[str, Any]]:
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, plans: dict[str, Plan],
-             points: str | None, joins: str, keep: str = "TRUE") -> list[tuple[str, str, int]]:
+             points: str | None, joins: str, keep: str = "TRUE",
+             prepare: Callable[[Iterable[str]], None] | None = None) -> list[tuple[str, str, int]]:
     """``(survivor, tag, latest time)`` for which the tag's ``if:`` held on a candidate event
-    (among the candidates ``keep``, SQL over the candidate table, lets through)."""
+    (among the candidates ``keep``, SQL over the candidate table, lets through). The replay in
+    Python reads the aggregates' contribution tables, made by ``prepare`` (when not already)."""
     when = tag.rule.when
     assert when is not None and when.needs.profile is not None
     needs = when.needs.profile
@@ -66,9 +68,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, tag: TagPlan, plans: 
     _candidates(con, rules, tag, points, joins, keep, score="score" in needs,
                 interactions="last_interaction" in needs or "tier" in needs)
     if as_of_event.applies(rules, needs, plans):
-        found = as_of_event.holds(con, when.source, as_of_event.columns(con, rules, needs, plans))
+        found = as_of_event.holds(con, when.source, as_of_event.columns(con, rules, needs, plans, joins))
         if found is not None:
             return found
+    if prepare is not None:
+        prepare(names)
     steps: list[tuple[Any, ...]] = []  # (survivor, ts, p, o, order, kind, payload)
     for c in _rows(con, f"SELECT * FROM {as_of_event.VALUES}"):
         steps.append((c["survivor"], c["ts"], c["p"], c["o"], _CANDIDATE, "c", c))

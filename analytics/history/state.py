@@ -56,7 +56,6 @@ class History:
     tag_plans: list[tags.TagPlan] = field(default_factory=list)
     points: str | None = None
     rows: int = 0
-    replay_reads: tuple[str, ...] = ()  # the aggregates a replayed if: reads
     prepared: set[str] = field(default_factory=set)  # aggregates with a contribution table
 
     def __post_init__(self) -> None:
@@ -76,7 +75,6 @@ class History:
                     if "tier" in t.rule.when.needs.profile and rules.tier is not None:
                         replay_reads.append(rules.tier.aggregate)
         names += replay_reads
-        self.replay_reads = tuple(n for n in dict.fromkeys(replay_reads) if n in rules.aggregates)
         chosen = [rules.aggregates[n] for n in dict.fromkeys(names) if n in rules.aggregates]
         self.plans = {p.rule.name: p for p in aggregates.plan(self.exprs, chosen)}
         if self.with_score or any(t.replayed for t in self.tag_plans):
@@ -197,15 +195,13 @@ class History:
         """``(survivor, tag, expiry)`` of every tag still active at ``since_ms`` (None: every tag
         ever set), over the candidate events ``keep`` lets through."""
         tags.prepare(self.con, self.exprs, self.tag_plans, since_ms)
-        if any(t.replayed and t.unchecked is None for t in self.tag_plans):
-            self.prepare(self.replay_reads)
         best: dict[tuple[str, str], int] = {}
         for plan in self.tag_plans:
             if plan.unchecked is not None:
                 continue
             if plan.replayed:
                 found = replay.evaluate(self.con, self.rules, plan, self.plans, self.points,
-                                        self.exprs.joins(), keep)
+                                        self.exprs.joins(), keep, self.prepare)
             else:
                 found = tags.held(self.con, plan, keep)
             for survivor, tag, latest in found:
