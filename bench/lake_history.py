@@ -24,14 +24,19 @@ Measured on the 2-core machine shared with other test runs (seconds; scan = the 
 =========== ===== ==== =========== ========== ====== ==== ===========
 events      build scan events view identities verify RFM  attribution
 =========== ===== ==== =========== ========== ====== ==== ===========
-1,000,000   20.7  0.94 9.0         2.4        32.6   1.4  1.1
-10,000,000  170.6 1.82 138.9       36.5       288.7  6.0  9.1
+1,000,000   20.7  0.94 9.0         2.4        6.6    1.4  1.1
+10,000,000  170.6 1.82 138.9       36.5       30.8   6.0  9.1
 =========== ===== ==== =========== ========== ====== ==== ===========
 
 (attribution: all six models, median of 3 runs alternating with the code before its speed-up,
 the scan baseline at 0.24 s and 0.73 s in the same runs: 1.1 s wall and 1.7 s CPU instead of
 1.7 and 2.9 at 1M, 9.1 s wall and 11.7 s CPU instead of 14.0 and 23.4 at 10M; 5.5 s wall when
-both cores are free. verify: its history side, every person. Counting the events view alone, which keeps each
+both cores are free. verify: its history side, every person, alternating with the code before
+its speed-up in the same runs (load ~2.5): 6.5-6.7 s instead of 10.0-10.2 at 1M, 30.8-32.8 s
+instead of 63.1-89.7 at 10M (49 CPU-s instead of 93: events table 11.2 s, of which the late
+events' window 2.5; aggregates, behaviour score and last interaction in one pass plus the unique
+counts 9.0; score and tier 1.8; tags 8.1; the comparison 2.1), 56-68 s instead of 111-131 when
+other jobs took most of both cores. Counting the events view alone, which keeps each
 event once per source and messageId, takes 10-75x the scan; RFM, which dedups only its orders,
 is the fastest question.)
 
@@ -42,14 +47,17 @@ brackets: profiles seeded, members):
 events      backfill revenue_365d backfill page_views_30d SQL segment   segment refresh segment
                                                           (lake side)   (SQL, from 0)   count
 =========== ===================== ======================= ============= ============== =========
-1,000,000   19.9 (27,317)         14.8 (98,271)           6.8 (178)     5.8 (178)      0.06
-10,000,000  171.2 (272,502)       226.6 (982,271)         15.8 (1,740)  13.1 (1,740)   0.21
+1,000,000   3.3 (27,317)          4.2 (98,271)            6.8 (178)     5.8 (178)      0.06
+10,000,000  9.3 (272,502)         19.7 (982,271)          15.8 (1,740)  13.1 (1,740)   0.21
 =========== ===================== ======================= ============= ============== =========
 
 (backfill: every person caught up, history up to their offset guards and the seed payloads; the
-Lua ``seed`` writes are not timed. The refresh and the count run only with a Redis
-(``TIMED_LIVE``, ``make bench``): the refresh enters every member in chunks of 1,000; a count is
-one ZCARD, the figure is mostly the client's first round trip.)
+Lua ``seed`` writes are not timed. Alternating with the code before its speed-up in the same
+runs: revenue_365d 3.2-3.4 s instead of 3.9-4.2 at 1M, 9.3 instead of 19.9 at 10M; page_views_30d
+4.0-4.4 instead of 4.6-4.9, 19.7 instead of 31.6, of which a million payloads' Python ~8 s. The
+refresh and the count run only with a Redis (``TIMED_LIVE``, ``make bench``): the refresh enters
+every member in chunks of 1,000; a count is one ZCARD, the figure is mostly the client's first
+round trip.)
 """
 
 from __future__ import annotations
